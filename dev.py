@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""
+Set-up and tasks for versionload, with nothing installed beforehand.
+
+    python3 dev.py demo     # run the bundled example (examples/quickstart.py)
+    python3 dev.py test     # run the whole test suite (extra arguments go to pytest)
+    python3 dev.py lint     # ruff and mypy
+
+Each task first makes ``.venv`` (a virtual environment with versionload installed in
+editable mode and its dev extras), and remakes it when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".versionload-installed"
+
+
+def _fingerprint() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def ensure_venv() -> None:
+    if STAMP.exists() and STAMP.read_text() == _fingerprint() and PYTHON.exists():
+        return
+    if sys.version_info < (3, 10):
+        sys.exit(f"versionload needs Python 3.10 or newer, this is {sys.version.split()[0]}")
+    print(f"setting up {VENV.relative_to(ROOT)} (first run, or pyproject.toml changed)...", flush=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    STAMP.write_text(_fingerprint())
+
+
+def run(*command: str) -> int:
+    return subprocess.run(command, cwd=ROOT).returncode
+
+
+def main(argv: list[str]) -> int:
+    task, rest = (argv[0], argv[1:]) if argv else ("help", [])
+    if task in {"help", "-h", "--help"}:
+        print(__doc__)
+        return 0
+    if task not in {"demo", "test", "lint"}:
+        print(f"unknown task {task!r}; tasks: demo, test, lint", file=sys.stderr)
+        return 2
+    ensure_venv()
+    if task == "demo":
+        return run(str(PYTHON), "examples/quickstart.py", *rest)
+    if task == "test":
+        return run(str(PYTHON), "-m", "pytest", *rest)
+    return run(str(BIN / "ruff"), "check", "versionload", "tests", "examples", "dev.py") or run(
+        str(PYTHON), "-m", "mypy"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

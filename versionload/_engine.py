@@ -1,0 +1,333 @@
+"""
+Reload and rollback as transactions on a module's namespace.
+
+A reload follows ``importlib.reload`` step by step (same checks, same errors, the
+spec found again, the new code run in the existing module dict, ``sys.modules[name]``
+returned) with three differences: it compiles the current source rather than
+trusting the bytecode cache, it records a version, and when the new code fails it
+puts the namespace and the ``sys.modules`` entry back exactly as they were.
+
+Both operations hold the import system's own lock for the module, so they are
+serialised with each other and with imports of that module, and a lock cycle with
+an import in another thread is reported by the import system's deadlock detection
+instead of hanging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib._bootstrap as _bootstrap
+import os
+import sys
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Iterator, Mapping
+from types import ModuleType, TracebackType
+
+from ._errors import (
+    InvalidArgumentError,
+    ModuleNotLoadedError,
+    NotAModuleError,
+    NotTrackedError,
+    ReloadError,
+    SpecNotFoundError,
+)
+from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack
+from ._history import ModuleHistory
+from ._registry import Registry
+from ._snapshot import ModuleVersion, _SourceDigest, compare, source_digest
+from ._source import fresh_code
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_MISSING = object()
+
+# Which modules this thread is reloading right now: a module whose code reloads
+# itself gets the module back unchanged, as importlib.reload does.
+_reloading = threading.local()
+
+
+@contextlib.contextmanager
+def module_lock(name: str) -> Iterator[None]:
+    """
+    Hold the import system's re-entrant, deadlock-detecting lock for ``name``.
+    """
+    with _bootstrap._ModuleLockManager(name):  # type: ignore[attr-defined]
+        yield
+
+
+# -- resolving arguments ----------------------------------------------------------------
+
+
+def module_name(module: ModuleType) -> str:
+    """
+    The name the import system knows the module by: its spec's name, else ``__name__``.
+    """
+    spec = getattr(module, "__spec__", None)
+    name = getattr(spec, "name", None) if spec is not None else None
+    if not isinstance(name, str):
+        name = getattr(module, "__name__", None)
+    if not isinstance(name, str):
+        raise NotAModuleError(module)
+    return name
+
+
+def resolve_loaded(obj: object) -> tuple[str, ModuleType]:
+    """
+    A module or a name, for a reload: it must be the module in ``sys.modules``.
+    """
+    if isinstance(obj, str):
+        module = sys.modules.get(obj)
+        if not isinstance(module, ModuleType):
+            raise ModuleNotLoadedError(f"module {obj!r} not in sys.modules", module=obj)
+        return obj, module
+    if not isinstance(obj, ModuleType):
+        raise NotAModuleError(obj)
+    name = module_name(obj)
+    if sys.modules.get(name) is not obj:
+        raise ModuleNotLoadedError(f"module {name!r} not in sys.modules", module=name)
+    return name, obj
+
+
+def resolve_tracked(registry: Registry, obj: object) -> tuple[str, ModuleType, ModuleHistory]:
+    """
+    A module or a name, for reading or rolling back: it must have a history.
+    """
+    if isinstance(obj, str):
+        found = registry.find(obj)
+        if found is None:
+            raise NotTrackedError(obj)
+        return obj, found[0], found[1]
+    if not isinstance(obj, ModuleType):
+        raise NotAModuleError(obj)
+    name = module_name(obj)
+    return name, obj, registry.require(name, obj)
+
+
+def check_version_number(value: object, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{argument} must be a version number (int), got {value!r}")
+    return value
+
+
+# -- namespaces ---------------------------------------------------------------------------
+
+
+def restore_namespace(namespace: dict[str, object], bindings: Mapping[str, object]) -> None:
+    """
+    Make ``namespace`` hold exactly ``bindings``, touching only names that differ.
+
+    Names are rebound before extra names are deleted, and unchanged names are never
+    touched, so code running in other threads never sees an unchanged name missing.
+    """
+    for name, value in bindings.items():
+        if namespace.get(name, _MISSING) is not value:
+            namespace[name] = value
+    for name in [name for name in list(namespace) if name not in bindings]:
+        namespace.pop(name, None)
+
+
+def _without_own_frames(tb: TracebackType | None) -> TracebackType | None:
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return tb
+
+
+def _error_location(error: BaseException, origin: str | None) -> str | None:
+    """
+    ``file:line`` where the new code failed: the syntax error, or the deepest frame in the module's file.
+    """
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"{error.filename}:{error.lineno}"
+    location = None
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        if origin is not None and frame.f_code.co_filename == origin:
+            location = f"{origin}:{line}"
+    return location
+
+
+# -- reload -------------------------------------------------------------------------------
+
+
+def reload(registry: Registry, obj: object) -> ModuleType:
+    """
+    Re-execute the module's current source in its existing namespace and record it.
+    """
+    name, module = resolve_loaded(obj)
+    with module_lock(name):
+        in_progress: set[str] = _reloading.__dict__.setdefault("names", set())
+        if name in in_progress:
+            return module
+        if sys.modules.get(name) is not module:
+            raise ModuleNotLoadedError(f"module {name!r} not in sys.modules", module=name)
+        path = _parent_path(name)
+        history = registry.history_of(name, module)
+        if history is None:
+            registry.record(name, module, "adopted", origin_of(module), _SourceDigest())
+            history = registry.require(name, module)
+        previous = history.current
+        in_progress.add(name)
+        try:
+            version, duration_ns = _execute(registry, name, module, path, previous)
+        finally:
+            in_progress.discard(name)
+    registry.emit_all([_reloaded_event(previous, version, duration_ns)])
+    # The module may have replaced itself in sys.modules while executing.
+    return sys.modules[name]  # type: ignore[return-value]
+
+
+def _parent_path(name: str) -> list[str] | None:
+    parent_name = name.rpartition(".")[0]
+    if not parent_name:
+        return None
+    parent = sys.modules.get(parent_name)
+    if parent is None:
+        raise ModuleNotLoadedError(f"parent {parent_name!r} not in sys.modules", module=parent_name)
+    try:
+        return parent.__path__  # type: ignore[no-any-return]
+    except AttributeError:
+        raise ModuleNotLoadedError(
+            f"parent {parent_name!r} of {name!r} is not a package", module=parent_name
+        ) from None
+
+
+def origin_of(module: ModuleType) -> str | None:
+    spec = getattr(module, "__spec__", None)
+    if spec is not None and getattr(spec, "has_location", False):
+        origin = getattr(spec, "origin", None)
+        return origin if isinstance(origin, str) else None
+    file = getattr(module, "__file__", None)
+    return file if isinstance(file, str) else None
+
+
+def _execute(
+    registry: Registry, name: str, module: ModuleType, path: list[str] | None, previous: ModuleVersion
+) -> tuple[ModuleVersion, int]:
+    namespace = module.__dict__
+    before = dict(namespace)
+    started = time.perf_counter_ns()
+    sha256: str | None = None
+    origin = previous.origin
+    try:
+        spec = _bootstrap._find_spec(name, path, module)  # type: ignore[attr-defined]
+        if spec is None:
+            raise SpecNotFoundError(f"spec not found for the module {name!r}", module=name)
+        origin = spec.origin if spec.has_location else None
+        fresh = fresh_code(spec)
+        sha256 = fresh.sha256
+        module.__spec__ = spec
+        _bootstrap._init_module_attrs(spec, module, override=True)  # type: ignore[attr-defined]
+        loader = spec.loader
+        if fresh.code is not None:
+            exec(fresh.code, namespace)
+        elif loader is None:
+            if spec.submodule_search_locations is None:
+                raise ImportError("missing loader", name=name)
+            # A namespace package: nothing to execute.
+        elif hasattr(loader, "exec_module"):
+            loader.exec_module(module)
+        else:
+            warnings.warn(f"{loader!r}.exec_module() not found; falling back to load_module()", ImportWarning, stacklevel=2)
+            loader.load_module(name)
+    except BaseException as error:
+        # Put everything back before anyone can observe the half-executed module.
+        restore_namespace(namespace, before)
+        if sys.modules.get(name, _MISSING) is not module:
+            sys.modules[name] = module
+        duration_ns = time.perf_counter_ns() - started
+        registry.emit_all(
+            [
+                ModuleReloadFailed(
+                    module=name,
+                    previous_version=previous.number,
+                    origin=origin,
+                    source_sha256=sha256,
+                    duration_ms=duration_ns / 1e6,
+                    error=repr(error),
+                    location=_error_location(error, origin),
+                )
+            ]
+        )
+        error.__traceback__ = _without_own_frames(error.__traceback__)
+        if not isinstance(error, Exception):
+            raise  # KeyboardInterrupt and friends propagate, with nothing half-done
+        if isinstance(error, ReloadError):
+            raise error.with_traceback(None) from None
+        raise ReloadError(
+            f"reloading {name!r} failed, the module is unchanged: {error!r}", module=name, path=origin
+        ) from error
+    # As in importlib: move the entry to the end of sys.modules, for clean-up order.
+    current = sys.modules.pop(name, module)
+    sys.modules[name] = current
+    duration_ns = time.perf_counter_ns() - started
+    version, _ = registry.record(name, module, "reload", origin, _SourceDigest(sha256))
+    return version, duration_ns
+
+
+def _reloaded_event(previous: ModuleVersion, version: ModuleVersion, duration_ns: int) -> ModuleReloaded:
+    changes = compare(version.module, previous.number, previous.bindings, version.number, version.bindings)
+    return ModuleReloaded(
+        module=version.module,
+        version=version.number,
+        previous_version=previous.number,
+        reason=version.reason,
+        origin=version.origin,
+        source_sha256=version.source_sha256,
+        duration_ms=duration_ns / 1e6,
+        added=changes.added,
+        removed=changes.removed,
+        changed=changes.changed,
+    )
+
+
+def record_external_reload(registry: Registry, name: str, module: ModuleType, duration_ns: int) -> None:
+    """
+    Record a reload that other code ran with ``importlib.reload``, once it succeeded.
+    """
+    history = registry.history_of(name, module)
+    if history is None:
+        return
+    previous = history.current
+    origin = origin_of(module)
+    version, _ = registry.record(name, module, "reload", origin, source_digest(origin, time.time_ns()))
+    registry.emit_all([_reloaded_event(previous, version, duration_ns)])
+
+
+# -- rollback -----------------------------------------------------------------------------
+
+
+def rollback(registry: Registry, obj: object, to: object) -> ModuleType:
+    """
+    Restore the namespace of version ``to`` (default: the one before the current).
+    """
+    if to is not None:
+        check_version_number(to, "to")
+    name, module, _ = resolve_tracked(registry, obj)
+    with module_lock(name):
+        history = registry.require(name, module)
+        current = history.current
+        target = history.get(to) if isinstance(to, int) else history.before(current.number)
+        started = time.perf_counter_ns()
+        live = dict(module.__dict__)
+        restore_namespace(module.__dict__, target.bindings)
+        registry.set_current(history, target.number)
+        duration_ns = time.perf_counter_ns() - started
+    changes = compare(name, current.number, live, target.number, target.bindings)
+    registry.emit_all(
+        [
+            ModuleRolledBack(
+                module=name,
+                version=target.number,
+                previous_version=current.number,
+                reason=target.reason,
+                origin=target.origin,
+                source_sha256=target.source_sha256,
+                duration_ms=duration_ns / 1e6,
+                added=changes.added,
+                removed=changes.removed,
+                changed=changes.changed,
+            )
+        ]
+    )
+    return module

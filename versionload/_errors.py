@@ -1,0 +1,104 @@
+"""
+The exceptions versionload raises.
+
+Every error has one root, so ``except VersionLoadError`` catches all of them, and
+each leaf also derives from the standard exception that callers of the import
+system already catch::
+
+    VersionLoadError
+    ├── InvalidArgumentError        (TypeError, ValueError)
+    │   └── NotAModuleError         (TypeError)       not a module or a module name
+    ├── NotTrackedError             (LookupError)     the module has no history
+    ├── VersionNotFoundError        (LookupError)     no such version in the history
+    └── ReloadError                 (ImportError)     a reload could not run, or failed
+        ├── ModuleNotLoadedError                      not in sys.modules (or its parent)
+        └── SpecNotFoundError       (ModuleNotFoundError)  the finders no longer find it
+
+Errors are raised before anything is changed, except ``ReloadError`` for code that
+failed while executing, which is raised after the namespace was put back.
+"""
+
+from __future__ import annotations
+
+
+class VersionLoadError(Exception):
+    """
+    The root of every error versionload raises.
+    """
+
+
+class InvalidArgumentError(VersionLoadError, TypeError, ValueError):
+    """
+    An argument has the wrong type or an impossible value.
+    """
+
+
+class NotAModuleError(InvalidArgumentError):
+    """
+    The argument is neither a module object nor the name of a loaded module.
+    """
+
+    def __init__(self, obj: object) -> None:
+        super().__init__(
+            f"expected a module or the name of a module in sys.modules, got {type(obj).__name__}: {obj!r}"
+        )
+        self.obj = obj
+
+
+class NotTrackedError(VersionLoadError, LookupError):
+    """
+    The module has no version history in this tracker.
+    """
+
+    def __init__(self, module: str) -> None:
+        super().__init__(
+            f"module {module!r} is not tracked: import it with the hook installed, "
+            f"or adopt it with versionload.track()"
+        )
+        self.module = module
+
+
+class VersionNotFoundError(VersionLoadError, LookupError):
+    """
+    The module's history has no version with that number.
+    """
+
+    def __init__(self, module: str, version: int, available: tuple[int, ...]) -> None:
+        shown = ", ".join(map(str, available)) or "none"
+        super().__init__(f"module {module!r} has no version {version} (available: {shown})")
+        self.module = module
+        self.version = version
+        self.available = available
+
+
+class ReloadError(VersionLoadError, ImportError):
+    """
+    A reload could not run, or the new code failed; the original exception is chained.
+
+    When the module's code failed, its namespace and its ``sys.modules`` entry were
+    already put back exactly as they were before the reload started.
+    """
+
+    def __init__(self, message: str, *, module: str, path: str | None = None) -> None:
+        super().__init__(message, name=module, path=path)
+        self.module = module
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # ImportError pickles its keyword arguments in a way our signature rejects.
+        return (_rebuild, (type(self), str(self), self.module, self.path))
+
+
+class ModuleNotLoadedError(ReloadError):
+    """
+    The module (or its parent package) is not in ``sys.modules``, as ``importlib.reload`` reports.
+    """
+
+
+class SpecNotFoundError(ReloadError, ModuleNotFoundError):
+    """
+    No finder finds the module any more, for example because its file was deleted.
+    """
+
+
+def _rebuild(cls: type[ReloadError], message: str, module: str, path: str | None) -> ReloadError:
+    return cls(message, module=module, path=path)

@@ -1,0 +1,226 @@
+"""
+The meta-path finder: it finds nothing itself, and sees every load end.
+
+The finder sits first on ``sys.meta_path`` and asks the finders after it for the
+spec, so whatever they do (pytest's assertion rewriting, editable installs,
+zipimport, namespace packages, frozen and builtin modules) is what happens. It
+never wraps the loader of an import. Instead it observes the moment
+``importlib._bootstrap._load_unlocked`` clears ``spec._initializing``, which happens
+once the module's code has finished (or failed), and puts the spec back to exactly
+its own class before anything else can see it.
+
+Only calls that really import or reload are observed: ``importlib.util.find_spec``,
+``pkgutil`` and ``runpy`` get None from this finder and carry on as if it were not
+there. The caller is recognised by the code objects on the stack, which costs well
+under a microsecond.
+
+A reload by other code (``importlib.reload``, which IPython's autoreload and many
+frameworks call) runs no ``_initializing`` step, so for it alone the spec's loader
+is replaced by a stand-in until the moment the module's code starts; the stand-in
+puts the real loader back into the spec and the module before executing anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib._bootstrap as _bootstrap
+import sys
+import time
+from collections.abc import Callable, Sequence
+from importlib.machinery import ModuleSpec
+from types import CodeType, FrameType, ModuleType
+from typing import Any
+
+from ._events import report_error
+
+#: Called once a first import ends: ``(spec, module)`` on success, ``(spec, None)`` on failure.
+LoadObserver = Callable[[ModuleSpec, "ModuleType | None"], None]
+#: Called once another tool's ``importlib.reload`` ran the module's code successfully.
+ReloadObserver = Callable[[ModuleSpec, ModuleType, int], None]
+
+_OBSERVERS = "_versionload_observers"
+
+_FIND_SPEC_CODE: CodeType = _bootstrap._find_spec.__code__  # type: ignore[attr-defined]
+_IMPORT_CODE: CodeType = _bootstrap._find_and_load_unlocked.__code__  # type: ignore[attr-defined]
+_RELOAD_CODE: CodeType = importlib.reload.__code__
+
+_IMPORT, _RELOAD, _OTHER = "import", "reload", "other"
+
+
+def _observing_class(base: type[ModuleSpec]) -> type[ModuleSpec]:
+    """
+    A subclass of ``base`` that notices when ``_initializing`` is set to False.
+    """
+    cached = _OBSERVING_CLASSES.get(base)
+    if cached is not None:
+        return cached
+
+    def _get(self: ModuleSpec) -> Any:
+        try:
+            return self.__dict__["_initializing"]
+        except KeyError:
+            raise AttributeError("_initializing") from None
+
+    def _set(self: ModuleSpec, value: Any) -> None:
+        state = self.__dict__
+        state["_initializing"] = value
+        if value:
+            return
+        original, observers = state.pop(_OBSERVERS, (base, ()))
+        # Restore the class first: observers and everyone after them see a plain spec.
+        self.__class__ = original
+        # _load_unlocked removes the name from sys.modules when execution raised.
+        module = sys.modules.get(self.name)
+        loaded = module if isinstance(module, ModuleType) else None
+        failed = self.name not in sys.modules
+        for observer in observers:
+            try:
+                observer(self, None if failed else loaded)
+            except Exception as error:  # noqa: BLE001 - an import must never fail because of us
+                report_error(error, "versionload: recording an import failed")
+
+    cls = type(base.__name__, (base,), {"_initializing": property(_get, _set), "__module__": base.__module__})
+    cls.__qualname__ = base.__qualname__
+    _OBSERVING_CLASSES[base] = cls
+    return cls
+
+
+_OBSERVING_CLASSES: dict[type[ModuleSpec], type[ModuleSpec]] = {}
+
+
+def observe_load(spec: ModuleSpec, observer: LoadObserver) -> None:
+    """
+    Arrange for ``observer`` to run when the import system finishes loading ``spec``.
+    """
+    state = spec.__dict__
+    pending = state.get(_OBSERVERS)
+    if pending is not None:
+        pending[1].append(observer)  # another tracker's finder already observes it
+        return
+    original = type(spec)
+    try:
+        spec.__class__ = _observing_class(original)
+    except TypeError:
+        return  # an exotic spec class (slots, C type): leave the import alone
+    state[_OBSERVERS] = (original, [observer])
+
+
+class _LoaderStandIn:
+    """
+    Takes the place of ``spec.loader`` during another tool's ``importlib.reload``.
+    """
+
+    def __init__(self, loader: Any, spec: ModuleSpec, observer: ReloadObserver) -> None:
+        self._vl_loader = loader
+        self._vl_spec = spec
+        self._vl_observer = observer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._vl_loader, name)
+
+    def __repr__(self) -> str:
+        return repr(self._vl_loader)
+
+    def exec_module(self, module: ModuleType) -> None:
+        loader, spec = self._vl_loader, self._vl_spec
+        # Put everything back before the module's code can look at it.
+        spec.loader = loader
+        if module.__dict__.get("__loader__") is self:
+            module.__loader__ = loader
+        started = time.perf_counter_ns()
+        loader.exec_module(module)
+        try:
+            self._vl_observer(spec, module, time.perf_counter_ns() - started)
+        except Exception as error:  # noqa: BLE001 - the reload itself succeeded
+            report_error(error, "versionload: recording a reload failed")
+
+
+def _caller() -> str:
+    """
+    What the import system is doing that made it ask our finder.
+    """
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None and frame.f_code is _FINDER_CODE:
+        frame = frame.f_back  # several trackers' finders asking one another
+    if frame is None or frame.f_code is not _FIND_SPEC_CODE:
+        return _OTHER
+    frame = frame.f_back
+    code = frame.f_code if frame is not None else None
+    if code is _IMPORT_CODE:
+        return _IMPORT
+    if code is _RELOAD_CODE:
+        return _RELOAD
+    return _OTHER
+
+
+class VersionedFinder:
+    """
+    A ``sys.meta_path`` finder that lets the other finders find, and observes loads.
+
+    Args:
+        wants: Whether a module name is tracked (the include/exclude filters).
+        on_load: Called when a first import of a wanted module ends.
+        on_reload_start: Called before another tool's ``importlib.reload`` of a
+            wanted module runs its code (to adopt a module not yet tracked).
+        on_reload: Called after such a reload ran the module's code successfully.
+    """
+
+    def __init__(
+        self,
+        wants: Callable[[str], bool],
+        on_load: LoadObserver,
+        on_reload_start: Callable[[ModuleType], None],
+        on_reload: ReloadObserver,
+    ) -> None:
+        self._wants = wants
+        self._on_load = on_load
+        self._on_reload_start = on_reload_start
+        self._on_reload = on_reload
+
+    def __repr__(self) -> str:
+        return "<versionload.VersionedFinder>"
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if not self._wants(fullname):
+            return None
+        caller = _caller()
+        if caller is _OTHER or (caller is _RELOAD and not isinstance(target, ModuleType)):
+            return None
+        spec = self._find_after_self(fullname, path, target)
+        if spec is None:
+            return None
+        if caller is _IMPORT:
+            # If a parent's import already imported this name, _find_spec hands out
+            # the existing module's spec and our spec is never loaded.
+            if fullname not in sys.modules:
+                observe_load(spec, self._on_load)
+            return spec
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module") or isinstance(loader, _LoaderStandIn):
+            return spec
+        assert target is not None
+        self._on_reload_start(target)
+        spec.loader = _LoaderStandIn(loader, spec, self._on_reload)
+        return spec
+
+    def _find_after_self(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None
+    ) -> ModuleSpec | None:
+        # The import lock is already held by _find_spec around our own call.
+        seen_self = False
+        for finder in list(sys.meta_path):
+            if not seen_self:
+                seen_self = finder is self
+                continue
+            find_spec = getattr(finder, "find_spec", None)
+            if find_spec is None:
+                return None  # a legacy finder: let _find_spec handle the rest itself
+            spec: ModuleSpec | None = find_spec(fullname, path, target)
+            if spec is not None:
+                return spec
+        return None
+
+
+_FINDER_CODE: CodeType = VersionedFinder.find_spec.__code__

@@ -1,0 +1,260 @@
+"""
+Process state: which modules are tracked, and the history of each.
+
+Never reload this module (or anything in versionload): the state below would be
+replaced by empty state while finders and histories still point at the old one.
+
+The registry lock guards only these dictionaries and is never held while user code
+runs (module code, subscribers, log processors), so it cannot take part in a
+deadlock with the import system's module locks.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from types import ModuleType
+
+import attrs
+
+from ._errors import InvalidArgumentError, NotTrackedError
+from ._events import (
+    Event,
+    HistoryEnded,
+    ModuleLoaded,
+    Subscriber,
+    VersionPruned,
+    debug_wanted,
+    emit,
+)
+from ._history import ModuleHistory
+from ._snapshot import ModuleVersion, Reason, _SourceDigest, make_version
+
+#: How many versions a module keeps by default; the current one is never pruned.
+DEFAULT_MAX_VERSIONS = 10
+
+
+def normalize_patterns(value: str | Iterable[str] | None, argument: str) -> tuple[str, ...] | None:
+    """
+    Validate include/exclude patterns: None, one pattern, or an iterable of them.
+    """
+    if value is None:
+        return None
+    patterns = (value,) if isinstance(value, str) else tuple(value) if _iterable(value) else None
+    if patterns is None or not all(isinstance(p, str) and p for p in patterns):
+        raise InvalidArgumentError(
+            f"{argument} must be a module-name pattern or an iterable of them, got {value!r}"
+        )
+    return patterns
+
+
+def normalize_max_versions(value: object) -> int:
+    if value is None:
+        return DEFAULT_MAX_VERSIONS
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"max_versions must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _iterable(value: object) -> bool:
+    try:
+        iter(value)  # type: ignore[call-overload]
+    except TypeError:
+        return False
+    return True
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    # "pkg.*" also covers "pkg" itself: a user who asks for a package's modules
+    # means the package too.
+    return any(
+        fnmatch.fnmatchcase(name, pattern) or (pattern.endswith(".*") and name == pattern[:-2])
+        for pattern in patterns
+    )
+
+
+@attrs.define(repr=False, eq=False)
+class Registry:
+    """
+    The tracked modules of one tracker, by name, and their histories.
+    """
+
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] | None = None
+    max_versions: int = DEFAULT_MAX_VERSIONS
+    subscribers: list[Subscriber] = attrs.Factory(list)
+    _histories: dict[str, ModuleHistory] = attrs.Factory(dict)
+    _last_number: dict[str, int] = attrs.Factory(dict)
+    _wanted: dict[str, bool] = attrs.Factory(dict)
+    _collected: list[tuple[str, weakref.ref[ModuleType]]] = attrs.Factory(list)
+    _lock: threading.RLock = attrs.Factory(threading.RLock)
+
+    def __repr__(self) -> str:
+        return f"<Registry modules={len(self._histories)}>"
+
+    # -- filters -------------------------------------------------------------------
+
+    def configure(
+        self, include: tuple[str, ...] | None, exclude: tuple[str, ...] | None, max_versions: int
+    ) -> None:
+        with self._lock:
+            self.include, self.exclude = include, exclude
+            self._wanted = {}
+        self.set_max_versions(max_versions)
+
+    def wants(self, name: str) -> bool:
+        """
+        Whether imports of ``name`` are recorded (cached: the finder asks on every import).
+        """
+        wanted = self._wanted.get(name)
+        if wanted is None:
+            wanted = (self.include is None or _matches(name, self.include)) and not (
+                self.exclude is not None and _matches(name, self.exclude)
+            )
+            self._wanted[name] = wanted
+        return wanted
+
+    # -- reading -------------------------------------------------------------------
+
+    def names(self) -> tuple[str, ...]:
+        with self._lock:
+            self._forget_collected()
+            return tuple(self._histories)
+
+    def find(self, name: str) -> tuple[ModuleType, ModuleHistory] | None:
+        """
+        The live module tracked under ``name`` and its history, or None.
+        """
+        with self._lock:
+            self._forget_collected()
+            history = self._histories.get(name)
+            module = history.module_ref() if history is not None else None
+            if history is None or module is None:
+                return None
+            return module, history
+
+    def history_of(self, name: str, module: ModuleType) -> ModuleHistory | None:
+        """
+        The history of this very module object, or None if it is not tracked.
+        """
+        found = self.find(name)
+        if found is None or found[0] is not module:
+            return None
+        return found[1]
+
+    def require(self, name: str, module: ModuleType) -> ModuleHistory:
+        history = self.history_of(name, module)
+        if history is None:
+            raise NotTrackedError(name)
+        return history
+
+    # -- writing -------------------------------------------------------------------
+
+    def record(
+        self,
+        name: str,
+        module: ModuleType,
+        reason: Reason,
+        origin: str | None,
+        digest: _SourceDigest,
+    ) -> tuple[ModuleVersion, int | None]:
+        """
+        Record the module's namespace now as its next version and make it current.
+
+        Returns the version and the number that was current before (None when this
+        starts a new history). Emits load and prune events, never while locked.
+        """
+        events: list[Event] = []
+        created_ns = time.time_ns()
+        with self._lock:
+            self._forget_collected(events)
+            history = self._histories.get(name)
+            if history is not None and history.module_ref() is not module:
+                events.append(HistoryEnded(module=name, last_version=history.current_number, cause="replaced"))
+                history = None
+            previous = history.current_number if history is not None else None
+            if history is None:
+                history = ModuleHistory(name, weakref.ref(module, self._collected_callback(name)))
+                self._histories[name] = history
+            number = self._last_number.get(name, 0) + 1
+            self._last_number[name] = number
+            version = make_version(name, number, reason, module.__dict__, origin, digest, created_ns)
+            history.append(version)
+            pruned = history.prune(self.max_versions)
+        events.extend(VersionPruned(module=name, version=v.number, current_version=number) for v in pruned)
+        if reason != "reload" and debug_wanted(self.subscribers):
+            events.append(
+                ModuleLoaded(
+                    module=name,
+                    version=number,
+                    reason=reason,
+                    origin=origin,
+                    source_sha256=version.source_sha256,
+                    names=len(version.bindings),
+                )
+            )
+        self.emit_all(events)
+        return version, previous
+
+    def set_current(self, history: ModuleHistory, number: int) -> None:
+        with self._lock:
+            history.current_number = number
+
+    def set_max_versions(self, max_versions: int) -> None:
+        events: list[Event] = []
+        with self._lock:
+            self.max_versions = max_versions
+            for name, history in self._histories.items():
+                events.extend(
+                    VersionPruned(module=name, version=v.number, current_version=history.current_number)
+                    for v in history.prune(max_versions)
+                )
+        self.emit_all(events)
+
+    def forget(self, name: str) -> bool:
+        """
+        Drop the history of ``name``; numbering continues if it is tracked again.
+        """
+        with self._lock:
+            history = self._histories.pop(name, None)
+        if history is not None:
+            self.emit_all([HistoryEnded(module=name, last_version=history.current_number, cause="forgotten")])
+        return history is not None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._histories.clear()
+            self._last_number.clear()
+            self._collected.clear()
+
+    def emit_all(self, events: list[Event]) -> None:
+        if not events:
+            return
+        if any(event.level == "debug" for event in events) and not debug_wanted(self.subscribers):
+            events = [event for event in events if event.level != "debug"]
+        for event in events:
+            emit(event, self.subscribers)
+
+    # -- collection ----------------------------------------------------------------
+
+    def _collected_callback(self, name: str) -> object:
+        collected = self._collected
+
+        def on_collected(ref: weakref.ref[ModuleType]) -> None:
+            # Runs inside the garbage collector, maybe while this thread holds the
+            # lock: only note it here; the next registry operation forgets it.
+            collected.append((name, ref))
+
+        return on_collected
+
+    def _forget_collected(self, events: list[Event] | None = None) -> None:
+        while self._collected:
+            name, ref = self._collected.pop()
+            history = self._histories.get(name)
+            if history is not None and history.module_ref is ref:
+                del self._histories[name]
+                if events is not None:
+                    events.append(HistoryEnded(module=name, last_version=history.current_number, cause="collected"))

@@ -1,0 +1,238 @@
+"""
+Frozen records of module states: `ModuleVersion` and `NamespaceDiff`.
+
+A version holds a shallow copy of the module's namespace (the bindings, not copies
+of the objects), which is all a rollback needs and all that is safe to copy: deep
+copies would break identity, and identity is what other modules hold on to.
+Everything derived from the bindings (name sets, diffs, the source hash of a
+first import) is computed when first asked for, so recording a version stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import types
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Literal
+
+import attrs
+
+Reason = Literal["import", "adopted", "reload"]
+
+#: Types whose equal values count as "unchanged" in a diff even when a reload
+#: produced new objects: re-executing ``TIMEOUT = 3.5`` is not a change.
+_VALUE_TYPES = (int, float, complex, str, bytes, bool, type(None), range)
+
+
+def _same_value(old: object, new: object, depth: int = 0) -> bool:
+    if old is new:
+        return True
+    if type(old) is not type(new) or depth > 3:
+        return False
+    if isinstance(old, _VALUE_TYPES):
+        return old == new
+    if isinstance(old, (tuple, frozenset)):
+        # Containers compare element-wise by the same rule, never by their own __eq__,
+        # so arbitrary objects (arrays, proxies) are never asked to compare themselves.
+        if len(old) != len(new):  # type: ignore[arg-type]
+            return False
+        if isinstance(old, frozenset):
+            return all(isinstance(x, _VALUE_TYPES) for x in old) and old == new
+        return all(_same_value(a, b, depth + 1) for a, b in zip(old, new))  # type: ignore[call-overload]
+    return False
+
+
+class _SourceDigest:
+    """
+    The sha256 of a version's source, known at once or computed on first use.
+
+    A first import reads only the bytecode cache when it is valid, so hashing the
+    source then would cost a file read per import. Instead the hash is computed
+    when first asked for, from the file as it is then, but only if the file was not
+    modified after the version was recorded; otherwise it is unknown (None).
+    """
+
+    __slots__ = ("_digest", "_path", "_not_after_ns", "_pending")
+
+    def __init__(
+        self,
+        digest: str | None = None,
+        *,
+        path: str | None = None,
+        not_after_ns: int = 0,
+    ) -> None:
+        self._digest = digest
+        self._path = path
+        self._not_after_ns = not_after_ns
+        self._pending = path is not None
+
+    @property
+    def value(self) -> str | None:
+        if self._pending:
+            # Racing threads compute the same value; the last write wins harmlessly.
+            self._digest = _hash_if_unchanged(self._path, self._not_after_ns)
+            self._pending = False
+        return self._digest
+
+
+def _hash_if_unchanged(path: str | None, not_after_ns: int) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as file:
+            if os.fstat(file.fileno()).st_mtime_ns > not_after_ns:
+                return None
+            return hashlib.sha256(file.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def source_digest(origin: str | None, recorded_ns: int) -> _SourceDigest:
+    """
+    The digest of a version whose code the import system loaded from ``origin``:
+    hashed later, if ``origin`` is a Python source file unchanged since ``recorded_ns``.
+    """
+    if origin is None or not origin.endswith(".py"):
+        return _SourceDigest()
+    return _SourceDigest(path=origin, not_after_ns=recorded_ns)
+
+
+@attrs.frozen(repr=False)
+class ModuleVersion:
+    """
+    One recorded state of a module: the namespace it had and where its code came from.
+
+    Attributes:
+        module: The module's dotted name.
+        number: 1, 2, 3… per module name; numbers only ever go up.
+        reason: ``"import"`` (recorded by the import hook), ``"adopted"`` (recorded
+            from an already-imported module), or ``"reload"``.
+        created_at: When the version was recorded (UTC).
+        origin: The file the code came from, or None (builtins, namespace packages).
+        bindings: The namespace at that moment, read-only; a rollback restores it.
+
+    .. versionadded:: 0.1.0
+    """
+
+    module: str
+    number: int
+    reason: Reason
+    created_at: datetime
+    origin: str | None
+    bindings: Mapping[str, object] = attrs.field(eq=False)
+    _digest: _SourceDigest = attrs.field(eq=False, alias="digest")
+
+    @property
+    def source_sha256(self) -> str | None:
+        """
+        The sha256 (hex) of the source bytes that were executed, or None when unknown.
+
+        For a reload it is exactly the bytes versionload compiled. For a first import
+        it is computed on first access from the file, if the file has not been modified
+        since the import; for an adopted module, or code without source, it is None.
+        """
+        return self._digest.value
+
+    @functools.cached_property
+    def names(self) -> frozenset[str]:
+        """
+        The names bound in the namespace of this version.
+        """
+        return frozenset(self.bindings)
+
+    def __repr__(self) -> str:
+        return (
+            f"<ModuleVersion {self.module} #{self.number} {self.reason} "
+            f"names={len(self.bindings)} at {self.created_at.isoformat(timespec='milliseconds')}>"
+        )
+
+
+def make_version(
+    module: str,
+    number: int,
+    reason: Reason,
+    namespace: dict[str, object],
+    origin: str | None,
+    digest: _SourceDigest,
+    created_ns: int,
+) -> ModuleVersion:
+    """
+    Record ``namespace`` (copied shallowly here) as version ``number`` of ``module``.
+    """
+    return ModuleVersion(
+        module=module,
+        number=number,
+        reason=reason,
+        created_at=datetime.fromtimestamp(created_ns / 1e9, tz=timezone.utc),
+        origin=origin,
+        bindings=types.MappingProxyType(dict(namespace)),
+        digest=digest,
+    )
+
+
+@attrs.frozen
+class NamespaceDiff:
+    """
+    What changed between two namespaces of one module.
+
+    ``changed`` lists names bound to a different object, except plain values
+    (numbers, strings, bytes, None, and tuples of those) that are equal.
+    Each tuple is sorted. A diff is true when anything changed.
+
+    .. versionadded:: 0.1.0
+    """
+
+    module: str
+    from_version: int
+    to_version: int
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+
+#: Import-system attributes that every reload rebinds to new but equal objects.
+_IMPORT_ATTRIBUTES = frozenset({"__spec__", "__loader__"})
+
+
+def _unchanged(name: str, old: object, new: object) -> bool:
+    if name in _IMPORT_ATTRIBUTES and type(old) is type(new):
+        try:
+            return bool(old == new)
+        except Exception:  # noqa: BLE001 - a loader with a broken __eq__ counts as changed
+            return False
+    return _same_value(old, new)
+
+
+def compare(
+    module: str,
+    from_version: int,
+    old: Mapping[str, object],
+    to_version: int,
+    new: Mapping[str, object],
+) -> NamespaceDiff:
+    """
+    Compute the `NamespaceDiff` from namespace ``old`` to namespace ``new``.
+    """
+    old_keys = old.keys()
+    new_keys = new.keys()
+    changed = [
+        name for name in old_keys & new_keys if not _unchanged(name, old[name], new[name])
+    ]
+    return NamespaceDiff(
+        module=module,
+        from_version=from_version,
+        to_version=to_version,
+        added=tuple(sorted(new_keys - old_keys)),
+        removed=tuple(sorted(old_keys - new_keys)),
+        changed=tuple(sorted(changed)),
+    )
