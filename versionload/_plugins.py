@@ -341,7 +341,10 @@ def _distribution(entry_point: importlib_metadata.EntryPoint) -> tuple[str | Non
     dist = entry_point.dist
     if dist is None:
         return None, None
-    return dist.name, dist.version
+    try:
+        return dist.name, dist.version
+    except Exception:  # noqa: BLE001 - the metadata was removed or rewritten under us
+        return None, None
 
 
 def _is_namespace_package(module: object) -> bool:
@@ -447,7 +450,12 @@ class PluginHost:
         self._units: dict[str, _Unit] = {}
         self._errors: dict[str, Exception] = {}
         self._hooks: dict[str, list[Callable[..., object]]] = {name: [] for name in _HOOK_NAMES}
+        # Serialises operations (load_all, reload, rollback), held while callbacks run.
+        # Reads never take it: they use _view, replaced whole after every change, so
+        # a worker calling plugins under its own lock cannot deadlock with a
+        # before_* callback that waits for that lock.
         self._lock = threading.RLock()
+        self._view: Mapping[str, Plugin] = MappingProxyType({})
 
     def __repr__(self) -> str:
         counts = f"plugins={len(self._entries)} errors={len(self._errors)}"
@@ -474,8 +482,7 @@ class PluginHost:
         """
         The loaded plugins by name, as they are now (a read-only copy).
         """
-        with self._lock:
-            return MappingProxyType({name: entry.plugin for name, entry in self._entries.items()})
+        return self._view
 
     @property
     def errors(self) -> Mapping[str, Exception]:
@@ -485,20 +492,22 @@ class PluginHost:
         Each error is a `PluginLoadError` (the entry point's own exception chained as
         ``__cause__``) or a `PluginCheckError`.
         """
-        with self._lock:
-            return MappingProxyType(dict(self._errors))
+        return MappingProxyType(dict(self._errors))
 
     def __getitem__(self, name: str) -> Plugin:
-        return self._require(name).plugin
+        plugin = self._view.get(name)
+        if plugin is None:
+            raise self._not_found(name)
+        return plugin
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._view
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._entries))
+        return iter(self._view)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._view)
 
     def history(self, name: str) -> tuple[PluginVersion, ...]:
         """
@@ -507,9 +516,8 @@ class PluginHost:
         Raises:
             PluginNotFoundError: no loaded plugin has that name (a `KeyError`).
         """
-        with self._lock:
-            entry = self._require(name)
-            return tuple(self._version_of(name, state) for state in entry.unit.states)
+        entry = self._require(name)
+        return tuple(self._version_of(name, state) for state in tuple(entry.unit.states))
 
     # -- hooks ----------------------------------------------------------------------------
 
@@ -603,6 +611,7 @@ class PluginHost:
                     entry.plugin = self._resolve(entry, unit)
                     if is_new:
                         self._emit(PluginLoaded(**self._plugin_fields(entry.plugin), version=unit.current))
+                self._publish()
             return self.plugins
 
     def _load(self, entry_point: importlib_metadata.EntryPoint) -> _Unit:
@@ -695,6 +704,7 @@ class PluginHost:
                 done.append(module)
             for entry in entries:
                 obj = fresh_points[entry.plugin.name].load()
+                _refuse_stale(entry.plugin, fresh_points[entry.plugin.name], obj, unit.root)
                 self._run_checks(entry.plugin.name, obj, "reload")
         except Exception as error:
             self._undo(unit, before, done)
@@ -723,6 +733,7 @@ class PluginHost:
         duration_ms = (time.perf_counter_ns() - started) / 1e6
         for entry in entries:
             entry.plugin = self._resolve(entry, unit)
+            self._publish()
             self._emit(
                 PluginReloaded(
                     **self._plugin_fields(entry.plugin),
@@ -842,6 +853,7 @@ class PluginHost:
                 for e in entries:
                     e.entry_point = target.entry_points.get(e.plugin.name, e.entry_point)
                     e.plugin = self._resolve(e, unit)
+                    self._publish()
                     self._emit(
                         PluginRolledBack(
                             **self._plugin_fields(e.plugin),
@@ -873,15 +885,24 @@ class PluginHost:
 
     # -- helpers --------------------------------------------------------------------------
 
+    def _publish(self) -> None:
+        self._view = MappingProxyType(
+            {name: entry.plugin for name, entry in self._entries.items() if entry.plugin.version}
+        )
+
     def _require(self, name: str) -> _Entry:
         entry = self._entries.get(name)
-        if entry is None:
-            known = ", ".join(sorted(self._entries)) or "none"
-            hint = f"; it failed to load: {self._errors[name]}" if name in self._errors else ""
-            raise PluginNotFoundError(
-                f"no plugin {name!r} in group {self._group!r} (loaded: {known}){hint}", plugin=name
-            )
+        if entry is None or not entry.plugin.version:
+            raise self._not_found(name)
         return entry
+
+    def _not_found(self, name: str) -> PluginNotFoundError:
+        known = ", ".join(sorted(self._view)) or "none"
+        error = self._errors.get(name)
+        hint = f"; it failed to load: {error}" if error is not None else ""
+        return PluginNotFoundError(
+            f"no plugin {name!r} in group {self._group!r} (loaded: {known}){hint}", plugin=name
+        )
 
     def _entries_of(self, unit: _Unit) -> list[_Entry]:
         return [entry for entry in self._entries.values() if entry.unit is unit]
@@ -912,7 +933,7 @@ class PluginHost:
             entry.plugin,
             value=entry_point.value,
             obj=entry_point.load(),
-            dist_version=state.dist_versions.get(entry.plugin.name, _distribution(entry_point)[1]),
+            dist_version=state.dist_versions.get(entry.plugin.name),
             modules=tuple(state.modules),
             version=unit.current,
         )
@@ -928,7 +949,9 @@ class PluginHost:
                 ) from error
             if result is False:
                 raise PluginCheckError(
-                    f"plugin {name!r} failed its check after {stage}: {check!r} returned False", plugin=name
+                    f"plugin {name!r} failed its check after {stage}: "
+                    f"{getattr(check, '__qualname__', repr(check))} returned False",
+                    plugin=name,
                 )
 
     def _before(self, hook: str, plugins: list[Plugin], after: str) -> None:
@@ -993,6 +1016,24 @@ class PluginHost:
 
     def _emit(self, event: Event) -> None:
         emit(event, self._tracker._registry.subscribers)
+
+
+def _refuse_stale(old: Plugin, entry_point: importlib_metadata.EntryPoint, obj: object, root: str) -> None:
+    """
+    Fail when the entry point still resolves to the old function or class.
+
+    A reload keeps names the new code does not bind (``importlib.reload`` semantics),
+    so an entry point whose attribute the new version dropped would silently go on
+    resolving to the old code. Functions and classes defined in the unit are always
+    new objects after their module ran again, so the same object means a stale name.
+    """
+    if entry_point.attr is None or obj is not old.obj or not isinstance(obj, (type, FunctionType)):
+        return
+    if _in_unit(obj.__module__, root):
+        raise AttributeError(
+            f"{entry_point.value!r} still resolves to the object of the previous version: "
+            f"the new code no longer defines {entry_point.attr!r}"
+        )
 
 
 def _describe_dist(entry_point: importlib_metadata.EntryPoint) -> str:
