@@ -128,9 +128,8 @@ def main() -> int:
     try:
         plugins = app.host.load_all()
         for name, plugin in plugins.items():
-            print(
-                f"loaded {name} from {plugin.distribution} {plugin.dist_version}: modules {list(plugin.modules)}"
-            )
+            source = f"{plugin.distribution} {plugin.dist_version}"
+            print(f"loaded {name} from {source}: modules {list(plugin.modules)}")
         show(app.serve("Ada"))
 
         worker = threading.Thread(target=app.worker, args=(stop,), daemon=True)
