@@ -76,10 +76,11 @@ def main(argv: list[str]) -> int:
     if task == "plugins":
         return run(str(PYTHON), "examples/plugin_host/host.py", *rest)
     if task == "docs":
+        os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")  # mkdocs-material's banner about its future
         return run(str(BIN / "mkdocs"), "build", "--strict", *rest)
     if task == "test":
         return run(str(PYTHON), "-m", "pytest", *rest)
-    return run(str(BIN / "ruff"), "check", "versionload", "tests", "examples", "dev.py") or run(
+    return run(str(BIN / "ruff"), "check", "versionload", "tests", "examples", "tools", "dev.py") or run(
         str(PYTHON), "-m", "mypy"
     )
 

@@ -296,6 +296,28 @@ class TestReload:
 
         assert "howdy" == sys.modules["greeter"].GREETING
 
+    @pytest.mark.parametrize("hook", [True, False], ids=["hook", "adopted"])
+    def test_sibling_constants_reload_first(self, site, hook):
+        """A module importing a constant from a sibling is reloaded after it, with or without the hook."""
+        files = {
+            "sib/__init__.py": "from .b import plugin\n",
+            "sib/b.py": "from .c import VALUE\n\ndef plugin():\n    return VALUE\n",
+            "sib/c.py": "VALUE = 1\n",
+        }
+        points = {GROUP: {"sib": "sib:plugin"}}
+        site.install("sib", "1.0", files, points)
+        tracker = versionload.Tracker()
+        if hook:
+            tracker.install()
+        host = PluginHost(GROUP, tracker=tracker)
+        host.load_all()
+        site.upgrade("sib", "2.0", {**files, "sib/c.py": "VALUE = 2\n"}, points)
+
+        plugin = host.reload("sib")
+
+        assert 2 == plugin.obj()
+        assert ("sib.c", "sib.b", "sib") == plugin.modules
+
     def test_check_failure_rolls_back(self, site, tracker):
         """A reload failing the check leaves every module at its previous version and host[name] unchanged."""
         install_greeter(site)

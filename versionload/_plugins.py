@@ -643,6 +643,9 @@ class PluginHost:
         Make sure every module of the unit is tracked; the modules in reload order.
         """
         names = _unit_modules(root)
+        # Modules imported without the hook are adopted in sys.modules order, which is
+        # the order their imports finished: the import system moves each module to the
+        # end of sys.modules once its code ran. Adoption order becomes their rank.
         for name in names:
             self._tracker.track(sys.modules[name])
         rank = {name: index for index, name in enumerate(self._tracker.tracked())}
