@@ -467,6 +467,18 @@ class TestReload:
         assert (2, 2) == (host["upper"].version, host["lower"].version)
         assert "1.1" == host["lower"].dist_version
 
+    def test_refused_when_versions_cannot_be_kept(self, site):
+        """With one version kept per module a reload could not be undone, so it is refused."""
+        install_shout(site)
+        tracker = versionload.Tracker(max_versions=1)
+        host = PluginHost(GROUP, tracker=tracker)
+        host.load_all()
+
+        with pytest.raises(PluginReloadError, match="keeps 1 version"):
+            host.reload("shout")
+
+        assert 1 == tracker.current("shout").number
+
     def test_unknown_plugin(self, tracker):
         """Reloading a name that is not loaded raises PluginNotFoundError."""
         with pytest.raises(PluginNotFoundError):

@@ -490,7 +490,8 @@ class PluginHost:
         The plugins that could not be loaded, by name (a read-only copy).
 
         Each error is a `PluginLoadError` (the entry point's own exception chained as
-        ``__cause__``) or a `PluginCheckError`.
+        ``__cause__``) or a `PluginCheckError`. An entry point ignored because another
+        distribution's plugin has its name is listed as ``"name (from dist version)"``.
         """
         return MappingProxyType(dict(self._errors))
 
@@ -587,7 +588,7 @@ class PluginHost:
             for entry_point in importlib_metadata.entry_points(group=self._group):
                 name = entry_point.name
                 if name in self._entries:
-                    if self._entries[name].entry_point != entry_point:
+                    if self._entries[name].plugin.distribution != _distribution(entry_point)[0]:
                         self._fail(entry_point, PluginLoadError(
                             f"plugin {name!r}: a second entry point {entry_point.value!r} "
                             f"({_describe_dist(entry_point)}) has the same name and is ignored",
@@ -696,6 +697,13 @@ class PluginHost:
 
     def _reload_unit(self, requested: _Entry, entries: list[_Entry]) -> list[Plugin]:
         unit = requested.unit
+        if self._tracker.max_versions < 2:
+            raise PluginReloadError(
+                f"plugin {requested.plugin.name!r}: the tracker keeps {self._tracker.max_versions} version "
+                f"per module, so a failed reload could not be rolled back; nothing was reloaded",
+                plugin=requested.plugin.name,
+                module=requested.entry_point.module,
+            )
         started = time.perf_counter_ns()
         fresh_points = self._fresh_entry_points(entries)
         modules = self._adopt(unit.root)
@@ -840,7 +848,7 @@ class PluginHost:
                 if number not in available:
                     raise PluginVersionNotFoundError(
                         f"plugin {name!r}: version {target.number} needs version {number} of {module!r}, "
-                        f"which was pruned (raise the tracker's max_versions to keep more)",
+                        f"which is no longer kept (pruned: raise the tracker's max_versions to keep more)",
                         plugin=name,
                     )
             entries = self._entries_of(unit)
