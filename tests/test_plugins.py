@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+import threading
 from pathlib import Path
 
 import pluggy
@@ -808,3 +809,43 @@ class TestPluggyBridge:
         """Passing something that is not a PluginManager is an InvalidArgumentError."""
         with pytest.raises(versionload.InvalidArgumentError):
             PluggyBridge(PluginHost(GROUP, tracker=tracker), object())  # type: ignore[arg-type]
+
+
+class TestConcurrency:
+    def test_worker_gated_by_hooks_never_sees_a_rejected_version(self, site, tracker):
+        """A worker calling plugins under a lock that the hooks take keeps running through reloads."""
+        install_shout(site)
+        accepting = threading.Event()
+        accepting.set()
+        host = PluginHost(GROUP, tracker=tracker, check=lambda obj: accepting.is_set())
+        host.load_all()
+        gate = threading.RLock()
+        host.on("before_reload", lambda plugin: gate.acquire())
+        host.on("after_reload", lambda old, new: gate.release())
+        stop = threading.Event()
+        seen: list[str] = []
+
+        def worker():
+            while not stop.is_set():
+                with gate:
+                    seen.append(host.plugins["shout"].obj("a"))
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        try:
+            for round_ in range(20):
+                if round_ % 2:
+                    accepting.clear()
+                    with pytest.raises(PluginCheckError):
+                        host.reload("shout")
+                    accepting.set()
+                else:
+                    host.reload("shout")
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
+        assert not thread.is_alive()
+        assert seen
+        assert {"A"} == set(seen)
+        assert 11 == host["shout"].version
