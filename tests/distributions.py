@@ -27,6 +27,9 @@ class Site:
         self.root = root
         self._installed: dict[str, tuple[str, list[str]]] = {}
 
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
     def install(
         self, name: str, version: str, files: Mapping[str, str], entry_points: EntryPoints | None = None
     ) -> None:

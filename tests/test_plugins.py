@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -479,6 +480,25 @@ class TestReload:
             host.reload("shout")
 
         assert 1 == tracker.current("shout").number
+
+    def test_module_removed_by_the_upgrade_is_left_alone(self, site, tracker):
+        """A module whose file the new version removed is not reloaded, and the reload succeeds."""
+        files = {
+            **GREETER_V1,
+            "greeter/legacy.py": "OLD = True\n",
+            "greeter/__init__.py": "from . import legacy\n"
+            + textwrap.dedent(GREETER_V1["greeter/__init__.py"]),
+        }
+        install_greeter(site, files)
+        host = PluginHost(GROUP, tracker=tracker)
+        host.load_all()
+        site.path("greeter/legacy.py").unlink()
+        install_greeter(site, GREETER_V2, "2.0")
+
+        plugin = host.reload("greeter")
+
+        assert "howdy, ann!" == plugin.obj().greet("ann")
+        assert 1 == tracker.current("greeter.legacy").number
 
     def test_unknown_plugin(self, tracker):
         """Reloading a name that is not loaded raises PluginNotFoundError."""

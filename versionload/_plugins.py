@@ -16,6 +16,7 @@ rolling back asks the tracker to restore each module to the number recorded.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -361,6 +362,17 @@ def _unit_root(module_name: str) -> str:
         if not _is_namespace_package(sys.modules.get(candidate)):
             return candidate
     return module_name
+
+
+def _source_removed(name: str) -> bool:
+    """
+    Whether the module was loaded from a file that no longer exists.
+    """
+    spec = getattr(sys.modules.get(name), "__spec__", None)
+    origin = getattr(spec, "origin", None)
+    if not getattr(spec, "has_location", False) or not isinstance(origin, str):
+        return False
+    return not os.path.exists(origin)
 
 
 def _in_unit(name: str, root: str) -> bool:
@@ -711,14 +723,20 @@ class PluginHost:
         done: list[str] = []
         try:
             for module in modules:
+                if _source_removed(module):
+                    # The new version dropped this file: nothing to run; the module stays
+                    # as it was, for code of the old version that may still use it.
+                    continue
                 self._tracker.reload(module)
                 done.append(module)
             for entry in entries:
                 obj = fresh_points[entry.plugin.name].load()
                 _refuse_stale(entry.plugin, fresh_points[entry.plugin.name], obj, unit.root)
                 self._run_checks(entry.plugin.name, obj, "reload")
-        except Exception as error:
+        except BaseException as error:
             self._undo(unit, before, done)
+            if not isinstance(error, Exception):
+                raise  # KeyboardInterrupt and friends, after putting everything back
             failure = self._failure(requested, entries, error)
             for entry in entries:
                 fields = self._plugin_fields(entry.plugin)
