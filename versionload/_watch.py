@@ -81,12 +81,14 @@ class WatchCounters:
 
     Attributes:
         path_lookups: Index lookups of changed files.
-        stat_calls: Files statted (by the polling fallback, or to see if a file is gone).
+        stat_calls: Files statted (only by polling: the fallback thread, or `Watcher.poll`).
+        files_read: Changed files read (to skip writes that changed nothing).
         modules_indexed: Modules added to the path index.
     """
 
     path_lookups: int = 0
     stat_calls: int = 0
+    files_read: int = 0
     modules_indexed: int = 0
 
 
@@ -198,20 +200,25 @@ class PathIndex:
             _is_under(path, lib) for lib in self._excluded
         )
 
-    def add(self, name: str, origin: str | None) -> None:
+    def add(self, name: str, origin: str | None) -> str | None:
+        """
+        Index ``name`` under its file if that is under the roots; returns the file's
+        key when it was newly added.
+        """
         if not self.wants(origin):
             self.remove(name)
-            return
+            return None
         key = self.key(origin)  # type: ignore[arg-type]
         with self._lock:
             old = self._path_of.get(name)
             if old == key:
-                return
+                return None
             if old is not None:
                 self._discard(name, old)
             self._path_of[name] = key
             self._names.setdefault(key, {})[name] = next(self._order)
             self._counters.modules_indexed += 1
+        return key
 
     def remove(self, name: str) -> None:
         with self._lock:
@@ -295,6 +302,11 @@ class Watcher:
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._deliver: Callable[[set[str]], None] = self._process_and_report
+        self._attached = False
+        # File states for polling (the fallback thread, or `poll`): a file is first
+        # statted when its module is indexed, so an edit made right after an import
+        # is not mistaken for the file's first state.
+        self._states: dict[str, tuple[int, int] | None] = {}
         self._logger = structlog.get_logger(_LOGGER)
 
     def __repr__(self) -> str:
@@ -319,8 +331,7 @@ class Watcher:
         """
         if self._thread is not None:
             return self
-        self.tracker.subscribe(self._on_event)
-        self._index_existing()
+        self.attach()
         self._thread = threading.Thread(target=self._run, name="versionload-watch", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -329,12 +340,29 @@ class Watcher:
         )
         return self
 
+    def attach(self) -> None:
+        """
+        Index the tracked modules under the roots and follow the tracker's events,
+        without a thread: `poll` then finds the changes (the IPython extension's way).
+        """
+        if not self._attached:
+            self._attached = True
+            self.tracker.subscribe(self._on_event)
+            self._index_existing()
+
+    def detach(self) -> None:
+        """
+        Stop following the tracker's events.
+        """
+        self._attached = False
+        self.tracker.unsubscribe(self._on_event)
+
     def stop(self, timeout: float | None = 10.0) -> None:
         """
         Stop watching and wait (up to ``timeout`` seconds) for the thread to end.
         """
         self._stop.set()
-        self.tracker.unsubscribe(self._on_event)
+        self.detach()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -355,11 +383,16 @@ class Watcher:
         for name in registry.names():
             found = registry.find(name)
             if found is not None:
-                self._index.add(name, found[1].current.origin)
+                self._add(name, found[1].current.origin)
+
+    def _add(self, name: str, origin: str | None) -> None:
+        key = self._index.add(name, origin)
+        if key is not None and self.backend == "polling":
+            self._states[key] = self._stat(key)
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, (ModuleLoaded, ModuleReloaded)):
-            self._index.add(event.module, event.origin)
+            self._add(event.module, event.origin)
         elif isinstance(event, HistoryEnded):
             self._index.remove(event.module)
         elif isinstance(event, ModuleReloadFailed):
@@ -409,32 +442,40 @@ class Watcher:
             if self._stop.is_set():
                 break
 
-    def _stat_all(self) -> dict[str, tuple[int, int] | None]:
-        states: dict[str, tuple[int, int] | None] = {}
+    def _stat(self, path: str) -> tuple[int, int] | None:
+        self.counters.stat_calls += 1
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _poll_changed(self) -> set[str]:
+        changed: set[str] = set()
         for path in self._index.paths():
-            self.counters.stat_calls += 1
-            try:
-                st = os.stat(path)
-            except OSError:
-                states[path] = None
-            else:
-                states[path] = (st.st_mtime_ns, st.st_size)
-        return states
+            state = self._stat(path)
+            if self._states.setdefault(path, state) != state:
+                changed.add(path)
+                self._states[path] = state
+        return changed
+
+    def poll(self) -> list[FileChange]:
+        """
+        Stat the watched modules' files now and reload those that changed since the
+        last look (or since their module was indexed); see `process`.
+        """
+        return self.process(self._poll_changed())
 
     def _run_polling(self) -> None:
-        last = self._stat_all()
         self._ready.set()
         while not self._stop.wait(POLL_INTERVAL):
-            current = self._stat_all()
-            changed = {p for p, state in current.items() if p in last and last[p] != state}
-            # Wait for the burst to end: the same states twice in a row.
+            changed = self._poll_changed()
+            # Wait for the burst to end: no further change for one debounce period.
             while changed and not self._stop.wait(self._debounce):
-                again = self._stat_all()
-                if again == current:
+                more = self._poll_changed()
+                if not more:
                     break
-                changed |= {p for p, state in again.items() if p in current and current[p] != state}
-                current = again
-            last = current
+                changed |= more
             if changed and not self._stop.is_set():
                 self._deliver(changed)
 
@@ -471,7 +512,7 @@ class Watcher:
         module, history = found
         if sys.modules.get(name) is not module:
             return None  # replaced by a new import: that one has its own history
-        self.counters.stat_calls += 1
+        self.counters.files_read += 1
         try:
             with open(path, "rb") as file:
                 source = file.read()
