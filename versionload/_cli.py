@@ -42,7 +42,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> _Parser:
-    parser = _Parser(prog="versionload", description="Live, versioned module reloading for a running program.")
+    parser = _Parser(
+        prog="versionload", description="Live, versioned module reloading for a running program."
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser(
@@ -51,15 +53,23 @@ def _parser() -> _Parser:
         usage="versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] (-m MODULE | SCRIPT) [ARGS...]",
     )
     run.add_argument(
-        "--watch", "-w", action="append", default=[], metavar="DIR",
+        "--watch",
+        "-w",
+        action="append",
+        default=[],
+        metavar="DIR",
         help="reload modules whose file is under DIR (repeatable; default: the script's directory, "
         "or the current directory with -m)",
     )
-    run.add_argument("--cascade", action="store_true", help="also reload the modules that depend on a changed one")
+    run.add_argument(
+        "--cascade", action="store_true", help="also reload the modules that depend on a changed one"
+    )
     run.add_argument("--in-place", action="store_true", help="update functions and classes in place")
     run.add_argument("--json", action="store_true", help="print events as JSON lines")
 
-    history = commands.add_parser("history", help="list the tracked modules of a running program and their versions")
+    history = commands.add_parser(
+        "history", help="list the tracked modules of a running program and their versions"
+    )
     history.add_argument("module", nargs="?", help="only this module")
     history.add_argument("--all", action="store_true", help="also modules outside the watched directories")
     history.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -67,14 +77,18 @@ def _parser() -> _Parser:
 
     rollback = commands.add_parser("rollback", help="roll a module of a running program back")
     rollback.add_argument("module")
-    rollback.add_argument("version", nargs="?", type=int, help="the version (default: the one before the current)")
+    rollback.add_argument(
+        "version", nargs="?", type=int, help="the version (default: the one before the current)"
+    )
     _target_options(rollback)
     return parser
 
 
 def _target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pid", type=int, help="the process id of the `versionload run` program")
-    parser.add_argument("--socket", help="the control socket's path (default: found from --pid or the only one)")
+    parser.add_argument(
+        "--socket", help="the control socket's path (default: found from --pid or the only one)"
+    )
 
 
 def _split_run(argv: list[str]) -> tuple[list[str], str | None, str | None, list[str]]:
@@ -168,7 +182,7 @@ def _configure_logging(json_lines: bool, roots: tuple[str, ...]) -> None:
 def _run(options: argparse.Namespace, module: str | None, script: str | None, rest: list[str]) -> int:
     import versionload
 
-    from ._control import ControlError, ControlServer, SOCKET_ENV
+    from ._control import SOCKET_ENV, ControlError, ControlServer
     from ._errors import InvalidArgumentError
     from ._watch import make_watcher
 

@@ -74,7 +74,9 @@ def runtime_dir(*, create: bool) -> Path:
     if info.st_uid != os.getuid():
         raise ControlError(f"{directory} belongs to uid {info.st_uid}, not to you (uid {os.getuid()})")
     if info.st_mode & 0o077:
-        raise ControlError(f"{directory} is open to other users (mode {stat.S_IMODE(info.st_mode):o}); use 0700")
+        raise ControlError(
+            f"{directory} is open to other users (mode {stat.S_IMODE(info.st_mode):o}); use 0700"
+        )
     return directory
 
 
@@ -268,7 +270,12 @@ class ControlServer:
         module, history = found
         previous = history.current_number
         self.tracker.rollback(module, to)
-        return {"ok": True, "module": name, "version": self.tracker.current(module).number, "previous": previous}
+        return {
+            "ok": True,
+            "module": name,
+            "version": self.tracker.current(module).number,
+            "previous": previous,
+        }
 
 
 def _send(conn: socket.socket, payload: dict[str, Any]) -> None:
@@ -341,4 +348,3 @@ def request(path: Path, payload: dict[str, Any], timeout: float = _TIMEOUT) -> d
     if not isinstance(answer, dict):
         raise ControlError(f"the program at {path} gave no answer")
     return answer
-

@@ -149,7 +149,9 @@ def _history(live: LiveReload, args: list[str]) -> None:
     for version in history:
         marker = "*" if version.number == current else " "
         sha = (version.source_sha256 or "-")[:12]
-        print(f"{marker} {version.number:>3}  {version.reason:<8} {version.created_at:%H:%M:%S}  source {sha}")
+        print(
+            f"{marker} {version.number:>3}  {version.reason:<8} {version.created_at:%H:%M:%S}  source {sha}"
+        )
 
 
 def _diff(live: LiveReload, args: list[str]) -> None:
@@ -162,7 +164,11 @@ def _diff(live: LiveReload, args: list[str]) -> None:
     print(f"{changes.module}: version {changes.from_version} -> {changes.to_version}")
     if not changes:
         print("  no changes")
-    for label, names in (("added", changes.added), ("removed", changes.removed), ("changed", changes.changed)):
+    for label, names in (
+        ("added", changes.added),
+        ("removed", changes.removed),
+        ("changed", changes.changed),
+    ):
         if names:
             print(f"  {label}: {', '.join(names)}")
 
@@ -176,4 +182,6 @@ def _rollback(live: LiveReload, args: list[str]) -> None:
     previous = live.tracker.current(args[0]).number
     to = _number(args[1]) if len(args) == 2 else None
     live.tracker.rollback(args[0], to)
-    print(f"versionload: rolled {args[0]} back to version {live.tracker.current(args[0]).number} (was {previous})")
+    print(
+        f"versionload: rolled {args[0]} back to version {live.tracker.current(args[0]).number} (was {previous})"
+    )

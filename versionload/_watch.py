@@ -151,7 +151,9 @@ def check_roots(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
         try:
             items = list(paths)
         except TypeError:
-            raise InvalidArgumentError(f"paths must be a path or an iterable of paths, got {paths!r}") from None
+            raise InvalidArgumentError(
+                f"paths must be a path or an iterable of paths, got {paths!r}"
+            ) from None
     roots: list[str] = []
     for item in items:
         if not isinstance(item, (str, os.PathLike)):

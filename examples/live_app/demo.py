@@ -60,7 +60,15 @@ class Program:
     """
 
     def __init__(self, directory: Path) -> None:
-        command = [sys.executable, "-m", "versionload", "run", "--watch", str(directory), str(directory / "app.py")]
+        command = [
+            sys.executable,
+            "-m",
+            "versionload",
+            "run",
+            "--watch",
+            str(directory),
+            str(directory / "app.py"),
+        ]
         print("$ " + " ".join(["versionload", *command[3:]]), flush=True)
         self.process = subprocess.Popen(
             [*command, "100000", "0.3"],
@@ -107,7 +115,10 @@ def step(title: str) -> None:
 def versionload(*arguments: str) -> None:
     print("$ versionload " + " ".join(arguments), flush=True)
     result = subprocess.run(
-        [sys.executable, "-m", "versionload", *arguments], capture_output=True, text=True, timeout=STEP_TIMEOUT
+        [sys.executable, "-m", "versionload", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT,
     )
     sys.stdout.write(result.stdout + result.stderr)
     if result.returncode != 0:
@@ -133,7 +144,9 @@ def main() -> int:
         step("break greeting.py: the reload fails, version 2 keeps running")
         target.write_text(BROKEN)
         program.wait_for("failure event", lambda label, line: "module.reload_failed" in line)
-        program.wait_for("a tick after the failure", lambda label, line: label == "app" and "VERSION 2" in line)
+        program.wait_for(
+            "a tick after the failure", lambda label, line: label == "app" and "VERSION 2" in line
+        )
 
         step("ask the running program for the history of greeting")
         versionload("history", "--pid", pid, "greeting")
@@ -147,7 +160,9 @@ def main() -> int:
         status = program.stop()
         print(f"program exited with status {status}", flush=True)
         shutil.rmtree(workdir, ignore_errors=True)
-    print("\ndemo complete: a load, a reload, a failed reload that changed nothing, and a rollback", flush=True)
+    print(
+        "\ndemo complete: a load, a reload, a failed reload that changed nothing, and a rollback", flush=True
+    )
     return 0
 
 
