@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import socket
 import stat
@@ -90,7 +89,8 @@ class Program:
         self.events: list[dict[str, Any]] = []
         self.output: list[str] = []
         self.other: list[str] = []
-        assert self.process.stdout is not None and self.process.stderr is not None
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
         self._threads = [
             threading.Thread(target=self._read, args=(self.process.stdout, self.output.append), daemon=True),
             threading.Thread(target=self._read, args=(self.process.stderr, self._event), daemon=True),
@@ -209,7 +209,8 @@ class TestRunErrors:
         """A script that does not exist: a clear message and exit status 3."""
         result = cli("run", str(tmp_path / "nope.py"))
         assert EXIT_NOT_FOUND == result.returncode
-        assert "nope.py" in result.stderr and "no such file" in result.stderr
+        assert "nope.py" in result.stderr
+        assert "no such file" in result.stderr
 
     def test_unknown_module(self, tmp_path, runtime, monkeypatch):
         """-m with a module that does not exist: exit status 3."""
@@ -240,7 +241,8 @@ class TestRunErrors:
         assert script is not None
         result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=30)
         assert 0 == result.returncode
-        assert "run" in result.stdout and "rollback" in result.stdout
+        assert "run" in result.stdout
+        assert "rollback" in result.stdout
 
 
 class TestControl:
@@ -255,7 +257,9 @@ class TestControl:
         assert 0 == result.returncode, result.stderr
         [entry] = json.loads(result.stdout)
         assert ("behaviour", 2, [1, 2]) == (
-            entry["module"], entry["current"], [v["number"] for v in entry["versions"]]
+            entry["module"],
+            entry["current"],
+            [v["number"] for v in entry["versions"]],
         )
 
         result = cli("rollback", "behaviour", "1")  # the only program running: found without --pid
@@ -313,7 +317,8 @@ class TestPeerCredentials:
             assert _control.check_peer(left) is None
             assert (os.getpid(), os.getuid(), os.getgid()) == _control.peer_credentials(left)
             refusal = _control.check_peer(left, uid=os.getuid() + 1)
-        assert refusal is not None and f"uid {os.getuid()}" in refusal
+        assert refusal is not None
+        assert f"uid {os.getuid()}" in refusal
 
     @pytest.mark.skipif(os.getuid() != 0 or not hasattr(socket, "SO_PEERCRED"), reason="needs root and Linux")
     def test_other_user_is_refused(self, tmp_path, runtime):
@@ -341,7 +346,9 @@ def _connect_as_nobody(path: Path) -> str:
     """
     read_end, write_end = os.pipe()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the child only makes syscalls
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # fork with threads: the child only makes syscalls
         pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
@@ -373,6 +380,12 @@ def test_demo_runs(tmp_path):
     started = time.monotonic()
     result = subprocess.run([sys.executable, str(demo)], capture_output=True, text=True, timeout=120)
     assert 0 == result.returncode, result.stdout + result.stderr
-    for expected in ("module.loaded", "module.reloaded", "module.reload_failed", "module.rolled_back", "demo complete"):
+    for expected in (
+        "module.loaded",
+        "module.reloaded",
+        "module.reload_failed",
+        "module.rolled_back",
+        "demo complete",
+    ):
         assert expected in result.stdout
     assert time.monotonic() - started < 60

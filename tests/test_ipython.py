@@ -15,9 +15,9 @@ from .helpers import ModuleTree
 
 pytest.importorskip("IPython")
 
-from IPython.core.error import UsageError  # noqa: E402
-from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
-from traitlets.config import Config  # noqa: E402
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
 
 
 @pytest.fixture(name="ipython", scope="module")
@@ -120,7 +120,8 @@ class TestMagics:
 
         shell.run_line_magic("vl_diff", "nb_magic 1 2")
         out = capsys.readouterr().out
-        assert "added: g" in out and "changed: f" in out
+        assert "added: g" in out
+        assert "changed: f" in out
 
         shell.run_line_magic("vl_rollback", "nb_magic 1")
         assert "rolled nb_magic back to version 1 (was 2)" in capsys.readouterr().out

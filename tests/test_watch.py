@@ -21,9 +21,13 @@ import versionload
 from .helpers import ModuleTree, wait_for
 
 BACKENDS = [
-    pytest.param(False, id="watchfiles", marks=pytest.mark.skipif(
-        importlib.util.find_spec("watchfiles") is None, reason="watchfiles not installed"
-    )),
+    pytest.param(
+        False,
+        id="watchfiles",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("watchfiles") is None, reason="watchfiles not installed"
+        ),
+    ),
     pytest.param(True, id="polling"),
 ]
 
@@ -251,7 +255,10 @@ class TestWatchOptions:
 
     def test_import_does_not_load_watchfiles(self):
         """Importing versionload imports neither watchfiles nor the watcher module."""
-        code = "import sys, versionload; print(sorted(m for m in ('watchfiles', 'versionload._watch') if m in sys.modules))"
+        code = (
+            "import sys, versionload; "
+            "print(sorted(m for m in ('watchfiles', 'versionload._watch') if m in sys.modules))"
+        )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert "[]" == result.stdout.strip()
 
@@ -260,7 +267,9 @@ class TestWatchCost:
     @staticmethod
     def _work_for_one_change(tree: ModuleTree, tracker: versionload.Tracker, count: int) -> tuple[int, ...]:
         package = f"many{count}"
-        tree.write({f"{package}/__init__.py": "", **{f"{package}/m{i}.py": f"A = {i}\n" for i in range(count)}})
+        tree.write(
+            {f"{package}/__init__.py": "", **{f"{package}/m{i}.py": f"A = {i}\n" for i in range(count)}}
+        )
         for i in range(count):
             _import(f"{package}.m{i}")
         seen = Recorder()
@@ -272,7 +281,7 @@ class TestWatchCost:
             seen.wait(f"{package}.m0", "reloaded")
             after = (watcher.counters.path_lookups, watcher.counters.stat_calls, watcher.counters.files_read)
             assert indexed == watcher.counters.modules_indexed  # no rebuild of the index
-        return tuple(b - a for a, b in zip(before, after))
+        return tuple(b - a for a, b in zip(before, after, strict=True))
 
     @pytest.mark.skipif(importlib.util.find_spec("watchfiles") is None, reason="watchfiles not installed")
     def test_work_per_change_does_not_grow_with_loaded_modules(self, tree, tracker):

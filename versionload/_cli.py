@@ -20,7 +20,7 @@ import os
 import runpy
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any, NoReturn
 
 import structlog
@@ -50,7 +50,10 @@ def _parser() -> _Parser:
     run = commands.add_parser(
         "run",
         help="run a program with live reloading",
-        usage="versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] (-m MODULE | SCRIPT) [ARGS...]",
+        usage=(
+            "versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] "
+            "(-m MODULE | SCRIPT) [ARGS...]"
+        ),
     )
     run.add_argument(
         "--watch",
@@ -150,7 +153,7 @@ def _fail(code: int, message: str) -> int:
 
 
 def _configure_logging(json_lines: bool, roots: tuple[str, ...]) -> None:
-    def only_watched_loads(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    def only_watched_loads(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         # Loads of the standard library and of installed packages would drown the
         # lines that matter: show debug events only for files under the watched roots.
         if event.get("level") == "debug":

@@ -175,11 +175,9 @@ class ControlServer:
                 continue
             except OSError:
                 return
-            with conn:
-                try:
-                    self._answer(conn)
-                except OSError:
-                    pass  # the client went away; nothing to answer
+            # A client that went away needs no answer.
+            with conn, contextlib.suppress(OSError):
+                self._answer(conn)
 
     def _answer(self, conn: socket.socket) -> None:
         conn.settimeout(_TIMEOUT)

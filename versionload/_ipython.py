@@ -48,9 +48,12 @@ class LiveReload:
         # could not be reloaded atomically (there would be nothing to go back to).
         index = PathIndex(self.watcher.roots, self.watcher.counters)
         for name, module in list(sys.modules.items()):
-            if isinstance(module, ModuleType) and index.wants(getattr(module, "__file__", None)):
-                if self.tracker._registry.history_of(name, module) is None:
-                    self.tracker.track(module)
+            if (
+                isinstance(module, ModuleType)
+                and index.wants(getattr(module, "__file__", None))
+                and self.tracker._registry.history_of(name, module) is None
+            ):
+                self.tracker.track(module)
         self.watcher._index_existing()
 
     def pre_run_cell(self, *_: object) -> None:
@@ -138,15 +141,13 @@ def _history(live: LiveReload, args: list[str]) -> None:
         for name in registry.names():
             found = registry.find(name)
             if found is not None and live.watcher._index.wants(found[1].current.origin):
-                history = found[1]
-                print(f"{name}: version {history.current_number} ({len(history.versions)} kept)")
+                print(f"{name}: version {found[1].current_number} ({len(found[1].versions)} kept)")
                 shown += 1
         if not shown:
             print("no watched modules yet: import a module of your project")
         return
-    history = live.tracker.history(args[0])
     current = live.tracker.current(args[0]).number
-    for version in history:
+    for version in live.tracker.history(args[0]):
         marker = "*" if version.number == current else " "
         sha = (version.source_sha256 or "-")[:12]
         print(
@@ -182,6 +183,5 @@ def _rollback(live: LiveReload, args: list[str]) -> None:
     previous = live.tracker.current(args[0]).number
     to = _number(args[1]) if len(args) == 2 else None
     live.tracker.rollback(args[0], to)
-    print(
-        f"versionload: rolled {args[0]} back to version {live.tracker.current(args[0]).number} (was {previous})"
-    )
+    now = live.tracker.current(args[0]).number
+    print(f"versionload: rolled {args[0]} back to version {now} (was {previous})")

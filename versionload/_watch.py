@@ -158,7 +158,7 @@ def check_roots(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
     for item in items:
         if not isinstance(item, (str, os.PathLike)):
             raise InvalidArgumentError(f"paths must be a path or an iterable of paths, got {item!r}")
-        path = _normalize(os.fspath(item))  # type: ignore[arg-type]
+        path = _normalize(os.fspath(item))
         if not os.path.exists(path):
             raise InvalidArgumentError(f"cannot watch {path!r}: no such file or directory")
         roots.append(path)
@@ -313,7 +313,8 @@ class Watcher:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<versionload.Watcher {state} {self.backend} roots={list(self.roots)} modules={len(self._index)}>"
+        roots = list(self.roots)
+        return f"<versionload.Watcher {state} {self.backend} roots={roots} modules={len(self._index)}>"
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -547,7 +548,11 @@ class Watcher:
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[set[str] | None] = asyncio.Queue()
-        self._deliver = lambda paths: loop.call_soon_threadsafe(queue.put_nowait, paths)
+
+        def deliver(paths: set[str]) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, paths)
+
+        self._deliver = deliver
         await loop.run_in_executor(None, self.start)
         stopper = threading.Thread(
             target=lambda: (self._stop.wait(), loop.call_soon_threadsafe(queue.put_nowait, None)),

@@ -78,7 +78,8 @@ class Program:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.lines: queue.Queue[tuple[str, str]] = queue.Queue()
-        assert self.process.stdout is not None and self.process.stderr is not None
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
         for stream, label in ((self.process.stdout, "app"), (self.process.stderr, "log")):
             threading.Thread(target=self._pump, args=(stream, label), daemon=True).start()
 
