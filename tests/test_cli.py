@@ -5,6 +5,7 @@ program, its control channel, and its errors and exit codes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -363,7 +364,8 @@ def _connect_as_nobody(path: Path) -> str:
             except PermissionError:
                 os.write(write_end, b"EACCES")
             else:
-                client.sendall(b'{"op": "history"}\n')
+                with contextlib.suppress(OSError):
+                    client.sendall(b'{"op": "history"}\n')
                 os.write(write_end, client.recv(65536))
         finally:
             os._exit(0)

@@ -190,6 +190,12 @@ class ControlServer:
                 peer_uid=credentials[1] if credentials else None,
             )
             _send(conn, {"ok": False, "kind": "refused", "error": refusal})
+            # Closing with the request unread would reset the connection, and the
+            # client could lose the answer: read (a little, briefly) what it sent.
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(0.5)
+            with contextlib.suppress(OSError, ValueError):
+                _receive(conn)
             return
         try:
             request = json.loads(_receive(conn))
@@ -337,7 +343,8 @@ def request(path: Path, payload: dict[str, Any], timeout: float = _TIMEOUT) -> d
     try:
         with client:
             client.connect(str(path))
-            _send(client, payload)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                _send(client, payload)  # a refusal can come before the request was read
             answer = json.loads(_receive(client) or b"null")
     except PermissionError as error:
         raise ControlError(f"not allowed to connect to {path}: {error.strerror}") from None
