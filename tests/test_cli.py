@@ -301,6 +301,22 @@ class TestControl:
         assert (0o600, os.getuid()) == (stat.S_IMODE(info.st_mode), info.st_uid)
         assert 0o700 == stat.S_IMODE(os.stat(runtime).st_mode)
 
+    def test_terminated_program_removes_its_socket(self, running, runtime):
+        """SIGTERM ends the program through its clean-up: status 143, no socket left behind."""
+        path = runtime / f"{running.process.pid}.sock"
+        assert path.exists()
+        assert 143 == running.stop()
+        assert not path.exists()
+
+    def test_stale_socket_is_ignored_and_removed(self, runtime):
+        """A socket left by a killed program is not taken for a running one, and is cleaned up."""
+        stale = runtime / "999999.sock"
+        stale.touch()
+        result = cli("history")
+        assert EXIT_UNREACHABLE == result.returncode
+        assert "no running" in result.stderr
+        assert not stale.exists()
+
     def test_unsafe_runtime_directory_is_refused(self, runtime):
         """A runtime directory open to other users is not trusted."""
         os.chmod(runtime, 0o777)

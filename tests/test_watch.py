@@ -184,6 +184,17 @@ class TestWatch:
         if len(order) == 2:  # one batch: ordered; two batches are ordered by the OS, not by us
             assert ["pkg_order.first", "pkg_order.second"] == order
 
+    def test_polling_fallback_without_watchfiles(self, tree, tracker, recorder, monkeypatch):
+        """Without watchfiles importable, the watcher polls, and still reloads."""
+        monkeypatch.setitem(sys.modules, "watchfiles", None)  # `import watchfiles` now fails
+        tree.module("no_wf", "A = 1\n")
+        module = _import("no_wf")
+        with versionload.watch(tree.root, tracker=tracker, on_change=recorder) as watcher:
+            assert "polling" == watcher.backend
+            tree.module("no_wf", "A = 2\n")
+            recorder.wait("no_wf", "reloaded")
+        assert 2 == module.A
+
     def test_stop_is_clean(self, tree, tracker, polling):
         """stop() ends the thread and unsubscribes; later edits reload nothing."""
         watcher = versionload.watch(tree.root, tracker=tracker, force_polling=polling)

@@ -8,7 +8,8 @@ The ``versionload`` command: run a program with live reloading, and drive it.
 Exit codes: 0 success; 1 the program raised; 2 bad usage (a bad flag, no target);
 3 the script or module to run does not exist; 4 no running program could be reached
 (or it refused us); 5 the program refused the request (unknown module or version, or
-the rollback failed). A program that exits with a status keeps its status.
+the rollback failed); 130 interrupted, 143 terminated. A program that exits with a
+status keeps its status.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import importlib.util
 import logging
 import os
 import runpy
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import MutableMapping, Sequence
 from typing import Any, NoReturn
@@ -182,6 +185,10 @@ def _configure_logging(json_lines: bool, roots: tuple[str, ...]) -> None:
     )
 
 
+def _terminated(signum: int, _: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _run(options: argparse.Namespace, module: str | None, script: str | None, rest: list[str]) -> int:
     import versionload
 
@@ -228,6 +235,10 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
     except (ControlError, OSError) as error:
         return _fail(EXIT_UNREACHABLE, f"cannot open the control socket: {error}")
     os.environ[SOCKET_ENV] = str(control.path)
+    if threading.current_thread() is threading.main_thread():
+        # Ended by `kill` or a service manager: leave through the same clean-up as
+        # any other exit, so the socket file does not outlive the program.
+        signal.signal(signal.SIGTERM, _terminated)
     watcher.start()
     logger.info("control.listening", pid=os.getpid(), socket=str(control.path))
     try:

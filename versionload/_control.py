@@ -321,8 +321,14 @@ def find_socket(pid: int | None = None, path: str | None = None) -> Path:
     directory = runtime_dir(create=False)
     running = []
     for candidate in sorted(directory.glob("*.sock")) if directory.is_dir() else []:
-        if candidate.stem.isdigit() and _pid_alive(int(candidate.stem)):
+        if not candidate.stem.isdigit():
+            continue
+        if _pid_alive(int(candidate.stem)):
             running.append(candidate)
+        else:
+            # Left by a program that was killed outright; the directory is ours.
+            with contextlib.suppress(OSError):
+                candidate.unlink()
     if not running:
         raise ControlError(f"no running `versionload run` program found (no socket in {directory})")
     if len(running) > 1:
