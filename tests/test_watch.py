@@ -203,6 +203,17 @@ class TestWatch:
         assert not watcher.running
         assert watcher._on_event not in tracker._registry.subscribers
 
+    def test_restart_after_stop(self, tree, tracker, recorder, polling):
+        """A stopped watcher started again watches again."""
+        tree.module("again", "A = 1\n")
+        module = _import("again")
+        watcher = versionload.watch(tree.root, tracker=tracker, on_change=recorder, force_polling=polling)
+        watcher.stop()
+        with watcher:
+            tree.module("again", "A = 2\n")
+            recorder.wait("again", "reloaded")
+        assert 2 == module.A
+
 
 class TestWatchOptions:
     def test_cascade_and_update_passed_only_when_asked(self, tree):

@@ -330,10 +330,12 @@ class Watcher:
         Index the tracked modules and start watching in a daemon thread.
 
         Returns once the operating system's watch is in place, so a file written
-        after this returns is seen.
+        after this returns is seen. A stopped watcher can be started again.
         """
         if self._thread is not None:
             return self
+        self._stop.clear()
+        self._ready.clear()
         self.attach()
         self._thread = threading.Thread(target=self._run, name="versionload-watch", daemon=True)
         self._thread.start()
