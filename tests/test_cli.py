@@ -328,6 +328,31 @@ class TestControl:
         assert "no running" in result.stderr
         assert not stale.exists()
 
+    def test_malformed_requests_are_answered(self, tmp_path, runtime):
+        """A request that is not a JSON object, or names no known op, gets an error answer."""
+        server = _control.ControlServer(versionload.Tracker(), (str(tmp_path),)).start()
+        try:
+            assert server.path is not None
+            for line in (b"not json\n", b"[1, 2]\n", b'{"op": "explode"}\n', b'{"op": "rollback"}\n'):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                    client.settimeout(10)
+                    client.connect(str(server.path))
+                    client.sendall(line)
+                    answer = json.loads(client.makefile().readline())
+                assert (False, "bad_request") == (answer["ok"], answer["kind"]), line
+            assert server.path.exists()
+        finally:
+            server.stop()
+        assert not server.path.exists()
+
+    def test_history_all_includes_modules_outside_the_roots(self, running):
+        """history --all also lists tracked modules from outside the watched directories."""
+        pid = str(running.process.pid)
+        watched = json.loads(cli("history", "--pid", pid, "--json").stdout)
+        everything = json.loads(cli("history", "--pid", pid, "--json", "--all").stdout)
+        assert ["behaviour"] == [entry["module"] for entry in watched]
+        assert len(everything) > len(watched)
+
     def test_unsafe_runtime_directory_is_refused(self, runtime):
         """A runtime directory open to other users is not trusted."""
         os.chmod(runtime, 0o777)
