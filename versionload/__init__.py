@@ -185,7 +185,7 @@ def awatch(
 ) -> AsyncIterator[list[FileChange]]:
     """
     The async form of `watch`: reloads run in the event loop's thread, and each batch
-    of handled changes is yielded as a list of `FileChange`; leaving the loop stops it.
+    of handled changes is yielded as a list of `FileChange`; closing the iterator stops it.
 
     Raises:
         InvalidArgumentError: as `watch`.
