@@ -2,11 +2,12 @@
 """
 Set-up and tasks for versionload, with nothing installed beforehand.
 
-    python3 dev.py demo     # run the bundled example (examples/quickstart.py)
-    python3 dev.py plugins  # run the plugin host example (examples/plugin_host/host.py)
-    python3 dev.py test     # run the whole test suite (extra arguments go to pytest)
-    python3 dev.py lint     # ruff and mypy
-    python3 dev.py docs     # build the documentation site into site/ (mkdocs, strict)
+    python3 dev.py demo        # the main job: `versionload run --watch` on examples/live_app
+    python3 dev.py quickstart  # load, edit, reload, failed reload, rollback (examples/quickstart.py)
+    python3 dev.py plugins     # upgrade plugins while a host runs (examples/plugin_host/host.py)
+    python3 dev.py test        # run the whole test suite (extra arguments go to pytest)
+    python3 dev.py lint        # ruff and mypy
+    python3 dev.py docs        # build the documentation site into site/ (mkdocs, strict)
 
 Each task first makes ``.venv`` (a virtual environment with versionload installed in
 editable mode with its dev and docs extras, and the example plugins of
@@ -67,11 +68,14 @@ def main(argv: list[str]) -> int:
     if task in {"help", "-h", "--help"}:
         print(__doc__)
         return 0
-    if task not in {"demo", "plugins", "test", "lint", "docs"}:
-        print(f"unknown task {task!r}; tasks: demo, plugins, test, lint, docs", file=sys.stderr)
+    tasks = ("demo", "quickstart", "plugins", "test", "lint", "docs")
+    if task not in tasks:
+        print(f"unknown task {task!r}; tasks: {', '.join(tasks)}", file=sys.stderr)
         return 2
     ensure_venv()
     if task == "demo":
+        return run(str(PYTHON), "examples/live_app/demo.py", *rest)
+    if task == "quickstart":
         return run(str(PYTHON), "examples/quickstart.py", *rest)
     if task == "plugins":
         return run(str(PYTHON), "examples/plugin_host/host.py", *rest)
