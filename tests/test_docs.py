@@ -11,7 +11,9 @@ The documentation cannot rot: its code runs as part of the test suite.
   opening fence or right after its closing fence; say why in the comment:
   ``<!-- no-run: uses a module of the reader's -->``. It is invisible on the site.
 - Every script in ``examples/`` (a ``.py`` file with an ``if __name__ == "__main__":``
-  block) runs and must exit with status 0.
+  block) runs and must exit with status 0, except a script with a line starting
+  ``# no-run:`` and the reason (a server that runs until stopped, driven by another
+  example script).
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 SCRIPTS = sorted(
-    path for path in (ROOT / "examples").rglob("*.py") if 'if __name__ == "__main__":' in path.read_text()
+    path
+    for path in (ROOT / "examples").rglob("*.py")
+    if 'if __name__ == "__main__":' in path.read_text()
+    and not any(line.startswith("# no-run:") for line in path.read_text().splitlines())
 )
 NO_RUN = "<!-- no-run"
 OPENING = re.compile(r"^(?P<indent>\s*)```python\s*$")
