@@ -722,6 +722,23 @@ class TestDependencyOrder:
         assert ordered.index("dep_pkg.base") < ordered.index("dep_pkg.child")
 
 
+    def test_absolute_import_of_a_sibling(self, tree):
+        """A submodule doing ``import pkg.other`` still comes before the package, after the sibling."""
+        tree.write(
+            {
+                "abs_pkg/__init__.py": "from .user import Thing\n",
+                "abs_pkg/user.py": "import abs_pkg.base\n\nclass Thing(abs_pkg.base.Base):\n    pass\n",
+                "abs_pkg/base.py": "class Base:\n    pass\n",
+            }
+        )
+        import abs_pkg  # noqa: F401
+
+        names = ["abs_pkg", "abs_pkg.user", "abs_pkg.base"]
+        ordered = dependency_order(names, {"abs_pkg": 0, "abs_pkg.user": 1, "abs_pkg.base": 2})
+
+        assert "abs_pkg" == ordered[-1]
+
+
 class TestErrors:
     def test_errors_pickle(self):
         """Plugin errors survive pickling with their attributes."""

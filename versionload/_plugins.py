@@ -390,7 +390,8 @@ def _unit_modules(root: str) -> list[str]:
 def _references(module: ModuleType, candidates: set[str]) -> set[str]:
     """
     The candidate modules that ``module``'s namespace refers to: modules bound in it,
-    and classes and functions defined in them (``from .util import helper``).
+    and classes and functions defined in them (``from .util import helper``), except
+    its own parent packages.
     """
     found: set[str] = set()
     for value in list(vars(module).values()):
@@ -403,7 +404,9 @@ def _references(module: ModuleType, candidates: set[str]) -> set[str]:
         if isinstance(target, str) and target in candidates:
             found.add(target)
     found.discard(module.__name__)
-    return found
+    # ``import pkg.sibling`` binds the parent package, which is not what the module
+    # needs first: packages normally import their submodules, so they come after.
+    return {target for target in found if not module.__name__.startswith(target + ".")}
 
 
 def dependency_order(names: list[str], rank: Mapping[str, int]) -> list[str]:
