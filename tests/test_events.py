@@ -118,7 +118,9 @@ class TestStructlogEvents:
             }
         ] == _without_duration(logs)
 
-    def test_module_reload_failed(self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool) -> None:
+    def test_module_reload_failed(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
         """
         A failed reload logs module.reload_failed at error level with the error and where it happened.
         """
@@ -218,7 +220,12 @@ class TestStructlogEvents:
         with capture_logs() as logs:
             importlib.reload(ev_external)
         (entry,) = _named(logs, "module.reloaded")
-        assert (2, 1, ["Y"], ["X"]) == (entry["version"], entry["previous_version"], entry["added"], entry["changed"])
+        assert (2, 1, ["Y"], ["X"]) == (
+            entry["version"],
+            entry["previous_version"],
+            entry["added"],
+            entry["changed"],
+        )
 
 
 class TestSubscribers:
@@ -240,14 +247,17 @@ class TestSubscribers:
         tracker.rollback("ev_sub")
         kinds = [type(event) for event in received]
         assert [versionload.ModuleLoaded, versionload.ModuleReloaded, versionload.ModuleRolledBack] == kinds
-        assert versionload.ModuleLoaded(
-            module="ev_sub",
-            version=1,
-            reason="import",
-            origin=str(path),
-            source_sha256=_sha("X = 1\n"),
-            names=len(tracker.history("ev_sub")[0].bindings),
-        ) == received[0]
+        assert (
+            versionload.ModuleLoaded(
+                module="ev_sub",
+                version=1,
+                reason="import",
+                origin=str(path),
+                source_sha256=_sha("X = 1\n"),
+                names=len(tracker.history("ev_sub")[0].bindings),
+            )
+            == received[0]
+        )
         assert ("module.loaded", "module.reloaded", "module.rolled_back") == tuple(e.event for e in received)
         assert ("X",) == received[1].changed
 

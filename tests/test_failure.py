@@ -50,7 +50,9 @@ class TestFailedReload:
     Tracker.reload when the new code cannot run.
     """
 
-    def test_syntax_error_changes_nothing(self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool) -> None:
+    def test_syntax_error_changes_nothing(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
         """
         A syntax error raises ReloadError caused by the SyntaxError; namespace and history are as before.
         """
@@ -117,7 +119,9 @@ class TestFailedReload:
         assert isinstance(caught.value.__cause__, (SyntaxError, ValueError))
         _assert_unchanged(module, before)
 
-    def test_deleted_file_changes_nothing(self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool) -> None:
+    def test_deleted_file_changes_nothing(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
         """
         A module whose file is gone raises SpecNotFoundError (a ReloadError) and keeps its namespace.
         """
@@ -129,17 +133,23 @@ class TestFailedReload:
         _assert_unchanged(module, before)
         assert [1] == [v.number for v in tracker.history(module)]
 
-    def test_sys_modules_entry_restored_when_replaced(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_sys_modules_entry_restored_when_replaced(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         Failing code that replaced its sys.modules entry: the module is put back there.
         """
         path, module, before = _import_original(tree, "fl_replaced")
-        path.write_text("import sys\nsys.modules[__name__] = object()\nraise RuntimeError('after replacing')\n")
+        path.write_text(
+            "import sys\nsys.modules[__name__] = object()\nraise RuntimeError('after replacing')\n"
+        )
         with pytest.raises(versionload.ReloadError):
             tracker.reload(module)
         _assert_unchanged(module, before)
 
-    def test_sys_modules_entry_restored_when_deleted(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_sys_modules_entry_restored_when_deleted(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         Failing code that deleted its sys.modules entry: the module is put back there.
         """
@@ -162,7 +172,9 @@ class TestFailedReload:
         _assert_unchanged(module, before)
         assert [1] == [v.number for v in tracker.history(module)]
 
-    def test_system_exit_propagates_and_changes_nothing(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_system_exit_propagates_and_changes_nothing(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         SystemExit in the new code propagates unwrapped, with the namespace put back.
         """
@@ -173,7 +185,9 @@ class TestFailedReload:
         assert 3 == caught.value.code
         _assert_unchanged(module, before)
 
-    def test_cause_traceback_starts_in_module_code(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_cause_traceback_starts_in_module_code(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         The chained exception's traceback starts at the module's own code, with no versionload frames.
         """
@@ -200,7 +214,9 @@ class TestFailedReload:
         ours = [Path(name).name for name in files if "versionload" in Path(name).parts[-2:-1]]
         assert ["_tracker.py"] == ours
 
-    def test_reload_works_after_a_failure(self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool) -> None:
+    def test_reload_works_after_a_failure(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
         """
         After a failed reload, fixing the source and reloading records the next number.
         """

@@ -120,7 +120,7 @@ class TestUninstall:
         versionload.install()
         versionload.uninstall()
         assert len(before) == len(sys.meta_path)
-        assert all(a is b for a, b in zip(before, sys.meta_path))
+        assert all(a is b for a, b in zip(before, sys.meta_path, strict=True))
 
     def test_keeps_finders_added_after_install(self) -> None:
         """
@@ -174,7 +174,9 @@ class TestRecording:
         """
         A package and its submodules are each recorded once.
         """
-        tree.write({"fd_pkg/__init__.py": "from . import a\n", "fd_pkg/a.py": "A = 1\n", "fd_pkg/b.py": "B = 2\n"})
+        tree.write(
+            {"fd_pkg/__init__.py": "from . import a\n", "fd_pkg/a.py": "A = 1\n", "fd_pkg/b.py": "B = 2\n"}
+        )
         import fd_pkg.b
 
         assert 2 == fd_pkg.b.B
@@ -208,12 +210,14 @@ class TestRecording:
         )
         tracker = versionload.install(include=include, exclude=exclude)  # type: ignore[arg-type]
         import fd_app.core
-        import fd_app.secret
+        import fd_app.secret  # noqa: F401
         import fd_other  # noqa: F401
 
         assert expected == {name for name in tracker.tracked() if name.startswith("fd_")}
 
-    def test_failed_first_import_records_nothing(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_failed_first_import_records_nothing(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         A first import that raises leaves no history and no sys.modules entry.
         """
@@ -223,7 +227,9 @@ class TestRecording:
         assert "fd_fails" not in sys.modules
         assert "fd_fails" not in tracker.tracked()
 
-    def test_failed_first_import_raises_as_without_hook(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_failed_first_import_raises_as_without_hook(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         The exception of a failing first import has the same type, args and frames with and without the hook.
         """
@@ -256,7 +262,9 @@ class TestRecording:
         plain, hooked = _with_and_without(tracker, [], attempt)
         assert plain == hooked
 
-    def test_non_module_in_sys_modules_is_not_tracked(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_non_module_in_sys_modules_is_not_tracked(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         A module that puts a non-module object into sys.modules is imported as that object, untracked.
         """
@@ -351,7 +359,9 @@ class TestInvisible:
         assert plain == hooked
         assert "fd_spec" not in tracker.tracked()
 
-    def test_module_spec_and_loader_after_import(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_module_spec_and_loader_after_import(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         After an import, __spec__ is exactly a ModuleSpec with no extra keys, and __loader__ the real loader.
         """
@@ -379,7 +389,13 @@ class TestInvisible:
         """
         runpy.run_module gives the same globals and spec with the hook.
         """
-        tree.write({"fd_run/__init__.py": "", "fd_run/__main__.py": "RESULT = __name__\n", "fd_run/tool.py": "R = 1\n"})
+        tree.write(
+            {
+                "fd_run/__init__.py": "",
+                "fd_run/__main__.py": "RESULT = __name__\n",
+                "fd_run/tool.py": "R = 1\n",
+            }
+        )
 
         def run() -> tuple[object, ...]:
             package = runpy.run_module("fd_run", run_name="__main__")
@@ -444,7 +460,9 @@ class TestInvisible:
         tracker.reload(fd_inspect2)
         assert "def f():\n    return 'two'\n" == inspect.getsource(fd_inspect2.f)
 
-    def test_import_of_existing_parent_attribute(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_import_of_existing_parent_attribute(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         A submodule that its package imported itself is recorded once, with a plain spec.
         """

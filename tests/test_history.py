@@ -82,7 +82,9 @@ class TestMaxVersions:
         """
         tracker = versionload.Tracker(max_versions=2).install()
         pruned: list[versionload.Event] = []
-        tracker.subscribe(lambda event: pruned.append(event) if isinstance(event, versionload.VersionPruned) else None)
+        tracker.subscribe(
+            lambda event: pruned.append(event) if isinstance(event, versionload.VersionPruned) else None
+        )
         path = tree.module("hs_events", "GENERATION = 1\n")
         import hs_events  # noqa: F401
 
@@ -111,7 +113,7 @@ class TestMaxVersions:
     @pytest.mark.parametrize("bad", [0, -1, True, 2.5, "3"])
     def test_invalid_max_versions(self, bad: object) -> None:
         """
-        A max_versions that is not a whole number of at least 1 raises InvalidArgumentError and changes nothing.
+        A max_versions below 1 or not an int raises InvalidArgumentError and changes nothing.
         """
         with pytest.raises(versionload.InvalidArgumentError):
             versionload.Tracker(max_versions=bad)  # type: ignore[arg-type]
@@ -178,7 +180,9 @@ class TestHistoryEnd:
         assert fresh is not hs_again
         assert [("import", 3)] == [(v.reason, v.number) for v in tracker.history(fresh)]
 
-    def test_replaced_module_emits_history_ended(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_replaced_module_emits_history_ended(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         A new module object under a tracked name ends the old history with cause "replaced".
         """
@@ -240,7 +244,12 @@ class TestReadingHistory:
         import hs_fields
 
         (version,) = tracker.history(hs_fields)
-        assert ("hs_fields", 1, "import", str(path)) == (version.module, version.number, version.reason, version.origin)
+        assert ("hs_fields", 1, "import", str(path)) == (
+            version.module,
+            version.number,
+            version.reason,
+            version.origin,
+        )
         assert {"X", "__name__", "__spec__"} <= version.names
         assert hashlib.sha256(b"X = 1\n").hexdigest() == version.source_sha256
         assert version.created_at.tzinfo is not None

@@ -132,7 +132,9 @@ class TestReload:
         tracker.reload(rl_pathpkg.extra)
         assert 2 == rl_pathpkg.extra.X
 
-    def test_redefined_names_are_rebound(self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool) -> None:
+    def test_redefined_names_are_rebound(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
         """
         Names the new source defines again are bound to the new objects.
         """
@@ -146,7 +148,9 @@ class TestReload:
         assert old_f is not rl_rebind.f
         assert "two, longer" == rl_rebind.VALUE
 
-    def test_name_no_longer_defined_survives(self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool) -> None:
+    def test_name_no_longer_defined_survives(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
         """
         A name the new source does not define keeps its old binding, as with importlib.reload.
         """
@@ -160,7 +164,9 @@ class TestReload:
         assert 2 == rl_survive.NEW
         assert "OLD" in tracker.current(rl_survive).names
 
-    def test_cache_idiom_keeps_its_cache(self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool) -> None:
+    def test_cache_idiom_keeps_its_cache(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
         """
         The ``try: cache / except NameError: cache = {}`` idiom keeps the same cache object.
         """
@@ -192,7 +198,9 @@ class TestReload:
         assert "new!" == rl_lib.f()
         assert "old" == rl_user.f()
 
-    def test_old_instances_keep_old_class(self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool) -> None:
+    def test_old_instances_keep_old_class(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
         """
         An instance made before the reload keeps the old class; new instances get the new one.
         """
@@ -216,7 +224,7 @@ class TestReload:
         """
         path = tree.module("rl_half", "A = 1\nraise RuntimeError('half-way')\n")
         with pytest.raises(RuntimeError, match="half-way"):
-            import rl_half  # noqa: F401
+            import rl_half
         assert "rl_half" not in sys.modules
         assert "rl_half" not in tracker.tracked()
         path.write_text("A = 1\nB = 2\n")
@@ -291,7 +299,9 @@ class TestReload:
         assert 2 == rl_noloader.X
         assert rl_noloader.__loader__ is rl_noloader.__spec__.loader
 
-    def test_module_turned_into_package(self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool) -> None:
+    def test_module_turned_into_package(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
         """
         A module replaced on disk by a package of the same name reloads as the package.
         """
@@ -393,7 +403,9 @@ class TestReload:
         tracker.install()
         path.write_text("X = 2\n")
         importlib.reload(rl_external2)
-        assert [("adopted", 1), ("reload", 2)] == [(v.reason, v.number) for v in tracker.history(rl_external2)]
+        assert [("adopted", 1), ("reload", 2)] == [
+            (v.reason, v.number) for v in tracker.history(rl_external2)
+        ]
 
     def test_failed_plain_importlib_reload_records_nothing(
         self, tree: ModuleTree, tracker: versionload.Tracker
@@ -479,7 +491,9 @@ class TestReload:
         assert hashlib.sha256(b"X = 3\n").hexdigest() == history[-1].source_sha256
         assert str(path) == history[-1].origin
 
-    def test_module_level_function_uses_default_tracker(self, tree: ModuleTree, hook: versionload.Tracker) -> None:
+    def test_module_level_function_uses_default_tracker(
+        self, tree: ModuleTree, hook: versionload.Tracker
+    ) -> None:
         """
         versionload.reload acts on the default tracker.
         """

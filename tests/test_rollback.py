@@ -46,7 +46,9 @@ class TestRollback:
         assert 1 == tracker.current(module).number
         assert [1] == module.CHANGED
 
-    def test_restores_namespace_exactly(self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool) -> None:
+    def test_restores_namespace_exactly(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
         """
         Names added since are removed, changed names get the old objects, removed names come back.
         """
@@ -85,7 +87,9 @@ class TestRollback:
         assert "newer" == module.ADDED
         assert tracker.history(module)[2].bindings["CHANGED"] is module.CHANGED
 
-    def test_rollback_to_current_undoes_runtime_mutation(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_rollback_to_current_undoes_runtime_mutation(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         Rolling back to the current version undoes names rebound, added and deleted at run time.
         """
@@ -117,7 +121,9 @@ class TestRollback:
         assert module is tracker.rollback("rb_byname", to=2)
         assert [2] == module.CHANGED
 
-    def test_unknown_version_raises_and_changes_nothing(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_unknown_version_raises_and_changes_nothing(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         A version that is not in the history raises VersionNotFoundError (a LookupError), touching nothing.
         """
@@ -144,7 +150,9 @@ class TestRollback:
         assert 1 == tracker.current(rb_first).number
         assert 1 == rb_first.X
 
-    def test_untracked_module_raises_not_tracked(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_untracked_module_raises_not_tracked(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         Rolling back a module with no history raises NotTrackedError (a LookupError).
         """
@@ -196,7 +204,9 @@ class TestRollback:
         assert [1] == module.CHANGED
         assert 1 == versionload.current(module).number
 
-    def test_reimported_module_is_a_different_history(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_reimported_module_is_a_different_history(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         The old module object, after its name was imported anew, is no longer tracked.
         """

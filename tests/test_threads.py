@@ -8,7 +8,7 @@ import importlib
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -31,7 +31,7 @@ th_probe.leave()
 
 
 @pytest.fixture(name="probe")
-def _probe() -> Iterator[types.ModuleType]:
+def _probe() -> types.ModuleType:
     """
     A module ``th_probe`` that records the most module executions ever running at once.
     """
@@ -50,8 +50,8 @@ def _probe() -> Iterator[types.ModuleType]:
             state["active"] -= 1
 
     probe.enter, probe.leave, probe.state = enter, leave, state  # type: ignore[attr-defined]
-    sys.modules["th_probe"] = probe
-    yield probe
+    sys.modules["th_probe"] = probe  # the autouse fixture removes it again
+    return probe
 
 
 def _run_together(count: int, work: Callable[[int], object]) -> list[BaseException]:
@@ -100,7 +100,9 @@ class TestConcurrentReload:
         assert ["import"] + ["reload"] * THREADS == [v.reason for v in history]
         assert THREADS + 1 == tracker.current(th_target).number
 
-    def test_reloads_and_rollbacks_leave_a_consistent_state(self, tree: ModuleTree, probe: types.ModuleType) -> None:
+    def test_reloads_and_rollbacks_leave_a_consistent_state(
+        self, tree: ModuleTree, probe: types.ModuleType
+    ) -> None:
         """
         Interleaved reloads and rollbacks raise nothing and end with the namespace of the current version.
         """
@@ -126,7 +128,7 @@ class TestConcurrentReload:
 
     def test_plain_and_versionload_reloads_together(self, tree: ModuleTree, probe: types.ModuleType) -> None:
         """
-        importlib.reload in some threads and versionload.reload in others: every execution recorded, none overlapping.
+        Plain and versionload reloads in many threads: every execution recorded, none overlapping.
         """
         tracker = versionload.Tracker(max_versions=100).install()
         tree.module("th_both", _PROBED.format(value=0))

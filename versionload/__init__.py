@@ -7,9 +7,10 @@ place. The functions here act on one default `Tracker`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from types import ModuleType
-from typing import Any
+# Imported under private names: every public name of the facade is in __all__.
+from collections.abc import Iterable as _Iterable
+from types import ModuleType as _ModuleType
+from typing import Any as _Any
 
 from ._errors import (
     InvalidArgumentError,
@@ -46,8 +47,8 @@ def default_tracker() -> Tracker:
 
 def install(
     *,
-    include: str | Iterable[str] | None = None,
-    exclude: str | Iterable[str] | None = None,
+    include: str | _Iterable[str] | None = None,
+    exclude: str | _Iterable[str] | None = None,
     max_versions: int | None = None,
 ) -> Tracker:
     """
@@ -79,49 +80,49 @@ def uninstall() -> None:
     _DEFAULT.uninstall()
 
 
-def track(module: ModuleType | str) -> ModuleVersion:
+def track(module: _ModuleType | str) -> ModuleVersion:
     """
     Adopt an already-imported module; see `Tracker.track`.
     """
     return _DEFAULT.track(module)
 
 
-def reload(module: ModuleType | str) -> ModuleType:
+def reload(module: _ModuleType | str) -> _ModuleType:
     """
     Reload a module in place and record a new version; see `Tracker.reload`.
     """
     return _DEFAULT.reload(module)
 
 
-def rollback(module: ModuleType | str, to: int | None = None) -> ModuleType:
+def rollback(module: _ModuleType | str, to: int | None = None) -> _ModuleType:
     """
     Restore a module's namespace to version ``to``; see `Tracker.rollback`.
     """
     return _DEFAULT.rollback(module, to)
 
 
-def history(module: ModuleType | str) -> tuple[ModuleVersion, ...]:
+def history(module: _ModuleType | str) -> tuple[ModuleVersion, ...]:
     """
     A module's versions, oldest first; see `Tracker.history`.
     """
     return _DEFAULT.history(module)
 
 
-def current(module: ModuleType | str) -> ModuleVersion:
+def current(module: _ModuleType | str) -> ModuleVersion:
     """
     A module's current version; see `Tracker.current`.
     """
     return _DEFAULT.current(module)
 
 
-def diff(module: ModuleType | str, a: int, b: int) -> NamespaceDiff:
+def diff(module: _ModuleType | str, a: int, b: int) -> NamespaceDiff:
     """
     What changed between two versions of a module; see `Tracker.diff`.
     """
     return _DEFAULT.diff(module, a, b)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name == "__version__":
         from importlib.metadata import version
 
