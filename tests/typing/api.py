@@ -31,7 +31,9 @@ def on_event(event: Event) -> None:
 
 
 def deploy(module: ModuleType) -> ModuleType:
-    tracker: Tracker = versionload.install(include=["app.*", "plugins.*"], exclude="app.tests.*", max_versions=5)
+    tracker: Tracker = versionload.install(
+        include=["app.*", "plugins.*"], exclude="app.tests.*", max_versions=5
+    )
     tracker.subscribe(on_event)
     before: ModuleVersion = versionload.current(module)
     try:
