@@ -421,6 +421,24 @@ class TestReload:
             importlib.reload(rl_external3)
         assert [1] == [v.number for v in tracker.history(rl_external3)]
 
+    def test_plain_importlib_reload_running_stale_bytecode_claims_no_hash(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        When importlib.reload runs stale bytecode, the version does not claim the hash of the newer source.
+        """
+        sys.dont_write_bytecode = False
+        path = tree.module("rl_stale_external", "VALUE = 'aaa'\n")
+        import rl_stale_external
+
+        importlib.reload(rl_stale_external)
+        assert hashlib.sha256(b"VALUE = 'aaa'\n").hexdigest() == tracker.current(rl_stale_external).source_sha256
+        tree.edit_keeping_stat(path, "VALUE = 'bbb'\n")
+        importlib.reload(rl_stale_external)
+        assert "aaa" == rl_stale_external.VALUE  # what importlib.reload does is left alone
+        assert [1, 2, 3] == [v.number for v in tracker.history(rl_stale_external)]
+        assert tracker.current(rl_stale_external).source_sha256 is None
+
     def test_stale_bytecode_demonstration_with_importlib(self, tree: ModuleTree) -> None:
         """
         Demonstration: importlib.reload runs stale bytecode after an edit keeping size and mtime.

@@ -286,16 +286,22 @@ def _reloaded_event(previous: ModuleVersion, version: ModuleVersion, duration_ns
     )
 
 
-def record_external_reload(registry: Registry, name: str, module: ModuleType, duration_ns: int) -> None:
+def record_external_reload(
+    registry: Registry, name: str, module: ModuleType, duration_ns: int, digest: _SourceDigest | None = None
+) -> None:
     """
     Record a reload that other code ran with ``importlib.reload``, once it succeeded.
+
+    ``digest`` is what ran when the finder could check it (see `digest_of_loader_run`).
     """
     history = registry.history_of(name, module)
     if history is None:
         return
     previous = history.current
     origin = origin_of(module)
-    version, _ = registry.record(name, module, "reload", origin, source_digest(origin, time.time_ns()))
+    if digest is None:
+        digest = source_digest(origin, time.time_ns())
+    version, _ = registry.record(name, module, "reload", origin, digest)
     registry.emit_all([_reloaded_event(previous, version, duration_ns)])
 
 

@@ -32,11 +32,14 @@ from types import CodeType, FrameType, ModuleType
 from typing import Any
 
 from ._events import report_error
+from ._snapshot import _SourceDigest
+from ._source import digest_of_loader_run
 
 #: Called once a first import ends: ``(spec, module)`` on success, ``(spec, None)`` on failure.
 LoadObserver = Callable[[ModuleSpec, "ModuleType | None"], None]
-#: Called once another tool's ``importlib.reload`` ran the module's code successfully.
-ReloadObserver = Callable[[ModuleSpec, ModuleType, int], None]
+#: Called once another tool's ``importlib.reload`` ran the module's code successfully:
+#: ``(spec, module, duration_ns, digest of what ran or None when not checked)``.
+ReloadObserver = Callable[[ModuleSpec, ModuleType, int, "_SourceDigest | None"], None]
 
 _OBSERVERS = "_versionload_observers"
 
@@ -127,10 +130,12 @@ class _LoaderStandIn:
         spec.loader = loader
         if module.__dict__.get("__loader__") is self:
             module.__loader__ = loader
+        # Before running: the bytecode cache it runs may be stale for the source on disk.
+        digest = digest_of_loader_run(spec)
         started = time.perf_counter_ns()
         loader.exec_module(module)
         try:
-            self._vl_observer(spec, module, time.perf_counter_ns() - started)
+            self._vl_observer(spec, module, time.perf_counter_ns() - started, digest)
         except Exception as error:  # noqa: BLE001 - the reload itself succeeded
             report_error(error, "versionload: recording a reload failed")
 

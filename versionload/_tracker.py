@@ -271,5 +271,7 @@ class Tracker:
         if self._registry.history_of(name, module) is None:
             self._registry.record(name, module, "adopted", origin_of(module), _SourceDigest())
 
-    def _on_external_reload(self, spec: ModuleSpec, module: ModuleType, duration_ns: int) -> None:
-        record_external_reload(self._registry, spec.name, module, duration_ns)
+    def _on_external_reload(
+        self, spec: ModuleSpec, module: ModuleType, duration_ns: int, digest: _SourceDigest | None
+    ) -> None:
+        record_external_reload(self._registry, spec.name, module, duration_ns, digest)
