@@ -293,3 +293,38 @@ class TestDiff:
         """
         module = _three_versions(tree, hook, "df_facade")
         assert ("ADDED",) == versionload.diff(module, 1, 3).added
+
+
+class TestRollbackPackage:
+    """
+    Tracker.rollback of a package whose submodules were imported after it was recorded.
+    """
+
+    def test_submodule_attributes_survive(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        The import system's binding of an imported submodule on its package survives a rollback.
+        """
+        path = tree.module("rbp_pkg.__init__", "VALUE = 1\n")
+        tree.module("rbp_pkg.sub", "S = 1\n")
+        import rbp_pkg.sub
+
+        path.write_text("VALUE = 2\n")
+        tracker.reload(rbp_pkg)
+        tracker.rollback(rbp_pkg, to=1)
+        assert 1 == rbp_pkg.VALUE
+        assert sys.modules["rbp_pkg.sub"] is rbp_pkg.sub
+        import rbp_pkg.sub as again
+
+        assert again is sys.modules["rbp_pkg.sub"]
+
+    def test_rollback_to_current_keeps_submodules(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        Undoing run-time changes with a rollback to the current version keeps submodule attributes.
+        """
+        tree.module("rbp_pkg2.sub", "S = 1\n")
+        import rbp_pkg2.sub
+
+        rbp_pkg2.PATCHED = True
+        tracker.rollback(rbp_pkg2, to=1)
+        assert not hasattr(rbp_pkg2, "PATCHED")
+        assert 1 == rbp_pkg2.sub.S

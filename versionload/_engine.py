@@ -308,6 +308,26 @@ def record_external_reload(
 # -- rollback -----------------------------------------------------------------------------
 
 
+def _with_imported_submodules(
+    name: str, bindings: Mapping[str, object], live: Mapping[str, object]
+) -> Mapping[str, object]:
+    """
+    ``bindings`` plus the package's attributes for submodules that are in ``sys.modules``.
+
+    The import system binds ``pkg.sub`` on the package after the package's own version
+    was recorded, and never again while ``pkg.sub`` stays imported: removing it would
+    leave ``pkg.sub`` unreachable as an attribute.
+    """
+    extra = {
+        key: value
+        for key, value in live.items()
+        if key not in bindings
+        and isinstance(value, ModuleType)
+        and sys.modules.get(f"{name}.{key}") is value
+    }
+    return {**bindings, **extra} if extra else bindings
+
+
 def rollback(registry: Registry, obj: object, to: object) -> ModuleType:
     """
     Restore the namespace of version ``to`` (default: the one before the current).
@@ -321,10 +341,11 @@ def rollback(registry: Registry, obj: object, to: object) -> ModuleType:
         target = history.get(to) if isinstance(to, int) else history.before(current.number)
         started = time.perf_counter_ns()
         live = dict(module.__dict__)
-        restore_namespace(module.__dict__, target.bindings)
+        bindings = _with_imported_submodules(name, target.bindings, live)
+        restore_namespace(module.__dict__, bindings)
         registry.set_current(history, target.number)
         duration_ns = time.perf_counter_ns() - started
-    changes = compare(name, current.number, live, target.number, target.bindings)
+    changes = compare(name, current.number, live, target.number, bindings)
     registry.emit_all(
         [
             ModuleRolledBack(
