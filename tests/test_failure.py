@@ -15,6 +15,10 @@ import versionload
 
 from .helpers import ModuleTree
 
+# Every test here runs with bytecode writing off and on (see the fixture).
+pytestmark = pytest.mark.usefixtures("bytecode")
+
+
 _ORIGINAL = """
 import collections
 

@@ -15,6 +15,9 @@ import versionload
 
 from .helpers import ModuleTree
 
+# Every test here runs with bytecode writing off and on (see the fixture).
+pytestmark = pytest.mark.usefixtures("bytecode")
+
 
 class TestReload:
     """
@@ -432,7 +435,9 @@ class TestReload:
         import rl_stale_external
 
         importlib.reload(rl_stale_external)
-        assert hashlib.sha256(b"VALUE = 'aaa'\n").hexdigest() == tracker.current(rl_stale_external).source_sha256
+        assert (
+            hashlib.sha256(b"VALUE = 'aaa'\n").hexdigest() == tracker.current(rl_stale_external).source_sha256
+        )
         tree.edit_keeping_stat(path, "VALUE = 'bbb'\n")
         importlib.reload(rl_stale_external)
         assert "aaa" == rl_stale_external.VALUE  # what importlib.reload does is left alone

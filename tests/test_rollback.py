@@ -13,6 +13,10 @@ import versionload
 
 from .helpers import ModuleTree
 
+# Every test here runs with bytecode writing off and on (see the fixture).
+pytestmark = pytest.mark.usefixtures("bytecode")
+
+
 _V1 = "KEEP = 'same'\nCHANGED = [1]\nREMOVED_LATER = object()\ndef f():\n    return 1\n"
 _V2 = "KEEP = 'same'\nCHANGED = [2]\nADDED = 'new'\ndef f():\n    return 2\ndel REMOVED_LATER\n"
 _V3 = "KEEP = 'same'\nCHANGED = [3]\nADDED = 'newer'\ndef f():\n    return 3\n"
@@ -317,7 +321,9 @@ class TestRollbackPackage:
 
         assert again is sys.modules["rbp_pkg.sub"]
 
-    def test_rollback_to_current_keeps_submodules(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_rollback_to_current_keeps_submodules(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         Undoing run-time changes with a rollback to the current version keeps submodule attributes.
         """
