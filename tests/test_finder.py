@@ -471,3 +471,51 @@ class TestInvisible:
 
         assert importlib.machinery.ModuleSpec is type(fd_self.child.__spec__)
         assert [1] == [v.number for v in tracker.history("fd_self.child")]
+
+
+class TestSeveralTrackers:
+    """
+    More than one tracker installed at once (an application's and a test's).
+    """
+
+    def test_each_records_imports(self, tree: ModuleTree) -> None:
+        """
+        Two installed trackers both record a first import.
+        """
+        outer = versionload.Tracker().install()
+        inner = versionload.Tracker().install()
+        tree.module("fd_two", "X = 1\n")
+        import fd_two
+
+        assert [("import", 1)] == [(v.reason, v.number) for v in inner.history(fd_two)]
+        assert [("import", 1)] == [(v.reason, v.number) for v in outer.history(fd_two)]
+        assert importlib.machinery.ModuleSpec is type(fd_two.__spec__)
+
+    def test_each_records_plain_reloads(self, tree: ModuleTree) -> None:
+        """
+        Two installed trackers both record a reload that other code runs with importlib.reload.
+        """
+        outer = versionload.Tracker().install()
+        inner = versionload.Tracker().install()
+        path = tree.module("fd_two_reload", "X = 1\n")
+        import fd_two_reload
+
+        path.write_text("X = 22\n")
+        assert fd_two_reload is importlib.reload(fd_two_reload)
+        assert 22 == fd_two_reload.X
+        assert [1, 2] == [v.number for v in inner.history(fd_two_reload)]
+        assert [1, 2] == [v.number for v in outer.history(fd_two_reload)]
+        assert type(fd_two_reload.__loader__).__name__ == "SourceFileLoader"
+
+    def test_uninstalling_one_keeps_the_other(self, tree: ModuleTree) -> None:
+        """
+        Uninstalling one tracker leaves the other's finder recording.
+        """
+        outer = versionload.Tracker().install()
+        inner = versionload.Tracker().install()
+        outer.uninstall()
+        tree.module("fd_two_left", "X = 1\n")
+        import fd_two_left
+
+        assert [1] == [v.number for v in inner.history(fd_two_left)]
+        assert "fd_two_left" not in outer.tracked()

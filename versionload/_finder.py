@@ -116,7 +116,8 @@ class _LoaderStandIn:
     def __init__(self, loader: Any, spec: ModuleSpec, observer: ReloadObserver) -> None:
         self._vl_loader = loader
         self._vl_spec = spec
-        self._vl_observer = observer
+        # Every installed tracker's finder adds its observer to the one stand-in.
+        self._vl_observers = [observer]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._vl_loader, name)
@@ -134,10 +135,12 @@ class _LoaderStandIn:
         digest = digest_of_loader_run(spec)
         started = time.perf_counter_ns()
         loader.exec_module(module)
-        try:
-            self._vl_observer(spec, module, time.perf_counter_ns() - started, digest)
-        except Exception as error:  # noqa: BLE001 - the reload itself succeeded
-            report_error(error, "versionload: recording a reload failed")
+        duration_ns = time.perf_counter_ns() - started
+        for observer in self._vl_observers:
+            try:
+                observer(spec, module, duration_ns, digest)
+            except Exception as error:  # noqa: BLE001 - the reload itself succeeded
+                report_error(error, "versionload: recording a reload failed")
 
 
 def _caller() -> str:
@@ -148,8 +151,10 @@ def _caller() -> str:
         frame: FrameType | None = sys._getframe(2)
     except ValueError:  # called directly from a very shallow stack
         return _OTHER
-    while frame is not None and frame.f_code is _FINDER_CODE:
-        frame = frame.f_back  # several trackers' finders asking one another
+    # Several trackers' finders asking one another: skip their frames, both the
+    # find_spec and the loop over the later finders that called the next one.
+    while frame is not None and (frame.f_code is _FINDER_CODE or frame.f_code is _FIND_AFTER_SELF_CODE):
+        frame = frame.f_back
     if frame is None or frame.f_code is not _FIND_SPEC_CODE:
         return _OTHER
     frame = frame.f_back
@@ -206,10 +211,13 @@ class VersionedFinder:
                 observe_load(spec, self._on_load)
             return spec
         loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module") or isinstance(loader, _LoaderStandIn):
+        if loader is None or not hasattr(loader, "exec_module"):
             return spec
         assert target is not None
         self._on_reload_start(target)
+        if isinstance(loader, _LoaderStandIn):
+            loader._vl_observers.append(self._on_reload)  # a later tracker's finder made it
+            return spec
         spec.loader = _LoaderStandIn(loader, spec, self._on_reload)  # type: ignore[assignment]
         return spec
 
@@ -232,3 +240,4 @@ class VersionedFinder:
 
 
 _FINDER_CODE: CodeType = VersionedFinder.find_spec.__code__
+_FIND_AFTER_SELF_CODE: CodeType = VersionedFinder._find_after_self.__code__
