@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
 import sys
 import types
 
@@ -252,6 +253,56 @@ class TestReload:
         assert ["import", "reload"] == [v.reason for v in tracker.history(xxsubtype)]
         assert tracker.current(xxsubtype).source_sha256 is None
         assert tracker.current(xxsubtype).origin is None
+
+    def test_extension_module_reloads_as_importlib_does(self, tracker: versionload.Tracker) -> None:
+        """
+        An extension module reloads through its own loader and records a version with its file, no hash.
+        """
+        import _bisect
+
+        assert isinstance(_bisect.__loader__, importlib.machinery.ExtensionFileLoader)
+        function = _bisect.bisect_left
+        assert _bisect is tracker.reload(_bisect)
+        assert function is _bisect.bisect_left
+        version = tracker.current(_bisect)
+        assert ("reload", _bisect.__file__, None) == (version.reason, version.origin, version.source_sha256)
+
+    def test_zipped_module_reloads(self, tracker: versionload.Tracker, tmp_path) -> None:
+        """
+        A module imported from a zip file reloads through zipimport and records no source hash.
+        """
+        import zipfile
+
+        archive = tmp_path / "bundle.zip"
+        with zipfile.ZipFile(archive, "w") as bundle:
+            bundle.writestr("rl_zipped.py", "X = 1\n")
+        sys.path.insert(0, str(archive))
+        import rl_zipped
+
+        with zipfile.ZipFile(archive, "w") as bundle:
+            bundle.writestr("rl_zipped.py", "X = 2\nY = 3\n")
+        importlib.invalidate_caches()
+        assert rl_zipped is tracker.reload(rl_zipped)
+        assert (2, 3) == (rl_zipped.X, rl_zipped.Y)
+        assert tracker.current(rl_zipped).source_sha256 is None
+
+    def test_sourceless_module_reloads(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        A module imported from a .pyc without source reloads through its loader, with no source hash.
+        """
+        import py_compile
+
+        source = tree.module("rl_sourceless", "X = 1\n")
+        compiled = tree.path("rl_sourceless.pyc")
+        py_compile.compile(str(source), cfile=str(compiled), doraise=True)
+        tree.remove("rl_sourceless.py")
+        import rl_sourceless
+
+        assert isinstance(rl_sourceless.__loader__, importlib.machinery.SourcelessFileLoader)
+        assert rl_sourceless is tracker.reload(rl_sourceless)
+        assert 1 == rl_sourceless.X
+        assert ["import", "reload"] == [v.reason for v in tracker.history(rl_sourceless)]
+        assert tracker.current(rl_sourceless).source_sha256 is None
 
     def test_reload_of_sys_works(self, tracker: versionload.Tracker) -> None:
         """
