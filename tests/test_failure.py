@@ -244,3 +244,19 @@ class TestFailedReload:
         with pytest.raises(RuntimeError):
             importlib.reload(module)
         assert "half" == module.NAME
+
+    def test_untracked_module_is_adopted_even_if_reload_fails(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        An untracked module is adopted before its code runs, so a failed reload leaves only "adopted".
+        """
+        tracker.uninstall()
+        path, module, before = _import_original(tree, "fl_untracked")
+        tracker.install()
+        path.write_text("NAME = 'new'\nraise RuntimeError\n")
+        with pytest.raises(versionload.ReloadError):
+            tracker.reload(module)
+        _assert_unchanged(module, before)
+        assert [("adopted", 1)] == [(v.reason, v.number) for v in tracker.history(module)]
+        assert before == dict(tracker.current(module).bindings)
