@@ -303,6 +303,30 @@ class TestSubscribers:
         assert 1 == ev_broken_import.X
         assert [ZeroDivisionError] == [type(r.exc_value) for r in reported]
 
+    def test_failing_log_processor_does_not_break_reload(
+        self, tree: ModuleTree, tracker: versionload.Tracker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        A structlog processor that raises is reported through sys.unraisablehook; the reload succeeds.
+        """
+        import structlog
+
+        reported: list[Any] = []
+        monkeypatch.setattr(sys, "unraisablehook", reported.append)
+
+        def broken(logger: object, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+            raise RuntimeError("processor bug")
+
+        structlog.configure(processors=[broken])
+        path = tree.module("ev_processor", "X = 1\n")
+        import ev_processor
+
+        path.write_text("X = 2\n")
+        assert ev_processor is tracker.reload(ev_processor)
+        assert 2 == ev_processor.X
+        assert {RuntimeError} == {type(r.exc_value) for r in reported}
+        assert any("module.reloaded" in r.err_msg for r in reported)
+
     def test_unsubscribe(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
         """
         An unsubscribed callable gets nothing more; unsubscribing an unknown one is ignored.

@@ -85,6 +85,24 @@ class TestNames:
         assert "installed" in repr(tracker)
 
 
+class TestModuleLevelFunctions:
+    """
+    The module-level functions act on the default tracker.
+    """
+
+    def test_track_history_current(self) -> None:
+        """
+        versionload.track adopts a module; history and current read the default tracker.
+        """
+        import json
+
+        version = versionload.track(json)
+        assert ("json", 1, "adopted") == (version.module, version.number, version.reason)
+        assert (version,) == versionload.history("json")
+        assert version is versionload.current(json)
+        assert ("json",) == versionload.default_tracker().tracked()
+
+
 class TestErrors:
     """
     The error hierarchy: one root, and the standard base each caller expects.

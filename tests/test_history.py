@@ -296,3 +296,13 @@ class TestReadingHistory:
             getattr(tracker, operation)("hs_nothing_here")
         with pytest.raises(versionload.NotAModuleError):
             getattr(tracker, operation)(3.5)
+
+    def test_hash_of_deleted_source_is_unknown(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        A first import's hash asked for after its file was deleted is None, not an error.
+        """
+        tree.module("hs_nohash", "X = 1\n")
+        import hs_nohash
+
+        tree.remove("hs_nohash.py")
+        assert tracker.current(hs_nohash).source_sha256 is None

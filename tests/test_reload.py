@@ -9,6 +9,7 @@ import importlib
 import importlib.machinery
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -578,3 +579,102 @@ class TestReload:
         assert rl_default is versionload.reload(rl_default)
         assert 2 == versionload.current(rl_default).number
         assert versionload.default_tracker() is hook
+
+
+class TestReloadUnusualModules:
+    """
+    Tracker.reload of modules whose parent, name or loader is unusual.
+    """
+
+    def test_parent_that_is_not_a_package(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        A dotted module whose parent is a plain module raises ModuleNotLoadedError naming the parent.
+        """
+        tree.module("rlu_plain", "X = 1\n")
+        import rlu_plain  # noqa: F401
+
+        child = types.ModuleType("rlu_plain.child")
+        sys.modules["rlu_plain.child"] = child
+        with pytest.raises(versionload.ModuleNotLoadedError) as caught:
+            tracker.reload(child)
+        assert "rlu_plain" == caught.value.name
+        assert "rlu_plain.child" not in tracker.tracked()
+
+    def test_module_without_any_name(self, tracker: versionload.Tracker) -> None:
+        """
+        A module object with neither __spec__ nor __name__ is a NotAModuleError.
+        """
+        nameless = types.ModuleType("rlu_nameless")
+        del nameless.__name__
+        with pytest.raises(versionload.NotAModuleError):
+            tracker.reload(nameless)
+
+    def test_legacy_loader_without_exec_module(self, tracker: versionload.Tracker) -> None:
+        """
+        A module from a loader that only has load_module reloads through it, with the stdlib's ImportWarning.
+        """
+
+        class LegacyLoader:
+            runs = 0
+
+            def load_module(self, fullname: str) -> types.ModuleType:
+                LegacyLoader.runs += 1
+                module = sys.modules.get(fullname) or types.ModuleType(fullname)
+                module.RUNS = LegacyLoader.runs  # type: ignore[attr-defined]
+                module.__loader__ = self
+                sys.modules[fullname] = module
+                return module
+
+        class LegacyFinder:
+            @staticmethod
+            def find_spec(fullname: str, path: object = None, target: object = None) -> object:
+                if fullname != "rlu_legacy":
+                    return None
+                return importlib.machinery.ModuleSpec(fullname, LegacyLoader())
+
+        sys.meta_path.append(LegacyFinder)
+        with pytest.warns(ImportWarning):
+            import rlu_legacy
+        with pytest.warns(ImportWarning, match="load_module"):
+            assert rlu_legacy is tracker.reload(rlu_legacy)
+        assert 2 == rlu_legacy.RUNS
+        assert "reload" == tracker.current(rlu_legacy).reason
+
+    def test_unchecked_hash_pyc_is_left_alone(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        With an unchecked hash-based .pyc, reload still runs the source and does not rewrite that cache.
+        """
+        import py_compile
+
+        sys.dont_write_bytecode = False
+        path = tree.module("rlu_hashpyc", "VALUE = 1\n")
+        cache = py_compile.compile(
+            str(path), doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+        )
+        import rlu_hashpyc
+
+        cached = Path(cache).read_bytes()
+        path.write_text("VALUE = 22\n")
+        tracker.reload(rlu_hashpyc)
+        assert 22 == rlu_hashpyc.VALUE
+        assert cached == Path(cache).read_bytes()
+        importlib.reload(rlu_hashpyc)
+        assert 1 == rlu_hashpyc.VALUE  # the stdlib trusts an unchecked cache, as documented
+
+    def test_plain_reload_of_stale_bytecode_over_broken_source(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        importlib.reload running a stale .pyc while the source no longer compiles records no hash.
+        """
+        sys.dont_write_bytecode = False
+        path = tree.module("rlu_stale_broken", "VALUE = 'aaa'\n")
+        import rlu_stale_broken
+
+        tree.edit_keeping_stat(path, "VALUE = 'aa'(\n")
+        importlib.reload(rlu_stale_broken)
+        assert "aaa" == rlu_stale_broken.VALUE
+        assert tracker.current(rlu_stale_broken).source_sha256 is None
+        with pytest.raises(versionload.ReloadError) as caught:
+            tracker.reload(rlu_stale_broken)
+        assert isinstance(caught.value.__cause__, SyntaxError)

@@ -334,3 +334,25 @@ class TestRollbackPackage:
         tracker.rollback(rbp_pkg2, to=1)
         assert not hasattr(rbp_pkg2, "PATCHED")
         assert 1 == rbp_pkg2.sub.S
+
+
+class TestDiffValues:
+    """
+    Tracker.diff's rule for plain values re-created by a reload.
+    """
+
+    def test_equal_tuples_unchanged_different_changed(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        Equal tuples and frozensets of plain values are unchanged; a different or longer tuple is changed.
+        """
+        source = "SAME = (1, 'a', (2.5, None))\nSET = frozenset({1, 2})\nLONGER = (1,)\nOTHER = (1, 2)\n"
+        path = tree.module("dfv_tuples", source)
+        import dfv_tuples
+
+        path.write_text(
+            source.replace("LONGER = (1,)", "LONGER = (1, 2)").replace("OTHER = (1, 2)", "OTHER = (1, 3)")
+        )
+        tracker.reload(dfv_tuples)
+        assert ("LONGER", "OTHER") == tracker.diff(dfv_tuples, 1, 2).changed
