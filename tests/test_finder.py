@@ -519,3 +519,100 @@ class TestSeveralTrackers:
 
         assert [1] == [v.number for v in inner.history(fd_two_left)]
         assert "fd_two_left" not in outer.tracked()
+
+
+class TestInvisibleToPlainReload:
+    """
+    What importlib.reload, run by other code, shows with the hook installed.
+    """
+
+    def test_failing_reload_traceback_identical(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        A plain importlib.reload whose module code raises shows the same frames with and without the hook.
+        """
+        path = tree.module("fd_reload_tb", "X = 1\n")
+        import fd_reload_tb
+
+        path.write_text("def inner():\n    raise ValueError('reload failed')\n\ninner()\n")
+
+        def attempt() -> list[tuple[str, str, int | None]]:
+            try:
+                importlib.reload(fd_reload_tb)
+            except ValueError as error:
+                frames = traceback.extract_tb(error.__traceback__)
+                return [(frame.filename, frame.name, frame.lineno) for frame in frames]
+            raise AssertionError("the reload did not fail")
+
+        tracker.uninstall()
+        plain = attempt()
+        tracker.install()
+        hooked = attempt()
+        assert plain == hooked
+        assert [1] == [v.number for v in tracker.history(fd_reload_tb)]
+
+    def test_spec_and_loader_during_and_after_reload(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        The module's code sees its real loader during a plain reload, and a plain ModuleSpec afterwards.
+        """
+        path = tree.module("fd_reload_attrs", "X = 1\n")
+        import fd_reload_attrs
+
+        path.write_text("SEEN = type(__loader__).__name__\n")
+        importlib.reload(fd_reload_attrs)
+        assert "SourceFileLoader" == fd_reload_attrs.SEEN
+        assert importlib.machinery.ModuleSpec is type(fd_reload_attrs.__spec__)
+        assert fd_reload_attrs.__spec__.loader is fd_reload_attrs.__loader__
+        assert "_versionload" not in " ".join(vars(fd_reload_attrs.__spec__))
+        assert [1, 2] == [v.number for v in tracker.history(fd_reload_attrs)]
+
+    def test_relative_import_during_plain_reload(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A submodule whose code imports relatively (reading __spec__) is reloaded and recorded once.
+        """
+        tree.write({"fd_rel/__init__.py": "", "fd_rel/sibling.py": "S = 1\n", "fd_rel/mod.py": "X = 1\n"})
+        import fd_rel.mod
+
+        tree.path("fd_rel/mod.py").write_text("from . import sibling\nfrom .sibling import S\nX = S + 21\n")
+        assert fd_rel.mod is importlib.reload(fd_rel.mod)
+        assert 22 == fd_rel.mod.X
+        assert [1, 2] == [v.number for v in tracker.history("fd_rel.mod")]
+        assert importlib.machinery.ModuleSpec is type(fd_rel.mod.__spec__)
+
+    def test_plain_reload_inside_an_except_block(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A plain reload run while another exception is handled is recorded when it succeeds, not when it fails.
+        """
+        path = tree.module("fd_in_except", "X = 1\n")
+        import fd_in_except
+
+        path.write_text("X = 22\n")
+        try:
+            raise KeyError("being handled")
+        except KeyError:
+            importlib.reload(fd_in_except)
+            path.write_text("X = 333\nraise ValueError\n")
+            with pytest.raises(ValueError):  # noqa: PT011 - the module's own bare ValueError
+                importlib.reload(fd_in_except)
+        assert [1, 2] == [v.number for v in tracker.history(fd_in_except)]
+        assert 22 == tracker.current(fd_in_except).bindings["X"]
+
+    def test_keyboard_interrupt_in_plain_reload_records_nothing(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A plain reload interrupted by KeyboardInterrupt records no version.
+        """
+        path = tree.module("fd_interrupted", "X = 1\n")
+        import fd_interrupted
+
+        path.write_text("X = 2\nraise KeyboardInterrupt\n")
+        with pytest.raises(KeyboardInterrupt):
+            importlib.reload(fd_interrupted)
+        assert [1] == [v.number for v in tracker.history(fd_interrupted)]
+        assert importlib.machinery.ModuleSpec is type(fd_interrupted.__spec__)
