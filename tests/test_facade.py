@@ -19,13 +19,19 @@ import pytest
 
 import versionload
 
+# Functions IPython looks up by name for ``%load_ext versionload``: a protocol, not API
+# for ``from versionload import *``.
+_PROTOCOL_HOOKS = {"load_ipython_extension", "unload_ipython_extension"}
+
 
 def _public_names() -> set[str]:
     # Submodules and the compiler flag of ``from __future__ import annotations`` are not API.
     return {
         name
         for name, value in vars(versionload).items()
-        if not name.startswith("_") and not isinstance(value, (types.ModuleType, __future__._Feature))
+        if not name.startswith("_")
+        and name not in _PROTOCOL_HOOKS
+        and not isinstance(value, (types.ModuleType, __future__._Feature))
     }
 
 
