@@ -22,16 +22,21 @@ from ._errors import (
     VersionNotFoundError,
 )
 from ._events import (
+    CascadeFailed,
+    CascadeReloaded,
     Event,
     HistoryEnded,
     ModuleLoaded,
+    ModulePatched,
     ModuleReloaded,
     ModuleReloadFailed,
     ModuleRolledBack,
     VersionPruned,
 )
+from ._group import GroupReloadError
 from ._registry import DEFAULT_MAX_VERSIONS
 from ._snapshot import ModuleVersion, NamespaceDiff
+from ._stale import StaleObject, StaleReport
 from ._tracker import Tracker
 
 _DEFAULT = Tracker()
@@ -86,11 +91,39 @@ def track(module: ModuleType | str) -> ModuleVersion:
     return _DEFAULT.track(module)
 
 
-def reload(module: ModuleType | str) -> ModuleType:
+def reload(module: ModuleType | str, *, cascade: bool = False, update: str | None = None) -> ModuleType:
     """
     Reload a module in place and record a new version; see `Tracker.reload`.
     """
-    return _DEFAULT.reload(module)
+    return _DEFAULT.reload(module, cascade=cascade, update=update)
+
+
+def reload_many(modules: Iterable[ModuleType | str], *, update: str | None = None) -> tuple[ModuleType, ...]:
+    """
+    Reload several modules as one atomic group; see `Tracker.reload_many`.
+    """
+    return _DEFAULT.reload_many(modules, update=update)
+
+
+def dependents(module: ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
+    """
+    The tracked modules that depend on a module; see `Tracker.dependents`.
+    """
+    return _DEFAULT.dependents(module, transitive=transitive)
+
+
+def dependencies(module: ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
+    """
+    The tracked modules a module depends on; see `Tracker.dependencies`.
+    """
+    return _DEFAULT.dependencies(module, transitive=transitive)
+
+
+def stale(module: ModuleType | str) -> StaleReport:
+    """
+    Live objects still using an older version's code; see `Tracker.stale`.
+    """
+    return _DEFAULT.stale(module)
 
 
 def rollback(module: ModuleType | str, to: int | None = None) -> ModuleType:
@@ -131,11 +164,15 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_MAX_VERSIONS",
+    "CascadeFailed",
+    "CascadeReloaded",
     "Event",
+    "GroupReloadError",
     "HistoryEnded",
     "InvalidArgumentError",
     "ModuleLoaded",
     "ModuleNotLoadedError",
+    "ModulePatched",
     "ModuleReloadFailed",
     "ModuleReloaded",
     "ModuleRolledBack",
@@ -145,17 +182,23 @@ __all__ = [
     "NotTrackedError",
     "ReloadError",
     "SpecNotFoundError",
+    "StaleObject",
+    "StaleReport",
     "Tracker",
     "VersionLoadError",
     "VersionNotFoundError",
     "VersionPruned",
     "current",
     "default_tracker",
+    "dependencies",
+    "dependents",
     "diff",
     "history",
     "install",
     "reload",
+    "reload_many",
     "rollback",
+    "stale",
     "track",
     "uninstall",
 ]
