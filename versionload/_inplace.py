@@ -300,7 +300,7 @@ class Patcher:
 
     def _class_problem(self, old: type, new: type) -> str | None:
         meta = type(old)
-        if type(new) is not meta:
+        if self._current(type(new)) is not meta:
             return f"metaclass changed ({meta.__qualname__} -> {type(new).__qualname__})"
         if isinstance(old, enum.EnumMeta):
             return "enum class: its members are instances created with the class"

@@ -1,0 +1,128 @@
+"""
+The dependency graph between tracked modules: `dependents` and `dependencies`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import versionload
+
+from .helpers import ModuleTree
+
+
+def _app(tree: ModuleTree) -> None:
+    tree.write(
+        {
+            "app/__init__.py": "",
+            "app/base.py": """
+                def f():
+                    return 1
+
+                class Base:
+                    pass
+            """,
+            "app/fromimport.py": """
+                from app.base import f
+            """,
+            "app/plainimport.py": """
+                import app.base
+
+                def g():
+                    return app.base.f()
+            """,
+            "app/relative.py": """
+                from .base import Base
+                from . import fromimport
+            """,
+            "app/lazy.py": """
+                def later():
+                    from app import base
+                    return base.f()
+            """,
+            "app/alone.py": """
+                VALUE = 1
+            """,
+        }
+    )
+
+
+class TestDependents:
+    def test_direct_dependents_come_from_every_kind_of_import(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """From-imports, plain imports, relative imports and imports inside functions all make edges."""
+        _app(tree)
+        for name in ("app.base", "app.fromimport", "app.plainimport", "app.relative", "app.lazy", "app.alone"):
+            importlib.import_module(name)
+        assert ("app.fromimport", "app.plainimport", "app.relative", "app.lazy") == tracker.dependents(
+            "app.base"
+        )
+
+    def test_import_served_from_sys_modules_still_counts(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """A module imported after its dependency (no finder asked) is still a dependent."""
+        _app(tree)
+        base = importlib.import_module("app.base")
+        importlib.import_module("app.fromimport")
+        assert "app.fromimport" in tracker.dependents(base)
+
+    def test_transitive_dependents_follow_paths(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+        """With transitive=True, dependents of dependents are included."""
+        _app(tree)
+        importlib.import_module("app.relative")
+        assert ("app.relative",) == tracker.dependents("app.fromimport")
+        assert {"app.fromimport", "app.relative"} <= set(tracker.dependents("app.base", transitive=True))
+
+    def test_binding_seen_only_in_the_namespace_counts(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+        """A function taken through importlib.import_module (no import statement) makes an edge."""
+        _app(tree)
+        tree.module(
+            "app.dynamic",
+            """
+            import importlib
+            handler = importlib.import_module("app" + ".base").f
+            """,
+        )
+        importlib.import_module("app.dynamic")
+        assert ("app.base",) == tracker.dependencies("app.dynamic")
+
+    def test_package_does_not_depend_on_its_submodules(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+        """The submodules the import system binds in a package are not dependencies of it."""
+        _app(tree)
+        importlib.import_module("app.alone")
+        assert () == tracker.dependencies("app")
+
+    def test_untracked_module_is_refused(self, tracker: versionload.Tracker) -> None:
+        """Asking about a module without history raises NotTrackedError."""
+        with pytest.raises(versionload.NotTrackedError):
+            tracker.dependents("json")
+
+    def test_not_a_module_is_refused(self, tracker: versionload.Tracker) -> None:
+        """A non-module argument raises NotAModuleError."""
+        with pytest.raises(versionload.NotAModuleError):
+            tracker.dependents(42)  # type: ignore[arg-type]
+
+
+class TestDependencies:
+    def test_direct_dependencies(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+        """A from-import of a submodule depends on the submodule, not just on its package."""
+        _app(tree)
+        importlib.import_module("app.relative")
+        assert ("app.base", "app.fromimport") == tracker.dependencies("app.relative")
+
+    def test_transitive_dependencies(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+        """With transitive=True, the dependencies of dependencies are included."""
+        _app(tree)
+        importlib.import_module("app.relative")
+        assert {"app.base", "app.fromimport"} == set(tracker.dependencies("app.relative", transitive=True))
+
+    def test_facade_uses_the_default_tracker(self, hook: versionload.Tracker, tree: ModuleTree) -> None:
+        """versionload.dependencies and dependents answer for the default tracker."""
+        _app(tree)
+        importlib.import_module("app.fromimport")
+        assert ("app.base",) == versionload.dependencies("app.fromimport")
+        assert ("app.fromimport",) == versionload.dependents("app.base")
