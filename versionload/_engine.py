@@ -24,7 +24,7 @@ import time
 import traceback
 import types
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableSequence
 from types import ModuleType, TracebackType
 
 import attrs
@@ -177,7 +177,7 @@ def reload(registry: Registry, obj: object) -> ModuleType:
         version, duration_ns = commit(registry, staged)
     registry.emit_all([_reloaded_event(previous, version, duration_ns)])
     # The module may have replaced itself in sys.modules while executing.
-    return sys.modules[name]  # type: ignore[return-value]
+    return sys.modules[name]
 
 
 def current_or_adopt(registry: Registry, name: str, module: ModuleType) -> ModuleVersion:
@@ -191,7 +191,7 @@ def current_or_adopt(registry: Registry, name: str, module: ModuleType) -> Modul
     return history.current
 
 
-def _parent_path(name: str) -> list[str] | None:
+def _parent_path(name: str) -> MutableSequence[str] | None:
     parent_name = name.rpartition(".")[0]
     if not parent_name:
         return None
@@ -199,7 +199,7 @@ def _parent_path(name: str) -> list[str] | None:
     if parent is None:
         raise ModuleNotLoadedError(f"parent {parent_name!r} not in sys.modules", module=parent_name)
     try:
-        return parent.__path__  # type: ignore[no-any-return]
+        return parent.__path__
     except AttributeError:
         raise ModuleNotLoadedError(
             f"parent {parent_name!r} of {name!r} is not a package", module=parent_name
@@ -241,7 +241,7 @@ def execute(
     registry: Registry,
     name: str,
     module: ModuleType,
-    path: list[str] | None,
+    path: MutableSequence[str] | None,
     previous: ModuleVersion,
     finish: Finish | None = None,
 ) -> Staged:
@@ -265,7 +265,7 @@ def execute(
         fresh = fresh_code(spec)
         sha256 = fresh.sha256
         module.__spec__ = spec
-        _bootstrap._init_module_attrs(spec, module, override=True)  # type: ignore[attr-defined]
+        _bootstrap._init_module_attrs(spec, module, override=True)
         loader = spec.loader
         if fresh.code is not None:
             exec(fresh.code, namespace)
@@ -276,7 +276,8 @@ def execute(
         elif hasattr(loader, "exec_module"):
             loader.exec_module(module)
         else:
-            warnings.warn(f"{loader!r}.exec_module() not found; falling back to load_module()", ImportWarning, stacklevel=2)
+            message = f"{loader!r}.exec_module() not found; falling back to load_module()"
+            warnings.warn(message, ImportWarning, stacklevel=2)
             loader.load_module(name)
         if finish is not None:
             finished = finish(name, module, types.MappingProxyType(before))
