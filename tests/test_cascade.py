@@ -80,7 +80,9 @@ class TestCascadeReload:
         # app.top imports app.right first, so app.right finished importing first.
         assert ["app.base", "app.right", "app.left", "app.top"] == journal.ran
 
-    def test_from_imports_pick_up_the_new_objects(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_from_imports_pick_up_the_new_objects(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """Names dependents took with from-imports are the new ones, values computed from them too."""
         _load_diamond(tree)
         _diamond(tree, base_value=2)
@@ -88,7 +90,9 @@ class TestCascadeReload:
         assert sys.modules["app.left"].f is base.f
         assert 2 + 10 + 2 == sys.modules["app.top"].top()
 
-    def test_plain_reload_leaves_dependents_stale(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_plain_reload_leaves_dependents_stale(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """Without cascade only the module itself runs, and from-imports keep the old objects."""
         journal = _load_diamond(tree)
         old_f = sys.modules["app.base"].f
@@ -102,7 +106,9 @@ class TestCascadeReload:
         _load_diamond(tree)
         assert sys.modules["app.base"] is tracker.reload("app.base", cascade=True)
 
-    def test_module_without_dependents_reloads_alone(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_module_without_dependents_reloads_alone(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """A cascade from a module nobody depends on reloads just that module."""
         journal = _load_diamond(tree)
         tracker.reload("app.top", cascade=True)
@@ -120,11 +126,17 @@ class TestCascadeReload:
         assert ["app.base", "app.right", "app.left", "app.top"] == reloaded
         cascade = events[-1]
         assert isinstance(cascade, versionload.CascadeReloaded)
-        assert ("cascade.reloaded", "app.base", "app.base") == (cascade.event, cascade.module, cascade.trigger)
+        assert ("cascade.reloaded", "app.base", "app.base") == (
+            cascade.event,
+            cascade.module,
+            cascade.trigger,
+        )
         assert ("app.base", "app.right", "app.left", "app.top") == cascade.modules
         assert (2, 2, 2, 2) == cascade.versions
 
-    def test_facade_cascades_on_the_default_tracker(self, hook: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_facade_cascades_on_the_default_tracker(
+        self, hook: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """versionload.reload(m, cascade=True) cascades too."""
         journal = _load_diamond(tree)
         versionload.reload("app.base", cascade=True)
@@ -167,7 +179,9 @@ def _cycle(tree: ModuleTree, version: int) -> None:
 
 
 class TestCascadeCycles:
-    def test_cycle_members_reload_once_trigger_first(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_cycle_members_reload_once_trigger_first(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """Modules importing each other are each reloaded once, the trigger first, then their dependents."""
         _cycle(tree, 1)
         importlib.import_module("app.a")

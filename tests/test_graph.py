@@ -55,7 +55,14 @@ class TestDependents:
     ) -> None:
         """From-imports, plain imports, relative imports and imports inside functions all make edges."""
         _app(tree)
-        for name in ("app.base", "app.fromimport", "app.plainimport", "app.relative", "app.lazy", "app.alone"):
+        for name in (
+            "app.base",
+            "app.fromimport",
+            "app.plainimport",
+            "app.relative",
+            "app.lazy",
+            "app.alone",
+        ):
             importlib.import_module(name)
         assert ("app.fromimport", "app.plainimport", "app.relative", "app.lazy") == tracker.dependents(
             "app.base"
@@ -77,7 +84,9 @@ class TestDependents:
         assert ("app.relative",) == tracker.dependents("app.fromimport")
         assert {"app.fromimport", "app.relative"} <= set(tracker.dependents("app.base", transitive=True))
 
-    def test_binding_seen_only_in_the_namespace_counts(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_binding_seen_only_in_the_namespace_counts(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """A function taken through importlib.import_module (no import statement) makes an edge."""
         _app(tree)
         tree.module(
@@ -90,7 +99,9 @@ class TestDependents:
         importlib.import_module("app.dynamic")
         assert ("app.base",) == tracker.dependencies("app.dynamic")
 
-    def test_package_does_not_depend_on_its_submodules(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_package_does_not_depend_on_its_submodules(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """The submodules the import system binds in a package are not dependencies of it."""
         _app(tree)
         importlib.import_module("app.alone")

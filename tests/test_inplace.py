@@ -183,7 +183,9 @@ class TestInPlaceFunctions:
         assert module.plain is original is holder.plain is holder.CALLBACKS["p"]
         assert ("v2", 0, 10, 20) == holder.plain(0)
 
-    def test_metadata_follows_the_new_definition(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_metadata_follows_the_new_definition(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """Defaults, keyword defaults, annotations, docstring and function attributes are the new ones."""
         module = _load(tree, "funcs", FUNCTIONS_V1)
         plain = module.plain
@@ -191,11 +193,15 @@ class TestInPlaceFunctions:
         tracker.reload(module, update="in-place")
         assert (10,) == plain.__defaults__
         assert {"z": 20} == plain.__kwdefaults__
-        assert {"x": "int", "return": "tuple"} == {k: getattr(v, "__name__", v) for k, v in plain.__annotations__.items()}
+        assert {"x": "int", "return": "tuple"} == {
+            k: getattr(v, "__name__", v) for k, v in plain.__annotations__.items()
+        }
         assert "plain v2" == plain.__doc__
         assert "v2" == plain.marker
 
-    def test_decorated_function_reaches_the_new_body(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_decorated_function_reaches_the_new_body(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """A wrapper made by a decorator (a closure) calls the new wrapped function."""
         module = _load(tree, "funcs", FUNCTIONS_V1)
         decorated = module.decorated
@@ -204,13 +210,18 @@ class TestInPlaceFunctions:
         assert module.decorated is decorated
         assert ("wrapped", "v2") == decorated()
 
-    def test_changed_free_variables_fall_back_to_rebind(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_changed_free_variables_fall_back_to_rebind(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """A closure whose free variables changed is rebound, and the event says so."""
         module = _load(tree, "funcs", FUNCTIONS_V1)
         decorated = module.decorated
-        tree.module("funcs", FUNCTIONS_V2.replace('return ("wrapped", fn(*args))', "return (tag, fn(*args))").replace(
-            "def deco(fn):", "def deco(fn, tag='tagged'):"
-        ))
+        tree.module(
+            "funcs",
+            FUNCTIONS_V2.replace('return ("wrapped", fn(*args))', "return (tag, fn(*args))").replace(
+                "def deco(fn):", "def deco(fn, tag='tagged'):"
+            ),
+        )
         events: list[versionload.Event] = []
         tracker.subscribe(events.append)
         tracker.reload(module, update="in-place")
@@ -239,7 +250,9 @@ class TestInPlaceFunctions:
         assert "counter v1" == counter()
         assert "counter v2" == module.make_counter()()
 
-    def test_patched_event_lists_what_was_updated(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_patched_event_lists_what_was_updated(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """module.patched names every object updated in place, after module.reloaded."""
         module = _load(tree, "funcs", FUNCTIONS_V1)
         events: list[versionload.Event] = []
@@ -270,8 +283,10 @@ class TestInPlaceClasses:
         assert "new in v2" == widget.ADDED
         assert not hasattr(widget, "OBSOLETE")
 
-    def test_methods_fetched_before_run_new_code(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
-        """Bound methods, plain functions, static and class methods taken before the update run the new code."""
+    def test_methods_fetched_before_run_new_code(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """Bound methods, functions, static and class methods taken before the update run the new code."""
         module = _load(tree, "shapes", CLASSES_V1)
         widget = module.Widget()
         bound, unbound = widget.describe, module.Widget.describe
@@ -291,7 +306,9 @@ class TestInPlaceClasses:
         assert "widget v2 / base v2" == widget.greet()
         assert "fresh v2 / base v2" == widget.fresh()
 
-    def test_subclasses_elsewhere_see_the_new_base(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_subclasses_elsewhere_see_the_new_base(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """A subclass defined in another module inherits the updated methods."""
         module = _load(tree, "shapes", CLASSES_V1)
         holder = _holder(tree, "from shapes import Widget\nclass Special(Widget):\n    pass\n")
@@ -320,7 +337,9 @@ class TestInPlaceClasses:
         assert type(module.DEFAULT) is widget_class
 
 
-def _fallback(tree: ModuleTree, tracker: versionload.Tracker, v1: str, v2: str) -> tuple[Any, Any, tuple[str, ...]]:
+def _fallback(
+    tree: ModuleTree, tracker: versionload.Tracker, v1: str, v2: str
+) -> tuple[Any, Any, tuple[str, ...]]:
     """
     Load ``v1``, reload ``v2`` in place; return the old and new ``Thing`` and the reported fallbacks.
     """
@@ -338,7 +357,10 @@ class TestInPlaceFallbacks:
     def test_changed_bases(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
         """A class whose bases changed is rebound and reported."""
         old, new, rebound = _fallback(
-            tree, tracker, "class Thing:\n    pass\n", "class Other:\n    pass\nclass Thing(Other):\n    pass\n"
+            tree,
+            tracker,
+            "class Thing:\n    pass\n",
+            "class Other:\n    pass\nclass Thing(Other):\n    pass\n",
         )
         assert old is not new
         assert ("Thing: bases changed",) == rebound
@@ -346,7 +368,10 @@ class TestInPlaceFallbacks:
     def test_changed_slots(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
         """A class whose __slots__ changed is rebound: its instances' layout cannot change."""
         old, new, rebound = _fallback(
-            tree, tracker, "class Thing:\n    __slots__ = ('a',)\n", "class Thing:\n    __slots__ = ('a', 'b')\n"
+            tree,
+            tracker,
+            "class Thing:\n    __slots__ = ('a',)\n",
+            "class Thing:\n    __slots__ = ('a', 'b')\n",
         )
         assert old is not new
         assert ("Thing: __slots__ (instance layout) changed",) == rebound
@@ -386,9 +411,14 @@ class TestInPlaceFallbacks:
         assert () == rebound
         assert "ran" == old().run()
 
-    def test_dataclass_with_the_same_fields_is_updated(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_dataclass_with_the_same_fields_is_updated(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """A dataclass whose fields did not change keeps its identity and gets new methods."""
-        v1 = "import dataclasses\n@dataclasses.dataclass\nclass Thing:\n    a: int\n    def get(self):\n        return ('v1', self.a)\n"
+        v1 = (
+            "import dataclasses\n@dataclasses.dataclass\nclass Thing:\n    a: int\n"
+            "    def get(self):\n        return ('v1', self.a)\n"
+        )
         module = _load(tree, "things", v1)
         thing = module.Thing(4)
         tree.module("things", v1.replace("'v1'", "'v2'"))
@@ -410,9 +440,14 @@ class TestInPlaceFallbacks:
         assert old is not new
         assert ("Thing: attrs fields changed",) == rebound
 
-    def test_attrs_class_with_the_same_fields_is_updated(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_attrs_class_with_the_same_fields_is_updated(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """A slotted attrs class with unchanged fields keeps its identity and gets new methods."""
-        v1 = "import attrs\n@attrs.define\nclass Thing:\n    a: int\n    def get(self):\n        return ('v1', self.a)\n"
+        v1 = (
+            "import attrs\n@attrs.define\nclass Thing:\n    a: int\n"
+            "    def get(self):\n        return ('v1', self.a)\n"
+        )
         module = _load(tree, "things", v1)
         thing = module.Thing(4)
         tree.module("things", v1.replace("'v1'", "'v2'"))
@@ -421,7 +456,7 @@ class TestInPlaceFallbacks:
 
     def test_other_values_are_rebound_silently(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
         """Data (dicts, numbers) is rebound as in a plain reload and not reported."""
-        old, new, rebound = _fallback(tree, tracker, "Thing = {'a': 1}\n", "Thing = {'a': 2}\n")
+        _, new, rebound = _fallback(tree, tracker, "Thing = {'a': 1}\n", "Thing = {'a': 2}\n")
         assert {"a": 2} == new
         assert () == rebound
 
@@ -444,10 +479,18 @@ class TestRollbackAfterInPlace:
         tracker.rollback(module)
         assert ("v1", 0, 1, 2) == holder.plain(0)
         assert ("wrapped", "v1") == holder.decorated()
-        assert before == (plain.__code__, plain.__defaults__, plain.__kwdefaults__, plain.__doc__, plain.__dict__)
+        assert before == (
+            plain.__code__,
+            plain.__defaults__,
+            plain.__kwdefaults__,
+            plain.__doc__,
+            plain.__dict__,
+        )
         assert "free v1" == module.free()
 
-    def test_classes_get_exactly_their_old_attributes(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_classes_get_exactly_their_old_attributes(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """After rollback, the class dict holds exactly the old objects, and instances behave as before."""
         module = _load(tree, "shapes", CLASSES_V1)
         widget = module.Widget()
@@ -465,7 +508,9 @@ class TestRollbackAfterInPlace:
         assert not hasattr(widget, "fresh")
         assert "gone in v2" == widget.OBSOLETE
 
-    def test_rolling_forward_restores_the_new_code(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_rolling_forward_restores_the_new_code(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """Rolling back to the in-place version again brings its code back to the same objects."""
         module = _load(tree, "shapes", CLASSES_V1)
         widget = module.Widget()
@@ -503,7 +548,9 @@ class TestRollbackAfterInPlace:
 
 
 class TestInPlaceCascade:
-    def test_cascade_in_place_updates_every_module(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_cascade_in_place_updates_every_module(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """With cascade and in-place together, dependents' own functions are updated in place too."""
         tree.write(
             {

@@ -52,22 +52,30 @@ class TestMigrate:
         with pytest.raises(TypeError):
             module.SEEN["CACHE"] = None
 
-    def test_failing_hook_fails_the_reload_atomically(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_failing_hook_fails_the_reload_atomically(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """A hook that raises makes the reload fail and leaves the namespace and history as they were."""
         module = _load(tree, V1)
         namespace = dict(module.__dict__)
-        tree.module("stateful", V2.replace("CACHE.extend", "raise ValueError('cannot migrate'); CACHE.extend"))
+        tree.module(
+            "stateful", V2.replace("CACHE.extend", "raise ValueError('cannot migrate'); CACHE.extend")
+        )
         with pytest.raises(versionload.ReloadError) as caught:
             tracker.reload(module)
         assert "cannot migrate" in str(caught.value)
         assert namespace == module.__dict__
         assert (1,) == tuple(v.number for v in tracker.history(module))
 
-    def test_failing_hook_undoes_in_place_updates(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_failing_hook_undoes_in_place_updates(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """With update='in-place', a failing hook also puts the updated functions back."""
         module = _load(tree, "def f():\n    return 1\n")
         f = module.f
-        tree.module("stateful", "def f():\n    return 2\ndef __versionload_migrate__(previous):\n    raise KeyError\n")
+        tree.module(
+            "stateful", "def f():\n    return 2\ndef __versionload_migrate__(previous):\n    raise KeyError\n"
+        )
         with pytest.raises(versionload.ReloadError):
             tracker.reload(module, update="in-place")
         assert 1 == f()
@@ -83,13 +91,17 @@ class TestMigrate:
         tracker.reload(module)
         assert ["fresh"] == module.CACHE
 
-    def test_failing_hook_in_a_cascade_fails_the_group(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_failing_hook_in_a_cascade_fails_the_group(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """A dependent's failing hook rolls back the whole cascade, and the error names that dependent."""
         module = _load(tree, V1)
         tree.module("consumer", "from stateful import CACHE\n")
         consumer = importlib.import_module("consumer")
         old_cache = module.CACHE
-        tree.module("consumer", "from stateful import CACHE\ndef __versionload_migrate__(previous):\n    1 / 0\n")
+        tree.module(
+            "consumer", "from stateful import CACHE\ndef __versionload_migrate__(previous):\n    1 / 0\n"
+        )
         tree.module("stateful", "CACHE = {'new': 1}\n")
         with pytest.raises(versionload.GroupReloadError) as caught:
             tracker.reload(module, cascade=True)

@@ -42,7 +42,9 @@ def _consumer(tree: ModuleTree, source: str) -> ModuleType:
 
 
 class TestStale:
-    def test_empty_and_false_when_nothing_old_is_used(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_empty_and_false_when_nothing_old_is_used(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """Right after a reload nobody holds old objects: the report is empty and false."""
         module = _load(tree)
         tracker.reload(module)
@@ -60,7 +62,9 @@ class TestStale:
         assert (versionload.StaleObject("function", "handler", "consumer.handler", 1),) == report.functions
         assert frozenset({1}) == report.versions
 
-    def test_old_instances_classes_and_subclasses(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_old_instances_classes_and_subclasses(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """Instances in containers, old classes, and current subclasses of old classes are found."""
         module = _load(tree)
         _consumer(
@@ -69,7 +73,9 @@ class TestStale:
         )
         tracker.reload(module)
         report = tracker.stale(module)
-        assert (versionload.StaleObject("instance", "Model", "consumer.REGISTRY['m'][0]", 1),) == report.instances
+        assert (
+            versionload.StaleObject("instance", "Model", "consumer.REGISTRY['m'][0]", 1),
+        ) == report.instances
         assert (versionload.StaleObject("class", "Model", "consumer.Sub (base of Sub)", 1),) == report.classes
         assert 2 == len(report)
 
@@ -80,7 +86,9 @@ class TestStale:
         tracker.reload(module, cascade=True)
         assert not tracker.stale(module)
 
-    def test_in_place_update_leaves_nothing_stale(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+    def test_in_place_update_leaves_nothing_stale(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
         """After an in-place update, references held elsewhere run current code, so nothing is stale."""
         module = _load(tree)
         _consumer(tree, "from plugin import handler, Model\nINSTANCE = Model()\n")

@@ -262,4 +262,3 @@ def report_error(error: BaseException, message: str) -> None:
             object=None,
         )
     )
-

@@ -267,4 +267,3 @@ def names_of(modules: Iterable[object]) -> list[object]:
             f"reload_many takes an iterable of modules or module names, got {type(modules).__name__}"
         )
     return list(modules)
-
