@@ -163,9 +163,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_MAX_VERSIONS",
     "CascadeFailed",
     "CascadeReloaded",
+    "DEFAULT_MAX_VERSIONS",
     "Event",
     "GroupReloadError",
     "HistoryEnded",

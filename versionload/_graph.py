@@ -102,9 +102,10 @@ def _code_imports(name: str, module: ModuleType, version: int) -> _Imports:
         known = _executed.get(module)
     if known is not None and known[0] == version:
         return known[1]
-    package = getattr(module, "__package__", None)
+    # Read the module's dict, never getattr: a module __getattr__ must not run here.
+    package = module.__dict__.get("__package__")
     names: _Imports = frozenset()
-    loader = getattr(getattr(module, "__spec__", None), "loader", None)
+    loader = getattr(module.__dict__.get("__spec__"), "loader", None)
     get_code = getattr(loader, "get_code", None)
     if get_code is not None:
         try:
@@ -122,8 +123,9 @@ def _namespace_imports(name: str, namespace: Mapping[str, object]) -> set[str]:
     names: set[str] = set()
     for key, value in list(namespace.items()):
         if isinstance(value, ModuleType):
-            spec = getattr(value, "__spec__", None)
-            found = getattr(spec, "name", None) if spec is not None else getattr(value, "__name__", None)
+            attributes = value.__dict__
+            spec = attributes.get("__spec__")
+            found = getattr(spec, "name", None) if spec is not None else attributes.get("__name__")
             # The import system binds each submodule in its package: that is not a
             # dependency of the package (its code may never mention it).
             if isinstance(found, str) and found != f"{name}.{key}":

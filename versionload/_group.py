@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ._engine import (
     Staged,
@@ -191,8 +191,8 @@ def reload_group(
 
 
 def _module_now(name: str, module: ModuleType) -> ModuleType:
-    now = sys.modules.get(name, module)
-    return now if isinstance(now, ModuleType) else module
+    # Whatever sys.modules holds now, as importlib.reload returns it.
+    return cast(ModuleType, sys.modules.get(name, module))
 
 
 def _emit_failure(
