@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from ._engine import (
     Staged,
@@ -192,7 +192,7 @@ def reload_group(
 
 def _module_now(name: str, module: ModuleType) -> ModuleType:
     # Whatever sys.modules holds now, as importlib.reload returns it.
-    return cast(ModuleType, sys.modules.get(name, module))
+    return sys.modules.get(name, module)
 
 
 def _emit_failure(
