@@ -125,7 +125,7 @@ class TestStale:
             assert started.wait(10)
             tree.module("plugin", V1.replace("0.01", "0.02"))
             tracker.reload(module, update="in-place")
-            assert ["spin"] == [f.qualname for f in tracker.stale(module).frames]
+            assert [("spin", 1)] == [(f.qualname, f.version) for f in tracker.stale(module).frames]
         finally:
             stop.set()
             thread.join(10)

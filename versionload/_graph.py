@@ -11,8 +11,9 @@ import a module makes:
   in every function and class body nested in it, resolved against the module's
   ``__package__``. This sees imports inside functions (lazy imports) too. The code
   comes from the loader's ``get_code`` (a module keeps no reference to the code it
-  ran), read once per version and cached; versionload's reloads refresh the bytecode
-  cache, so that is the code the current version ran unless the file was edited since.
+  ran), read the first time the graph is needed while a version is current and
+  cached for that version; versionload's reloads refresh the bytecode cache, so that
+  is the code the version ran unless the file was edited since.
 * its namespace: modules bound in it (except a package's own submodules, which
   the import system binds there), and classes and functions whose
   ``__module__`` is another tracked module (names taken with ``from b import f``,
@@ -39,7 +40,7 @@ _IMPORT_OPS = frozenset({"IMPORT_NAME", "IMPORT_FROM"})
 
 # The imports found in each module's code, per module object and version number.
 _Imports = frozenset[tuple[str, ...]]
-_executed: weakref.WeakKeyDictionary[ModuleType, tuple[int, _Imports]] = weakref.WeakKeyDictionary()
+_found: weakref.WeakKeyDictionary[ModuleType, dict[int, _Imports]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -99,9 +100,9 @@ def _absolute(name: str, level: int, package: str | None) -> str | None:
 
 def _code_imports(name: str, module: ModuleType, version: int) -> _Imports:
     with _lock:
-        known = _executed.get(module)
-    if known is not None and known[0] == version:
-        return known[1]
+        known = _found.get(module, {}).get(version)
+    if known is not None:
+        return known
     # Read the module's dict, never getattr: a module __getattr__ must not run here.
     package = module.__dict__.get("__package__")
     names: _Imports = frozenset()
@@ -115,7 +116,7 @@ def _code_imports(name: str, module: ModuleType, version: int) -> _Imports:
         if isinstance(code, CodeType):
             names = imported_names(code, package if isinstance(package, str) else None)
     with _lock:
-        _executed[module] = (version, names)
+        _found.setdefault(module, {})[version] = names
     return names
 
 

@@ -428,6 +428,18 @@ class Ledger:
             for number in [number for number in states if number not in kept]:
                 del states[number]
 
+    def code_versions(self, name: str, history: ModuleHistory) -> dict[int, int]:
+        """
+        For each code object an updated function had at some version: id -> lowest such version.
+        """
+        found: dict[int, int] = {}
+        with self._lock:
+            for number, recorded in sorted(self._states(name, history).items()):
+                for _, state in recorded.values():
+                    if isinstance(state, _FunctionState):
+                        found.setdefault(id(state.code), number)
+        return found
+
     def restore(self, name: str, history: ModuleHistory, version: int) -> int:
         """
         Put every object recorded for ``version`` back in that state; returns how many.

@@ -162,14 +162,21 @@ class _Code:
                 self._add(member)
 
 
-def stale_report(name: str, module: ModuleType, history: ModuleHistory) -> StaleReport:
+def stale_report(
+    name: str, module: ModuleType, history: ModuleHistory, replaced_codes: Mapping[int, int] | None = None
+) -> StaleReport:
     """
     Build the `StaleReport` for ``module`` (see the module docstring for what is searched).
+
+    ``replaced_codes`` maps the ids of code objects that in-place updates replaced to
+    their versions, so frames still running such code get a version number.
     """
     namespace = module.__dict__
     current = _Code(name, namespace)
     # Which version each older object or code belongs to: the first version it appears in.
-    code_version: dict[int, int] = {}
+    code_version: dict[int, int] = {
+        key: number for key, number in (replaced_codes or {}).items() if key not in current.codes
+    }
     class_version: dict[int, int] = {}
     for version in history.versions:
         if version.number == history.current_number:

@@ -270,7 +270,7 @@ class Tracker:
         """
         try:
             name, obj, history = resolve_tracked(self._registry, module)
-            return stale_report(name, obj, history)
+            return stale_report(name, obj, history, self._ledger.code_versions(name, history))
         except VersionLoadError as error:
             raise error.with_traceback(None)  # noqa: B904 - keep our frames out
 
