@@ -55,7 +55,7 @@ class GroupReloadError(ReloadError):
     the group was put back as it was. ``module`` is the one that failed, ``modules``
     the whole group in order; the failing module's error is chained.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     def __init__(

@@ -62,7 +62,7 @@ class StaleObject:
         version: The version whose code it is, when that version is still in the
             history; None when unknown (pruned, or code replaced by an in-place update).
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     kind: StaleKind
@@ -78,7 +78,7 @@ class StaleReport:
 
     Empty, and false, when nothing old is in use. Iterating yields `StaleObject` s.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     module: str
