@@ -397,3 +397,42 @@ class TestReloadArguments:
         old_f = sys.modules["app.base"].f
         tracker.reload("app.base", update="rebind")
         assert sys.modules["app.base"].f is not old_f
+
+
+class TestGroupErrors:
+    def test_group_error_pickles(self) -> None:
+        """GroupReloadError survives pickling with its module and group (it crosses process boundaries)."""
+        import pickle
+
+        error = versionload.GroupReloadError("failed", module="app.mid", modules=("app.base", "app.mid"))
+        copy = pickle.loads(pickle.dumps(error))
+        assert ("failed", "app.mid", ("app.base", "app.mid")) == (str(copy), copy.module, copy.modules)
+
+
+class TestConcurrentCascades:
+    def test_overlapping_cascades_in_threads_all_complete(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """Cascades from different modules of one package, run in parallel threads, all finish."""
+        import threading
+
+        _load_diamond(tree)
+        errors: list[BaseException] = []
+
+        def work(name: str) -> None:
+            try:
+                for _ in range(5):
+                    tracker.reload(name, cascade=True)
+            except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+                errors.append(error)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in ("app.base", "app.left", "app.right")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert [] == errors
+        assert not any(thread.is_alive() for thread in threads)
+        top = sys.modules["app.top"]
+        assert top.left is sys.modules["app.left"].left
+        assert 1 + 10 + 1 == top.top()

@@ -571,3 +571,38 @@ class TestInPlaceCascade:
         assert user.doubled is doubled
         assert 15 == doubled()
         assert sys.modules["lib.core"].value is user.value
+
+
+class TestInPlaceHistory:
+    def test_pruned_versions_do_not_break_rollback(self, tree: ModuleTree) -> None:
+        """With max_versions=2, rolling back between the kept in-place versions restores their code."""
+        tracker = versionload.Tracker(max_versions=2).install()
+        try:
+            module = _load(tree, "funcs", FUNCTIONS_V1)
+            plain = module.plain
+            for label in ("v2", "v3", "v4"):
+                tree.module("funcs", FUNCTIONS_V2.replace('("v2", x, y, z)', f'("{label}", x, y, z)'))
+                tracker.reload(module, update="in-place")
+            assert (3, 4) == tuple(v.number for v in tracker.history(module))
+            tracker.rollback(module, to=3)
+            assert "v3" == plain(0)[0]
+            tracker.rollback(module, to=4)
+            assert "v4" == plain(0)[0]
+        finally:
+            tracker.uninstall()
+
+    def test_plain_reload_after_in_place_then_rollback(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """Rolling back over a plain reload to an in-place version restores that version's code."""
+        module = _load(tree, "funcs", FUNCTIONS_V1)
+        plain = module.plain
+        tree.module("funcs", FUNCTIONS_V2)
+        tracker.reload(module, update="in-place")
+        tracker.reload(module)
+        assert module.plain is not plain
+        tracker.rollback(module, to=2)
+        assert module.plain is plain
+        assert "v2" == plain(0)[0]
+        tracker.rollback(module, to=1)
+        assert "v1" == plain(0)[0]
