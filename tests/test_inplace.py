@@ -606,3 +606,41 @@ class TestInPlaceHistory:
         assert "v2" == plain(0)[0]
         tracker.rollback(module, to=1)
         assert "v1" == plain(0)[0]
+
+
+class TestInPlaceAliases:
+    def test_alias_rebound_to_another_function_is_rebound(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """A name that pointed at one function and now at another never overwrites the first one's code."""
+        v1 = "def a():\n    return 'a1'\ndef b():\n    return 'b1'\ncurrent = a\n"
+        module = _load(tree, "aliases", v1)
+        a, b = module.a, module.b
+        tree.module(
+            "aliases",
+            v1.replace("'a1'", "'a2'").replace("'b1'", "'b2'").replace("current = a", "current = b"),
+        )
+        tracker.reload(module, update="in-place")
+        assert (module.a, module.b) == (a, b)
+        assert ("a2", "b2", "b2") == (a(), b(), module.current())
+
+    def test_surviving_name_is_not_taken_over(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+        """A function the new code no longer defines keeps its code even if its alias now names another."""
+        module = _load(tree, "aliases", "def a():\n    return 'a1'\ncurrent = a\n")
+        a = module.a
+        tree.module("aliases", "def b():\n    return 'b2'\ncurrent = b\n")
+        tracker.reload(module, update="in-place")
+        assert module.a is a
+        assert ("a1", "b2") == (a(), module.current())
+
+    def test_two_names_for_one_function_stay_one_object(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """``g = f`` in both versions: both names keep the one old object, which runs the new code."""
+        v1 = "def f():\n    return 1\ng = f\n"
+        module = _load(tree, "aliases", v1)
+        f = module.f
+        tree.module("aliases", v1.replace("1", "2"))
+        tracker.reload(module, update="in-place")
+        assert module.f is module.g is f
+        assert 2 == f()

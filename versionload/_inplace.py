@@ -224,13 +224,20 @@ class Patcher:
         if known is not None:
             return known[1]
         result = new
-        if isinstance(old, FunctionType) and isinstance(new, FunctionType):
-            if self._owned(old) and self._owned(new) and self._function(old, new):
+        # The same definition (qualified name) from this module, and an old object not
+        # already updated from another new one (``g = f`` in one version, ``def g`` in
+        # the next): anything else is a different object, rebound as in a plain reload.
+        counterpart = (
+            self._owned(old)
+            and self._owned(new)
+            and getattr(old, "__qualname__", None) == getattr(new, "__qualname__", None)
+            and id(old) not in self._logged
+        )
+        if counterpart and isinstance(old, FunctionType) and isinstance(new, FunctionType):
+            if self._function(old, new):
                 result = old
-        elif isinstance(old, type) and isinstance(new, type):
-            same = self._owned(old) and self._owned(new) and old.__qualname__ == new.__qualname__
-            if same and self._class(old, new):
-                result = old
+        elif counterpart and isinstance(old, type) and isinstance(new, type) and self._class(old, new):
+            result = old
         self._seen[id(new)] = (new, result)
         return result
 
