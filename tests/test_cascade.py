@@ -134,6 +134,21 @@ class TestCascadeReload:
         assert ("app.base", "app.right", "app.left", "app.top") == cascade.modules
         assert (2, 2, 2, 2) == cascade.versions
 
+    def test_untracked_trigger_is_adopted_and_cascades(self, tree: ModuleTree) -> None:
+        """A trigger imported before tracking started is adopted, and its tracked dependents follow it."""
+        _diamond(tree)
+        base = importlib.import_module("app.base")
+        tracker = versionload.Tracker().install()
+        try:
+            left = importlib.import_module("app.left")
+            journal = sys.modules["journal"]
+            journal.ran.clear()
+            tracker.reload(base, cascade=True)
+            assert ["app.base", "app.left"] == journal.ran
+            assert left.f is base.f
+        finally:
+            tracker.uninstall()
+
     def test_facade_cascades_on_the_default_tracker(
         self, hook: versionload.Tracker, tree: ModuleTree
     ) -> None:
@@ -366,6 +381,13 @@ class TestReloadMany:
         with pytest.raises(versionload.ModuleNotLoadedError):
             tracker.reload_many(["app.left", "app.nowhere"])
         assert [] == journal.ran
+
+    def test_empty_group_does_nothing(self, tracker: versionload.Tracker) -> None:
+        """An empty group returns an empty tuple and emits nothing."""
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        assert () == tracker.reload_many([])
+        assert [] == events
 
     def test_facade(self, hook: versionload.Tracker, tree: ModuleTree) -> None:
         """versionload.reload_many reloads on the default tracker."""

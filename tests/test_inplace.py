@@ -454,6 +454,13 @@ class TestInPlaceFallbacks:
         tracker.reload(module, update="in-place")
         assert ("v2", 4) == thing.get()
 
+    def test_namedtuple_with_changed_fields(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+        """A named tuple whose fields changed is rebound: existing tuples have the old length."""
+        v1 = "import typing\nclass Thing(typing.NamedTuple):\n    a: int\n"
+        old, new, rebound = _fallback(tree, tracker, v1, v1 + "    b: int = 0\n")
+        assert old is not new
+        assert ("Thing: namedtuple fields changed",) == rebound
+
     def test_other_values_are_rebound_silently(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
         """Data (dicts, numbers) is rebound as in a plain reload and not reported."""
         _, new, rebound = _fallback(tree, tracker, "Thing = {'a': 1}\n", "Thing = {'a': 2}\n")

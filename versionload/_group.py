@@ -125,6 +125,8 @@ def reload_group(
     """
     mode = check_update(update)
     resolved = [resolve_loaded(target) for target in targets]
+    if not resolved:
+        return ()
     names = tuple(name for name, _ in resolved)
     if len(set(names)) != len(names):
         raise InvalidArgumentError(f"a module appears more than once in the group: {list(names)!r}")
@@ -241,6 +243,9 @@ def cascade_targets(registry: Registry, target: object) -> list[object]:
     ``target`` and the tracked modules that depend on it, in the order to reload them.
     """
     name, module = resolve_loaded(target)
+    # An untracked trigger is adopted first, so that it is a node of the graph.
+    with module_lock(name):
+        current_or_adopt(registry, name, module)
     order = cascade_order(dependency_map(registry), name)
     return [module if each == name else each for each in order]
 

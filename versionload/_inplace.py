@@ -22,7 +22,8 @@ safe update is not possible: its metaclass changed, or is not ``type`` or
 ``abc.ABCMeta`` (enums included: their members are instances built with the class;
 other metaclasses may have registered or computed things the update cannot
 redo); its bases changed; its instance layout (``__slots__``) changed; or it is a
-dataclass or attrs class whose fields changed (existing instances would lack them).
+dataclass, attrs class or named tuple whose fields changed (existing instances would
+lack them).
 
 Every change is logged with the object's previous state first, so a failed group
 is undone exactly, and a `Ledger` keeps each object's state per version, so a
@@ -331,6 +332,8 @@ class Patcher:
             old_fields is not None and list(old_fields) != list(new_fields)  # type: ignore[arg-type]
         ):
             return "dataclass fields changed"
+        if vars(old).get("_fields") != vars(new).get("_fields"):
+            return "namedtuple fields changed"
         old_attrs, new_attrs = vars(old).get("__attrs_attrs__"), vars(new).get("__attrs_attrs__")
         if (old_attrs is None) != (new_attrs is None) or (
             old_attrs is not None and [a.name for a in old_attrs] != [a.name for a in new_attrs]  # type: ignore[union-attr]
