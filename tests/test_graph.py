@@ -7,8 +7,11 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import versionload
+from versionload import _graph
 
 from .helpers import ModuleTree
 
@@ -137,3 +140,49 @@ class TestDependencies:
         importlib.import_module("app.fromimport")
         assert ("app.base",) == versionload.dependencies("app.fromimport")
         assert ("app.fromimport",) == versionload.dependents("app.base")
+
+
+class TestCascadeOrder:
+    @settings(max_examples=100, deadline=None)
+    @given(
+        st.integers(2, 9).flatmap(
+            lambda n: st.tuples(
+                st.just(n),
+                st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n),
+                st.integers(0, n - 1),
+            )
+        )
+    )
+    def test_order_respects_dependencies_outside_cycles(
+        self, case: tuple[int, list[tuple[int, int]], int]
+    ) -> None:
+        """The trigger and its transitive dependents, once each, trigger first, dependencies before dependents."""
+        count, pairs, trigger_index = case
+        names = [f"m{i}" for i in range(count)]
+        edges = {
+            name: tuple(sorted({names[b] for a, b in pairs if names[a] == name and a != b})) for name in names
+        }
+        trigger = names[trigger_index]
+        order = _graph.cascade_order(edges, trigger)
+
+        def reaches(start: str, goal: str) -> bool:
+            seen, stack = set(), [start]
+            while stack:
+                for target in edges[stack.pop()]:
+                    if target == goal:
+                        return True
+                    if target not in seen:
+                        seen.add(target)
+                        stack.append(target)
+            return False
+
+        expected = {trigger} | {name for name in names if reaches(name, trigger)}
+        assert sorted(expected) == sorted(order)
+        assert len(set(order)) == len(order)
+        assert trigger == order[0]
+        position = {name: index for index, name in enumerate(order)}
+        for name in order:
+            for dependency in edges[name]:
+                in_one_cycle = reaches(dependency, name)
+                if dependency in position and not in_one_cycle:
+                    assert position[dependency] < position[name]
