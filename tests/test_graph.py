@@ -156,7 +156,7 @@ class TestCascadeOrder:
     def test_order_respects_dependencies_outside_cycles(
         self, case: tuple[int, list[tuple[int, int]], int]
     ) -> None:
-        """The trigger and its transitive dependents, once each, trigger first, dependencies before dependents."""
+        """The trigger and its dependents once each, trigger first, dependencies before dependents."""
         count, pairs, trigger_index = case
         names = [f"m{i}" for i in range(count)]
         edges = {
