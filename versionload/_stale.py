@@ -45,7 +45,7 @@ StaleKind = Literal["function", "class", "instance", "frame"]
 _MAX_DEPTH = 6
 _MAX_OBJECTS = 200_000
 _MAX_ITEMS = 10_000
-_ATOMS = (str, bytes, bytearray, int, float, complex, bool, type(None), range, CodeType)
+_LEAVES = (str, bytes, bytearray, int, float, complex, bool, type(None), range, CodeType, ModuleType)
 
 
 @attrs.frozen
@@ -190,23 +190,25 @@ def stale_report(
     found: list[StaleObject] = []
     reported: set[int] = set()
 
-    def report(kind: StaleKind, obj: Any, qualname: str, where: str, version: int | None) -> None:
+    def report(
+        kind: StaleKind, obj: Any, qualname: str, step: _Step, version: int | None, note: str = ""
+    ) -> None:
         if id(obj) not in reported:
             reported.add(id(obj))
-            found.append(StaleObject(kind, qualname, where, version))
+            found.append(StaleObject(kind, qualname, _path(step) + note, version))
 
     def old_class(cls: type) -> bool:
         return getattr(cls, "__module__", None) == name and id(cls) not in current.classes
 
-    for obj, where in _walk(module):
+    for obj, where in _walk_steps(module):
         if isinstance(obj, FunctionType):
             if obj.__globals__ is namespace and id(obj.__code__) not in current.codes:
                 report("function", obj, obj.__qualname__, where, code_version.get(id(obj.__code__)))
         elif isinstance(obj, type):
             for base in obj.__mro__:
                 if old_class(base):
-                    shown = where if base is obj else f"{where} (base of {obj.__qualname__})"
-                    report("class", base, base.__qualname__, shown, class_version.get(id(base)))
+                    note = "" if base is obj else f" (base of {obj.__qualname__})"
+                    report("class", base, base.__qualname__, where, class_version.get(id(base)), note)
         else:
             cls = next((base for base in type(obj).__mro__ if old_class(base)), None)
             if cls is not None:
@@ -232,11 +234,32 @@ def stale_report(
     return StaleReport(module=name, current_version=history.current_number, objects=tuple(found))
 
 
-def _walk(skip: ModuleType) -> Iterator[tuple[Any, str]]:
-    """
-    Objects reachable from the other modules' namespaces, each once, with a path.
-    """
-    queue: deque[tuple[Any, str, int]] = deque()
+# A path is built only for the few objects reported: each queued object carries its
+# parent's step and how it was reached from there.
+_Step = tuple[Any, str, Any]  # (parent step or None, kind, label)
+
+
+def _path(step: _Step) -> str:
+    parts: list[str] = []
+    node: _Step | None = step
+    while node is not None:
+        parent, kind, label = node
+        if kind == "root":
+            parts.append(label)
+        elif kind == "key":
+            parts.append(f"[{label!r}]")
+        elif kind == "attr":
+            parts.append(f".{label}")
+        elif kind == "closure":
+            parts.append(f".<closure {label}>")
+        elif kind == "member":
+            parts.append("{...}")
+        node = parent
+    return "".join(reversed(parts))
+
+
+def _walk_steps(skip: ModuleType) -> Iterator[tuple[Any, _Step]]:
+    queue: deque[tuple[Any, _Step, int]] = deque()
     visited: set[int] = {id(skip)}
     for module_name, other in list(sys.modules.items()):
         if isinstance(other, ModuleType) and other is not skip:
@@ -244,54 +267,56 @@ def _walk(skip: ModuleType) -> Iterator[tuple[Any, str]]:
             namespace = getattr(other, "__dict__", None)
             if isinstance(namespace, dict):
                 for key, value in list(namespace.items()):
-                    queue.append((value, f"{module_name}.{key}", 1))
+                    if not isinstance(value, _LEAVES):
+                        queue.append((value, (None, "root", f"{module_name}.{key}"), 1))
     budget = _MAX_OBJECTS
     while queue and budget > 0:
-        obj, where, depth = queue.popleft()
-        if isinstance(obj, (*_ATOMS, ModuleType)) or id(obj) in visited:
+        obj, step, depth = queue.popleft()
+        if id(obj) in visited:
             continue
         visited.add(id(obj))
         budget -= 1
-        yield obj, where
+        yield obj, step
         if depth >= _MAX_DEPTH:
             continue
-        for child, path in _children(obj, where):
-            queue.append((child, path, depth + 1))
+        for child, kind, label in _children(obj):
+            if not isinstance(child, _LEAVES) and id(child) not in visited:
+                queue.append((child, (step, kind, label), depth + 1))
 
 
-def _children(obj: Any, where: str) -> Iterator[tuple[Any, str]]:
+def _children(obj: Any) -> Iterator[tuple[Any, str, Any]]:
     try:
         if isinstance(obj, dict):
             for index, (key, value) in enumerate(list(obj.items())):
                 if index >= _MAX_ITEMS:
                     break
-                yield value, f"{where}[{key!r}]"
+                yield value, "key", key
         elif isinstance(obj, (list, tuple)):
             for index, value in enumerate(list(obj[:_MAX_ITEMS])):
-                yield value, f"{where}[{index}]"
+                yield value, "key", index
         elif isinstance(obj, (set, frozenset)):
             for index, value in enumerate(list(obj)):
                 if index >= _MAX_ITEMS:
                     break
-                yield value, f"{where}{{...}}"
+                yield value, "member", None
         elif isinstance(obj, MethodType):
-            yield obj.__func__, f"{where}.__func__"
-            yield obj.__self__, f"{where}.__self__"
+            yield obj.__func__, "attr", "__func__"
+            yield obj.__self__, "attr", "__self__"
         elif isinstance(obj, functools.partial):
-            yield obj.func, f"{where}.func"
-            yield obj.args, f"{where}.args"
-            yield obj.keywords, f"{where}.keywords"
+            yield obj.func, "attr", "func"
+            yield obj.args, "attr", "args"
+            yield obj.keywords, "attr", "keywords"
         elif isinstance(obj, FunctionType):
             for index, value in enumerate(obj.__defaults__ or ()):
-                yield value, f"{where}.__defaults__[{index}]"
+                yield value, "attr", f"__defaults__[{index}]"
             for name, cell in zip(obj.__code__.co_freevars, obj.__closure__ or (), strict=False):
                 with contextlib.suppress(ValueError):
-                    yield cell.cell_contents, f"{where}.<closure {name}>"
+                    yield cell.cell_contents, "closure", name
         elif isinstance(obj, type):
             for key, value in list(vars(obj).items()):
-                yield value, f"{where}.{key}"
+                yield value, "attr", key
         elif isinstance(obj, (staticmethod, classmethod)):
-            yield obj.__func__, where
+            yield obj.__func__, "attr", "__func__"
         else:
             try:
                 attributes = object.__getattribute__(obj, "__dict__")
@@ -299,6 +324,6 @@ def _children(obj: Any, where: str) -> Iterator[tuple[Any, str]]:
                 return
             if isinstance(attributes, dict):
                 for key, value in list(attributes.items()):
-                    yield value, f"{where}.{key}"
+                    yield value, "attr", key
     except Exception:  # noqa: BLE001 - a container changing under us ends that branch, no more
         return
