@@ -153,12 +153,13 @@ def _error_location(error: BaseException, origin: str | None) -> str | None:
 # -- reload -------------------------------------------------------------------------------
 
 
-def reload(registry: Registry, obj: object) -> ModuleType:
+def reload(registry: Registry, obj: object, finish: Finish | None = None) -> ModuleType:
     """
     Re-execute the module's current source in its existing namespace and record it.
 
-    The plain single-module transaction; ``_group`` builds groups, in-place updates
-    and migrations on the same `execute` / `commit` / `unstage` steps.
+    ``finish`` runs after the new code, inside the transaction (see `execute`).
+    ``_group`` builds groups and in-place updates on the same `execute` / `commit` /
+    `unstage` steps.
     """
     name, module = resolve_loaded(obj)
     with module_lock(name):
@@ -171,7 +172,7 @@ def reload(registry: Registry, obj: object) -> ModuleType:
         previous = current_or_adopt(registry, name, module)
         in_progress.add(name)
         try:
-            staged = execute(registry, name, module, path, previous)
+            staged = execute(registry, name, module, path, previous, finish)
         finally:
             in_progress.discard(name)
         version, duration_ns = commit(registry, staged)

@@ -10,8 +10,9 @@ first: in-place changes reverted from their log, namespaces and ``sys.modules``
 entries put back. No version is recorded for any of them. Only when every module
 succeeded are their versions recorded, one after another.
 
-A reload of one module without ``cascade`` is a group of one that emits no group
-event and raises the module's own `ReloadError`, exactly as the plain engine does.
+An in-place reload of one module without ``cascade`` is a group of one that emits no
+group event and raises the module's own `ReloadError`, as the plain engine does; a
+plain reload uses the engine itself, with `migrator` as its finishing step.
 """
 
 from __future__ import annotations
@@ -83,24 +84,34 @@ def check_update(update: object) -> UpdateMode:
     raise InvalidArgumentError(f"update must be None, 'rebind' or 'in-place', got {update!r}")
 
 
+def migrator(name: str, module: ModuleType, before: Mapping[str, object]) -> None:
+    """
+    The finishing step of a plain reload: run the module's migration hook, if any.
+    """
+    _finish(name, module, before, None)
+
+
+def _finish(name: str, module: ModuleType, before: Mapping[str, object], patcher: Patcher | None) -> None:
+    namespace = module.__dict__
+    hook = namespace.get(MIGRATE, _MISSING)
+    # Only a hook the new code defined: a name the new code no longer defines
+    # survives the reload (as in importlib) and must not run again.
+    migrate = hook if hook is not before.get(MIGRATE, _MISSING) and callable(hook) else None
+    if patcher is not None:
+        patcher.update_namespace(namespace, before)  # undoes itself on error
+    if migrate is not None:
+        try:
+            migrate(before)
+        except BaseException:
+            if patcher is not None:
+                patcher.undo()
+            raise
+
+
 def _finisher(mode: UpdateMode) -> Any:
     def finish(name: str, module: ModuleType, before: Mapping[str, object]) -> Patcher | None:
-        namespace = module.__dict__
-        hook = namespace.get(MIGRATE, _MISSING)
-        # Only a hook the new code defined: a name the new code no longer defines
-        # survives the reload (as in importlib) and must not run again.
-        migrate = hook if hook is not before.get(MIGRATE, _MISSING) and callable(hook) else None
-        patcher: Patcher | None = None
-        if mode == "in-place":
-            patcher = Patcher(name)
-            patcher.update_namespace(namespace, before)  # undoes itself on error
-        if migrate is not None:
-            try:
-                migrate(before)
-            except BaseException:
-                if patcher is not None:
-                    patcher.undo()
-                raise
+        patcher = Patcher(name) if mode == "in-place" else None
+        _finish(name, module, before, patcher)
         return patcher
 
     return finish

@@ -15,12 +15,13 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 from ._engine import check_version_number, module_name, origin_of, record_external_reload, resolve_tracked
+from ._engine import reload as _reload
 from ._engine import rollback as _rollback
 from ._errors import InvalidArgumentError, NotAModuleError, VersionLoadError
 from ._events import Subscriber
 from ._finder import VersionedFinder
 from ._graph import dependencies_of, dependency_map, dependents_of
-from ._group import cascade_targets, check_update, names_of, reload_group, restore_states
+from ._group import cascade_targets, check_update, migrator, names_of, reload_group, restore_states
 from ._inplace import Ledger
 from ._registry import Registry, normalize_max_versions, normalize_patterns
 from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare, source_digest
@@ -189,11 +190,13 @@ class Tracker:
         try:
             if not isinstance(cascade, bool):
                 raise InvalidArgumentError(f"cascade must be a bool, got {cascade!r}")
-            check_update(update)
+            mode = check_update(update)
             if cascade:
                 targets = cascade_targets(self._registry, module)
-                return reload_group(self._registry, self._ledger, targets, update=update, kind="cascade")[0]
-            return reload_group(self._registry, self._ledger, [module], update=update)[0]
+                return reload_group(self._registry, self._ledger, targets, update=mode, kind="cascade")[0]
+            if mode == "in-place":
+                return reload_group(self._registry, self._ledger, [module], update=mode)[0]
+            return _reload(self._registry, module, migrator)
         except VersionLoadError as error:
             raise error.with_traceback(None)  # noqa: B904 - keep our frames out
 
