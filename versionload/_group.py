@@ -157,6 +157,7 @@ def reload_group(
                 raise ModuleNotLoadedError(f"module {name!r} not in sys.modules", module=name)
         paths = {name: _parent_path(name) for name, _ in active}
         staged: list[Staged] = []
+        failure: ReloadError | None = None
         in_progress.update(name for name, _ in active)
         try:
             for name, module in active:
@@ -167,12 +168,13 @@ def reload_group(
                 _undo(each)
             if kind == "single" or not isinstance(error, ReloadError):
                 raise
-            failed = active[min(len(staged), len(active) - 1)][0]
-            _emit_failure(registry, names, trigger, failed, error, staged, started)
-            raise _group_error(names, kind, failed, error, len(staged)) from error
+            failure = error
         finally:
             in_progress.difference_update(name for name, _ in active)
-        for each in staged:
+        if failure is not None:
+            undone = tuple(each.name for each in staged)
+            failed = active[len(staged)][0]
+        for each in staged if failure is None else ():
             version, duration_ns = commit(registry, each)
             versions.append(version.number)
             events.append(_reloaded_event(each.previous, version, duration_ns))
@@ -187,6 +189,13 @@ def reload_group(
                         rebound=tuple(str(f) for f in each.finished.fallbacks),
                     )
                 )
+        # Read while still holding the locks: once they are released another thread
+        # may delete an entry, and a group that succeeded must not end in a KeyError.
+        result = tuple(sys.modules.get(name, module) for name, module in resolved)
+    if failure is not None:
+        # Outside the locks: subscribers and log processors are user code.
+        _emit_failure(registry, names, trigger, failed, failure, undone, started)
+        raise _group_error(names, kind, failed, failure) from failure
     if kind != "single":
         events.append(
             CascadeReloaded(
@@ -200,12 +209,7 @@ def reload_group(
         )
     registry.emit_all(events)
     # A module may have replaced itself in sys.modules while executing.
-    return tuple(_module_now(name, module) for name, module in resolved)
-
-
-def _module_now(name: str, module: ModuleType) -> ModuleType:
-    # Whatever sys.modules holds now, as importlib.reload returns it.
-    return sys.modules.get(name, module)
+    return result
 
 
 def _emit_failure(
@@ -214,10 +218,9 @@ def _emit_failure(
     trigger: str | None,
     failed: str,
     error: BaseException,
-    staged: list[Staged],
+    undone: tuple[str, ...],
     started: int,
 ) -> None:
-    undone = tuple(each.name for each in staged)
     position = names.index(failed)
     registry.emit_all(
         [
@@ -235,9 +238,7 @@ def _emit_failure(
     )
 
 
-def _group_error(
-    names: tuple[str, ...], kind: str, failed: str, error: BaseException, done: int
-) -> GroupReloadError:
+def _group_error(names: tuple[str, ...], kind: str, failed: str, error: BaseException) -> GroupReloadError:
     what = f"cascade reload of {names[0]!r}" if kind == "cascade" else "group reload"
     cause = error.__cause__ or error
     return GroupReloadError(
