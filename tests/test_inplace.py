@@ -651,3 +651,23 @@ class TestInPlaceAliases:
         tracker.reload(module, update="in-place")
         assert module.f is module.g is f
         assert 2 == f()
+
+
+class TestLedgerLifetime:
+    def test_states_of_a_forgotten_module_are_released(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """Once a module's history ends, the kept states no longer hold its functions alive."""
+        import gc
+        import weakref
+
+        module = _load(tree, "funcs", FUNCTIONS_V1)
+        tree.module("funcs", FUNCTIONS_V2)
+        tracker.reload(module, update="in-place")
+        plain = weakref.ref(module.plain)
+        tracker.forget(module)
+        del sys.modules["funcs"], module
+        other = _load(tree, "other_inplace", FUNCTIONS_V1)
+        tracker.reload(other, update="in-place")  # any ledger update sweeps ended histories
+        gc.collect()
+        assert plain() is None

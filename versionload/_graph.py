@@ -42,6 +42,7 @@ _IMPORT_OPS = frozenset({"IMPORT_NAME", "IMPORT_FROM"})
 _Imports = frozenset[tuple[str, ...]]
 _found: weakref.WeakKeyDictionary[ModuleType, dict[int, _Imports]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
+_KEEP_VERSIONS = 16
 
 
 def imported_names(code: CodeType, package: str | None) -> frozenset[tuple[str, ...]]:
@@ -116,7 +117,10 @@ def _code_imports(name: str, module: ModuleType, version: int) -> _Imports:
         if isinstance(code, CodeType):
             names = imported_names(code, package if isinstance(package, str) else None)
     with _lock:
-        _found.setdefault(module, {})[version] = names
+        known_versions = _found.setdefault(module, {})
+        known_versions[version] = names
+        while len(known_versions) > _KEEP_VERSIONS:
+            del known_versions[min(known_versions)]
     return names
 
 

@@ -414,6 +414,10 @@ class Ledger:
         self._modules: dict[str, tuple[weakref.ref[ModuleHistory], _ByVersion]] = {}
 
     def _states(self, name: str, history: ModuleHistory) -> _ByVersion:
+        # Drop what belongs to ended histories (module collected, forgotten, cleared):
+        # the states hold functions, whose globals would keep a dead module's dict alive.
+        for ended in [key for key, (ref, _) in self._modules.items() if ref() is None]:
+            del self._modules[ended]
         entry = self._modules.get(name)
         if entry is None or entry[0]() is not history:
             entry = (weakref.ref(history), {})
