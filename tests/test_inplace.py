@@ -479,19 +479,18 @@ class TestRollbackAfterInPlace:
         """After rollback, every patched function (held anywhere) runs its old code with its old metadata."""
         module = _load(tree, "funcs", FUNCTIONS_V1)
         holder = _holder(tree, "from funcs import plain, decorated\n")
-        plain = module.plain
-        before = (plain.__code__, plain.__defaults__, plain.__kwdefaults__, plain.__doc__, plain.__dict__)
+        plain, decorated = module.plain, module.decorated
+        attributes = ("__code__", "__defaults__", "__kwdefaults__", "__annotations__", "__doc__", "__dict__")
+        before = [getattr(plain, a) for a in attributes]
+        wrapped = [cell.cell_contents for cell in decorated.__closure__]
         tree.module("funcs", FUNCTIONS_V2)
         tracker.reload(module, update="in-place")
         tracker.rollback(module)
         assert ("v1", 0, 1, 2) == holder.plain(0)
         assert ("wrapped", "v1") == holder.decorated()
-        assert before == (
-            plain.__code__,
-            plain.__defaults__,
-            plain.__kwdefaults__,
-            plain.__doc__,
-            plain.__dict__,
+        assert all(old is getattr(plain, a) for old, a in zip(before, attributes, strict=True))
+        assert all(
+            old is cell.cell_contents for old, cell in zip(wrapped, decorated.__closure__, strict=True)
         )
         assert "free v1" == module.free()
 
