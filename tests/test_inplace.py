@@ -393,6 +393,13 @@ class TestInPlaceFallbacks:
         assert old is not new
         assert "Thing: custom metaclass Meta" in rebound
 
+    def test_changed_metaclass(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+        """A class that gains a metaclass is rebound: its type cannot change."""
+        v2 = "class Meta(type):\n    pass\nclass Thing(metaclass=Meta):\n    pass\n"
+        old, new, rebound = _fallback(tree, tracker, "class Thing:\n    pass\n", v2)
+        assert old is not new
+        assert ("Thing: metaclass changed (type -> Meta)",) == rebound
+
     def test_enum(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
         """An enum is rebound: its members are instances created with the class."""
         source = "import enum\nclass Thing(enum.Enum):\n    A = 1\n"
