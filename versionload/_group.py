@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
@@ -108,7 +108,7 @@ def _finish(name: str, module: ModuleType, before: Mapping[str, object], patcher
             raise
 
 
-def _finisher(mode: UpdateMode) -> Any:
+def _finisher(mode: UpdateMode) -> Callable[[str, ModuleType, Mapping[str, object]], Patcher | None]:
     def finish(name: str, module: ModuleType, before: Mapping[str, object]) -> Patcher | None:
         patcher = Patcher(name) if mode == "in-place" else None
         _finish(name, module, before, patcher)
@@ -171,29 +171,29 @@ def reload_group(
             failure = error
         finally:
             in_progress.difference_update(name for name, _ in active)
-        if failure is not None:
-            undone = tuple(each.name for each in staged)
-            failed = active[len(staged)][0]
-        for each in staged if failure is None else ():
-            version, duration_ns = commit(registry, each)
-            versions.append(version.number)
-            events.append(_reloaded_event(each.previous, version, duration_ns))
-            if isinstance(each.finished, Patcher):
-                history = registry.require(each.name, each.module)
-                ledger.record(each.name, history, each.previous.number, version.number, each.finished)
-                events.append(
-                    ModulePatched(
-                        module=each.name,
-                        version=version.number,
-                        patched=tuple(each.finished.patched),
-                        rebound=tuple(str(f) for f in each.finished.fallbacks),
+        if failure is None:
+            for each in staged:
+                version, duration_ns = commit(registry, each)
+                versions.append(version.number)
+                events.append(_reloaded_event(each.previous, version, duration_ns))
+                if isinstance(each.finished, Patcher):
+                    history = registry.require(each.name, each.module)
+                    ledger.record(each.name, history, each.previous.number, version.number, each.finished)
+                    events.append(
+                        ModulePatched(
+                            module=each.name,
+                            version=version.number,
+                            patched=tuple(each.finished.patched),
+                            rebound=tuple(str(f) for f in each.finished.fallbacks),
+                        )
                     )
-                )
         # Read while still holding the locks: once they are released another thread
         # may delete an entry, and a group that succeeded must not end in a KeyError.
         result = tuple(sys.modules.get(name, module) for name, module in resolved)
     if failure is not None:
         # Outside the locks: subscribers and log processors are user code.
+        failed = active[len(staged)][0]
+        undone = tuple(each.name for each in staged)
         _emit_failure(registry, names, trigger, failed, failure, undone, started)
         raise _group_error(names, kind, failed, failure) from failure
     if kind != "single":
@@ -262,7 +262,7 @@ def cascade_targets(registry: Registry, target: object) -> list[object]:
     return [module if each == name else each for each in order]
 
 
-def restore_states(registry: Registry, ledger: Ledger) -> Any:
+def restore_states(registry: Registry, ledger: Ledger) -> Callable[[str, int], None]:
     """
     The rollback step that puts in-place-updated objects back (see `Ledger.restore`).
     """
