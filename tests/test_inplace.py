@@ -393,6 +393,39 @@ class TestInPlaceFallbacks:
         assert old is not new
         assert "Thing: custom metaclass Meta" in rebound
 
+    def test_method_that_starts_using_super_is_rebound_inside_the_kept_class(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """A method gaining the __class__ free variable is replaced in the kept class; its super() works."""
+        v1 = (
+            "class Base:\n    def hi(self):\n        return 'base'\n"
+            "class Thing(Base):\n    def hi(self):\n        return 'v1'\n"
+        )
+        module = _load(tree, "things", v1)
+        thing, old_hi = module.Thing(), module.Thing.hi
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        tree.module("things", v1.replace("return 'v1'", "return 'v2+' + super().hi()"))
+        tracker.reload(module, update="in-place")
+        patched = next(e for e in events if isinstance(e, versionload.ModulePatched))
+        assert ("Thing.hi: free variables changed (- -> __class__)",) == patched.rebound
+        assert type(thing) is module.Thing
+        assert "v2+base" == thing.hi()
+        assert "v1" == old_hi(thing)
+
+    def test_property_gaining_a_setter_is_replaced_inside_the_kept_class(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """A property whose set of accessors changed is replaced as a whole; existing instances use it."""
+        v1 = "class Thing:\n    _v = 1\n    @property\n    def v(self):\n        return self._v\n"
+        v2 = v1 + "    @v.setter\n    def v(self, value):\n        self._v = value * 2\n"
+        module = _load(tree, "things", v1)
+        thing = module.Thing()
+        tree.module("things", v2)
+        tracker.reload(module, update="in-place")
+        thing.v = 5
+        assert 10 == thing.v
+
     def test_changed_metaclass(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
         """A class that gains a metaclass is rebound: its type cannot change."""
         v2 = "class Meta(type):\n    pass\nclass Thing(metaclass=Meta):\n    pass\n"
