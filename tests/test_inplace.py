@@ -710,3 +710,57 @@ class TestLedgerLifetime:
         tracker.reload(other, update="in-place")  # any ledger update sweeps ended histories
         gc.collect()
         assert plain() is None
+
+
+def _hammer(tracker: versionload.Tracker, tree: ModuleTree, rounds: int) -> None:
+    """
+    Threads keep calling a held function and method while the main thread alternates
+    in-place reloads and rollbacks; every call must succeed with one of the labels.
+    """
+    import threading
+
+    source = "def f():\n    return 'L{n}'\n\nclass C:\n    def m(self):\n        return 'L{n}'\n"
+    module = _load(tree, "hammered", source.format(n=0))
+    f, instance = module.f, module.C()
+    stop = threading.Event()
+    seen: set[str] = set()
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        while not stop.is_set():
+            try:
+                seen.add(f())
+                seen.add(instance.m())
+            except BaseException as error:  # noqa: BLE001 - collected and asserted below
+                errors.append(error)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for n in range(1, rounds + 1):
+            tree.module("hammered", source.format(n=n))
+            tracker.reload(module, update="in-place")
+            if n % 3 == 0:
+                tracker.rollback(module)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert [] == errors
+    assert seen <= {f"L{n}" for n in range(rounds + 1)}
+    last = rounds if rounds % 3 else rounds - 1  # a round divisible by 3 ends rolled back
+    assert f"L{last}" == f() == instance.m()
+
+
+class TestInPlaceWhileRunning:
+    def test_calls_in_other_threads_never_fail(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
+        """Held functions and methods called from other threads during in-place reloads keep working."""
+        _hammer(tracker, tree, rounds=20)
+
+    @pytest.mark.stress
+    def test_calls_in_other_threads_never_fail_long(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """The same, for many more rounds."""
+        _hammer(tracker, tree, rounds=150)
