@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     InvalidArgumentError,
@@ -38,6 +38,12 @@ from ._registry import DEFAULT_MAX_VERSIONS
 from ._snapshot import ModuleVersion, NamespaceDiff
 from ._stale import StaleObject, StaleReport
 from ._tracker import Tracker
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import AsyncIterator, Callable, Collection
+
+    from ._watch import FileChange, Watcher
 
 _DEFAULT = Tracker()
 
@@ -154,7 +160,106 @@ def diff(module: ModuleType | str, a: int, b: int) -> NamespaceDiff:
     return _DEFAULT.diff(module, a, b)
 
 
+def watch(
+    paths: str | os.PathLike[str] | Collection[str | os.PathLike[str]] | None = None,
+    *,
+    cascade: bool = False,
+    update: str | None = None,
+    tracker: Tracker | None = None,
+    debounce: float = 0.05,
+    force_polling: bool = False,
+    on_change: Callable[[FileChange], object] | None = None,
+) -> Watcher:
+    """
+    Reload tracked modules when their source files change, from a background thread.
+
+    Only modules whose file lies under ``paths`` are reloaded (None: the ``sys.path``
+    directories outside the standard library and site-packages). Each reload is
+    atomic: a module whose new source fails keeps its old version, and the failure is
+    reported with its file and line. Uses ``watchfiles`` (the ``watch`` extra) when
+    installed, else polls the watched modules' files.
+
+    Args:
+        paths: Directories (or files) to watch.
+        cascade: Reload the modules that depend on a changed one too.
+        update: The reload's update mode (for example ``"in-place"``).
+        tracker: The tracker whose modules are reloaded; None means the default one.
+        debounce: Seconds a burst of writes must be quiet before it is handled.
+        force_polling: Poll even when ``watchfiles`` is available.
+        on_change: Called with a `FileChange` for each module the watcher handled.
+
+    Returns:
+        The running `Watcher`; call ``stop()`` or use it as a context manager.
+
+    Raises:
+        InvalidArgumentError: a path does not exist, or an option has the wrong type.
+    """
+    from ._watch import make_watcher
+
+    return make_watcher(
+        paths,
+        cascade=cascade,
+        update=update,
+        tracker=_DEFAULT if tracker is None else tracker,
+        debounce=debounce,
+        force_polling=force_polling,
+        on_change=on_change,
+    ).start()
+
+
+def awatch(
+    paths: str | os.PathLike[str] | Collection[str | os.PathLike[str]] | None = None,
+    *,
+    cascade: bool = False,
+    update: str | None = None,
+    tracker: Tracker | None = None,
+    debounce: float = 0.05,
+    force_polling: bool = False,
+) -> AsyncIterator[list[FileChange]]:
+    """
+    The async form of `watch`: reloads run in the event loop's thread, and each batch
+    of handled changes is yielded as a list of `FileChange`; closing the iterator stops it.
+
+    Raises:
+        InvalidArgumentError: as `watch`.
+    """
+    from ._watch import make_watcher
+
+    return make_watcher(
+        paths,
+        cascade=cascade,
+        update=update,
+        tracker=_DEFAULT if tracker is None else tracker,
+        debounce=debounce,
+        force_polling=force_polling,
+        on_change=None,
+    ).changes()
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """
+    ``%load_ext versionload``: reload changed modules before each cell; add the magics.
+    """
+    from ._ipython import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """
+    ``%unload_ext versionload``: stop reloading before each cell.
+    """
+    from ._ipython import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 def __getattr__(name: str) -> Any:
+    if name in {"FileChange", "Watcher", "WatchCounters"}:
+        # Imported on first use, so that importing versionload stays light.
+        from . import _watch
+
+        return getattr(_watch, name)
     if name == "__version__":
         from importlib.metadata import version
 
@@ -188,6 +293,7 @@ __all__ = [
     "VersionLoadError",
     "VersionNotFoundError",
     "VersionPruned",
+    "awatch",
     "current",
     "default_tracker",
     "dependencies",
@@ -201,6 +307,7 @@ __all__ = [
     "stale",
     "track",
     "uninstall",
+    "watch",
 ]
 
 # Tracebacks and reprs show the public path, not the private module.

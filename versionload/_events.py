@@ -219,8 +219,13 @@ def debug_wanted(subscribers: Iterable[Subscriber]) -> bool:
     """
     Whether a debug-level event (a load, a prune) would reach anybody.
     """
-    if subscribers:
-        return True
+    return bool(subscribers) or logs_debug()
+
+
+def logs_debug() -> bool:
+    """
+    Whether structlog is configured to let debug events of the ``versionload`` logger through.
+    """
     if not structlog.is_configured():
         return False
     bound = structlog.get_logger(LOGGER_NAME).bind()
