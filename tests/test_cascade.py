@@ -458,3 +458,35 @@ class TestConcurrentCascades:
         top = sys.modules["app.top"]
         assert top.left is sys.modules["app.left"].left
         assert 1 + 10 + 1 == top.top()
+
+
+class TestWithTheWatcher:
+    def test_watcher_cascades_and_updates_in_place(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """versionload.watch(cascade=True, update='in-place') reloads the dependents of a changed file."""
+        from .helpers import wait_for
+
+        tree.write(
+            {
+                "shopw/__init__.py": "",
+                "shopw/prices.py": "def price(n):\n    return n * 10\n",
+                "shopw/cart.py": "from shopw.prices import price\nTOTAL = price(3)\n",
+            }
+        )
+        prices = importlib.import_module("shopw.prices")
+        cart = importlib.import_module("shopw.cart")
+        held = prices.price
+        changes: list[object] = []
+        with versionload.watch(
+            tree.root,
+            tracker=tracker,
+            cascade=True,
+            update="in-place",
+            force_polling=True,
+            on_change=changes.append,
+        ):
+            tree.write({"shopw/prices.py": "def price(n):\n    return n * 12\n"})
+            assert wait_for(lambda: cart.TOTAL == 36)
+        assert held is prices.price is cart.price
+        assert 12 == held(1)
