@@ -134,6 +134,27 @@ class TestCascadeReload:
         assert ("app.base", "app.right", "app.left", "app.top") == cascade.modules
         assert (2, 2, 2, 2) == cascade.versions
 
+    def test_names_re_exported_by_a_package_reach_its_users(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """pkg/__init__ re-exports f from pkg.impl; a user of `from pkg import f` gets the new f."""
+        tree.write(
+            {
+                "reexp/__init__.py": "from .impl import f\n",
+                "reexp/impl.py": "def f():\n    return 1\n",
+                "reexp_user.py": "from reexp import f\n",
+            }
+        )
+        user = importlib.import_module("reexp_user")
+        tree.write({"reexp/impl.py": "def f():\n    return 2\n"})
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        tracker.reload("reexp.impl", cascade=True)
+        assert 2 == user.f()
+        cascade = events[-1]
+        assert isinstance(cascade, versionload.CascadeReloaded)
+        assert ("reexp.impl", "reexp", "reexp_user") == cascade.modules
+
     def test_untracked_trigger_is_adopted_and_cascades(self, tree: ModuleTree) -> None:
         """A trigger imported before tracking started is adopted, and its tracked dependents follow it."""
         _diamond(tree)
