@@ -4,7 +4,10 @@ The dependency graph between tracked modules: `dependents` and `dependencies`.
 
 from __future__ import annotations
 
+import dis
 import importlib
+import importlib.util
+from types import CodeType
 
 import pytest
 from hypothesis import given, settings
@@ -186,3 +189,56 @@ class TestCascadeOrder:
                 in_one_cycle = reaches(dependency, name)
                 if dependency in position and not in_one_cycle:
                     assert position[dependency] < position[name]
+
+
+def _imports_by_dis(code: CodeType, package: str | None) -> set[tuple[str, ...]]:
+    """
+    The same scan as versionload's, written plainly on top of ``dis``, as a reference.
+    """
+    names: set[tuple[str, ...]] = set()
+    stack = [code]
+    while stack:
+        each = stack.pop()
+        stack.extend(c for c in each.co_consts if isinstance(c, CodeType))
+        constants: list[object] = []
+        base: str | None = None
+        for instruction in dis.get_instructions(each):
+            if instruction.opname in ("LOAD_CONST", "LOAD_SMALL_INT"):
+                constants.append(instruction.argval)
+                continue
+            if instruction.opname == "IMPORT_NAME":
+                level = constants[-2] if len(constants) >= 2 else 0
+                fromlist = constants[-1] if constants else None
+                name = "." * (level if isinstance(level, int) else 0) + instruction.argval
+                base = importlib.util.resolve_name(name, package) if package or not level else None
+                if base is not None:
+                    items = tuple(fromlist) if isinstance(fromlist, tuple) else ()
+                    if not items or "*" in items:
+                        names.add((base,))
+                    names.update((f"{base}.{item}", base) for item in items if item != "*")
+            elif instruction.opname == "IMPORT_FROM" and base is not None:
+                names.add((f"{base}.{instruction.argval}", base))
+            constants = []
+    return names
+
+
+class TestImportScan:
+    @pytest.mark.parametrize(
+        "name",
+        ["asyncio.base_events", "email.message", "http.server", "json.decoder", "logging.handlers", "typing"],
+    )
+    def test_matches_dis_on_stdlib_modules(self, name: str) -> None:
+        """The fast bytecode scan finds exactly what a dis-based scan finds."""
+        module = importlib.import_module(name)
+        code = module.__spec__.loader.get_code(name)
+        assert _imports_by_dis(code, module.__package__) == set(
+            _graph.imported_names(code, module.__package__)
+        )
+
+    def test_extended_arguments(self) -> None:
+        """Imports whose name or constant index needs EXTENDED_ARG (over 255 names) are found."""
+        filler = "\n".join(f"name_{i} = {i}.5" for i in range(300))
+        code = compile(f"{filler}\nfrom .sibling import thing\nimport far.away\n", "<test>", "exec")
+        assert {("pkg.sibling.thing", "pkg.sibling"), ("far.away",)} == set(
+            _graph.imported_names(code, "pkg")
+        )
