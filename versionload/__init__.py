@@ -24,16 +24,21 @@ from ._errors import (
     VersionNotFoundError,
 )
 from ._events import (
+    CascadeFailed,
+    CascadeReloaded,
     Event,
     HistoryEnded,
     ModuleLoaded,
+    ModulePatched,
     ModuleReloaded,
     ModuleReloadFailed,
     ModuleRolledBack,
     VersionPruned,
 )
+from ._group import GroupReloadError
 from ._registry import DEFAULT_MAX_VERSIONS
 from ._snapshot import ModuleVersion, NamespaceDiff
+from ._stale import StaleObject, StaleReport
 from ._tracker import Tracker
 
 if _TYPE_CHECKING:
@@ -94,11 +99,41 @@ def track(module: _ModuleType | str) -> ModuleVersion:
     return _DEFAULT.track(module)
 
 
-def reload(module: _ModuleType | str) -> _ModuleType:
+def reload(module: _ModuleType | str, *, cascade: bool = False, update: str | None = None) -> _ModuleType:
     """
     Reload a module in place and record a new version; see `Tracker.reload`.
     """
-    return _DEFAULT.reload(module)
+    return _DEFAULT.reload(module, cascade=cascade, update=update)
+
+
+def reload_many(
+    modules: _Iterable[_ModuleType | str], *, update: str | None = None
+) -> tuple[_ModuleType, ...]:
+    """
+    Reload several modules as one atomic group; see `Tracker.reload_many`.
+    """
+    return _DEFAULT.reload_many(modules, update=update)
+
+
+def dependents(module: _ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
+    """
+    The tracked modules that depend on a module; see `Tracker.dependents`.
+    """
+    return _DEFAULT.dependents(module, transitive=transitive)
+
+
+def dependencies(module: _ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
+    """
+    The tracked modules a module depends on; see `Tracker.dependencies`.
+    """
+    return _DEFAULT.dependencies(module, transitive=transitive)
+
+
+def stale(module: _ModuleType | str) -> StaleReport:
+    """
+    Live objects still using an older version's code; see `Tracker.stale`.
+    """
+    return _DEFAULT.stale(module)
 
 
 def rollback(module: _ModuleType | str, to: int | None = None) -> _ModuleType:
@@ -237,12 +272,16 @@ def __getattr__(name: str) -> _Any:
 
 
 __all__ = [
+    "CascadeFailed",
+    "CascadeReloaded",
     "DEFAULT_MAX_VERSIONS",
     "Event",
+    "GroupReloadError",
     "HistoryEnded",
     "InvalidArgumentError",
     "ModuleLoaded",
     "ModuleNotLoadedError",
+    "ModulePatched",
     "ModuleReloadFailed",
     "ModuleReloaded",
     "ModuleRolledBack",
@@ -252,6 +291,8 @@ __all__ = [
     "NotTrackedError",
     "ReloadError",
     "SpecNotFoundError",
+    "StaleObject",
+    "StaleReport",
     "Tracker",
     "VersionLoadError",
     "VersionNotFoundError",
@@ -259,11 +300,15 @@ __all__ = [
     "awatch",
     "current",
     "default_tracker",
+    "dependencies",
+    "dependents",
     "diff",
     "history",
     "install",
     "reload",
+    "reload_many",
     "rollback",
+    "stale",
     "track",
     "uninstall",
     "watch",
