@@ -121,21 +121,27 @@ class Registry:
     # -- reading -------------------------------------------------------------------
 
     def names(self) -> tuple[str, ...]:
+        events: list[Event] = []
         with self._lock:
-            self._forget_collected()
-            return tuple(self._histories)
+            self._forget_collected(events)
+            names = tuple(self._histories)
+        self.emit_all(events)
+        return names
 
     def find(self, name: str) -> tuple[ModuleType, ModuleHistory] | None:
         """
         The live module tracked under ``name`` and its history, or None.
         """
+        # Histories of collected modules end here too, and their events are emitted.
+        events: list[Event] = []
         with self._lock:
-            self._forget_collected()
+            self._forget_collected(events)
             history = self._histories.get(name)
             module = history.module_ref() if history is not None else None
-            if history is None or module is None:
-                return None
-            return module, history
+        self.emit_all(events)
+        if history is None or module is None:
+            return None
+        return module, history
 
     def history_of(self, name: str, module: ModuleType) -> ModuleHistory | None:
         """

@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from ._snapshot import sha256_of
+from ._snapshot import _SourceDigest, sha256_of
 
 _TIMESTAMP_PYC_FLAGS = (0).to_bytes(4, "little")
 
@@ -104,3 +104,30 @@ def _refresh_bytecode_cache(
     # An unwritable cache only costs later imports a recompile.
     with contextlib.suppress(OSError, NotImplementedError):
         loader.set_data(cache_path, payload)
+
+
+def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest | None:
+    """
+    The digest of what ``spec.loader.exec_module`` is about to run, for a reload that
+    another tool runs with ``importlib.reload`` (which versionload leaves as it is).
+
+    Such a reload may run a ``.pyc`` that passes the mtime and size check although the
+    source changed. The code the loader will run is compared with the source compiled
+    afresh: equal, the source's hash is what runs; different, the bytecode is stale and
+    the source of what runs is unknown (a digest of None). Returns None for loaders this
+    cannot check, and when the loader cannot produce its code (its own run will fail).
+    """
+    loader: Any = spec.loader
+    if not reads_source_through_cache(loader):
+        return None
+    try:
+        path = loader.get_filename(spec.name)
+        running = loader.get_code(spec.name)
+    except Exception:  # noqa: BLE001 - exec_module reports the loader's own errors
+        return None
+    try:
+        data = loader.get_data(path)
+        fresh = loader.source_to_code(data, path)
+    except Exception:  # noqa: BLE001 - unreadable or broken source: what runs is the cache
+        return _SourceDigest()
+    return _SourceDigest(sha256_of(data) if running == fresh else None)
