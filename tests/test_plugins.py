@@ -500,6 +500,30 @@ class TestReload:
         assert "howdy, ann!" == plugin.obj().greet("ann")
         assert 1 == tracker.current("greeter.legacy").number
 
+    def test_plugin_state_migrates(self, site, tracker):
+        """A plugin module's __versionload_migrate__ carries its state over to the new version."""
+        source = """
+            calls = 0
+
+            def plugin():
+                global calls
+                calls += 1
+                return calls
+
+            def __versionload_migrate__(previous):
+                global calls
+                calls = previous["calls"]
+        """
+        points = {GROUP: {"counter": "counter_plugin:plugin"}}
+        site.install("counter", "1.0", {"counter_plugin.py": source}, points)
+        host = PluginHost(GROUP, tracker=tracker)
+        host.load_all()["counter"].obj()
+        host["counter"].obj()
+
+        plugin = host.reload("counter")
+
+        assert 3 == plugin.obj()
+
     def test_unknown_plugin(self, tracker):
         """Reloading a name that is not loaded raises PluginNotFoundError."""
         with pytest.raises(PluginNotFoundError):

@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from types import FunctionType, MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
@@ -30,6 +30,7 @@ import importlib_metadata
 
 from ._errors import InvalidArgumentError, ReloadError, VersionLoadError
 from ._events import Event, emit, report_error
+from ._graph import dependency_map
 
 if TYPE_CHECKING:
     from ._tracker import Tracker
@@ -409,19 +410,31 @@ def _references(module: ModuleType, candidates: set[str]) -> set[str]:
     return {target for target in found if not module.__name__.startswith(target + ".")}
 
 
-def dependency_order(names: list[str], rank: Mapping[str, int]) -> list[str]:
+def dependency_order(
+    names: list[str], rank: Mapping[str, int], edges: Mapping[str, Iterable[str]] | None = None
+) -> list[str]:
     """
-    Order modules so that each comes after the modules its namespace took names from.
+    Order modules so that each comes after the modules it imports from.
 
     Re-executing ``from .util import helper`` binds whatever ``util`` holds at that
     moment, so ``util`` must be reloaded before the module that imports from it.
-    Among modules with no such constraint between them (and to break import cycles)
-    the order in which they were first tracked decides: with the import hook that
-    is the order in which their first imports finished, which already put every
+    The dependencies are ``edges`` (module -> modules it depends on, as the tracker's
+    dependency graph has them from each module's code and namespace) together with
+    what each module's namespace took from the others; a module's own parent
+    packages do not count (a package imports its submodules, so it comes after
+    them). Among modules with no such constraint between them (and to break import
+    cycles) the order in which they were first tracked decides: with the import hook
+    that is the order in which their first imports finished, which already put every
     module after the modules it imported.
     """
     candidates = set(names)
     needs = {name: _references(sys.modules[name], candidates) for name in names}
+    for name in names:
+        needs[name].update(
+            target
+            for target in (edges or {}).get(name, ())
+            if target in candidates and target != name and not name.startswith(target + ".")
+        )
     remaining = sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
     ordered: list[str] = []
     while remaining:
@@ -665,7 +678,7 @@ class PluginHost:
         for name in names:
             self._tracker.track(sys.modules[name])
         rank = {name: index for index, name in enumerate(self._tracker.tracked())}
-        return dependency_order(names, rank)
+        return dependency_order(names, rank, dependency_map(self._tracker._registry))
 
     def _fail(
         self, entry_point: importlib_metadata.EntryPoint, error: PluginError, clash: bool = False
@@ -725,13 +738,13 @@ class PluginHost:
         before = {module: self._tracker.current(module).number for module in modules}
         done: list[str] = []
         try:
-            for module in modules:
-                if _source_removed(module):
-                    # The new version dropped this file: nothing to run; the module stays
-                    # as it was, for code of the old version that may still use it.
-                    continue
-                self._tracker.reload(module)
-                done.append(module)
+            # A module whose file the new version dropped has nothing to run; it stays
+            # as it was, for code of the old version that may still use it.
+            reloadable = [module for module in modules if not _source_removed(module)]
+            # One atomic group: if a module fails, the core puts back the ones that
+            # already ran and records no version for any of them.
+            self._tracker.reload_many(reloadable)
+            done = reloadable
             for entry in entries:
                 obj = fresh_points[entry.plugin.name].load()
                 _refuse_stale(entry.plugin, fresh_points[entry.plugin.name], obj, unit.root)
