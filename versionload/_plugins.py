@@ -743,7 +743,8 @@ class PluginHost:
             reloadable = [module for module in modules if not _source_removed(module)]
             # One atomic group: if a module fails, the core puts back the ones that
             # already ran and records no version for any of them.
-            self._tracker.reload_many(reloadable)
+            if reloadable:
+                self._tracker.reload_many(reloadable)
             done = reloadable
             for entry in entries:
                 obj = fresh_points[entry.plugin.name].load()
