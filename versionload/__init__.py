@@ -7,6 +7,7 @@ place. The functions here act on one default `Tracker`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
@@ -17,6 +18,7 @@ from ._errors import (
     NotAModuleError,
     NotTrackedError,
     ReloadError,
+    ReloadRefusedError,
     SpecNotFoundError,
     VersionLoadError,
     VersionNotFoundError,
@@ -49,6 +51,7 @@ def install(
     include: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
     max_versions: int | None = None,
+    allowed_roots: Iterable[str | os.PathLike[str]] | None = None,
 ) -> Tracker:
     """
     Configure the default tracker and put its finder first on ``sys.meta_path``.
@@ -61,14 +64,17 @@ def install(
             ``app`` and everything below it); None tracks every module.
         exclude: Patterns never to track.
         max_versions: Versions kept per module; None means the default (10).
+        allowed_roots: Directories (or zip files) that `reload` may run code from;
+            None allows any origin. See ``docs/security.md``.
 
     Returns:
         The default `Tracker`.
 
     Raises:
-        InvalidArgumentError: a pattern is not a string, or ``max_versions`` is below 1.
+        InvalidArgumentError: a pattern is not a string, a root is not a path, or
+            ``max_versions`` is below 1.
     """
-    _DEFAULT.configure(include=include, exclude=exclude, max_versions=max_versions)
+    _DEFAULT.configure(include=include, exclude=exclude, max_versions=max_versions, allowed_roots=allowed_roots)
     return _DEFAULT.install()
 
 
@@ -144,6 +150,7 @@ __all__ = [
     "NotAModuleError",
     "NotTrackedError",
     "ReloadError",
+    "ReloadRefusedError",
     "SpecNotFoundError",
     "Tracker",
     "VersionLoadError",

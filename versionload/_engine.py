@@ -32,11 +32,12 @@ from ._errors import (
     NotAModuleError,
     NotTrackedError,
     ReloadError,
+    ReloadRefusedError,
     SpecNotFoundError,
 )
 from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack
 from ._history import ModuleHistory
-from ._registry import Registry
+from ._registry import Registry, is_under
 from ._snapshot import ModuleVersion, _SourceDigest, compare, source_digest
 from ._source import fresh_code
 
@@ -214,6 +215,14 @@ def _execute(
         if spec is None:
             raise SpecNotFoundError(f"spec not found for the module {name!r}", module=name)
         origin = spec.origin if spec.has_location else None
+        roots = registry.allowed_roots
+        if roots is not None and (origin is None or not is_under(origin, roots)):
+            # Checked before the code is read: a refused module runs nothing new.
+            raise ReloadRefusedError(
+                f"refusing to reload {name!r}: its code at {origin!r} lies outside the allowed roots",
+                module=name,
+                path=origin,
+            )
         fresh = fresh_code(spec)
         sha256 = fresh.sha256
         module.__spec__ = spec

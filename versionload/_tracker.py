@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import os
 from collections.abc import Iterable
 from importlib.machinery import ModuleSpec
 from types import ModuleType
@@ -20,7 +21,7 @@ from ._engine import rollback as _rollback
 from ._errors import NotAModuleError, VersionLoadError
 from ._events import Subscriber
 from ._finder import VersionedFinder
-from ._registry import Registry, normalize_max_versions, normalize_patterns
+from ._registry import Registry, normalize_max_versions, normalize_patterns, normalize_roots
 from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare, source_digest
 
 
@@ -34,6 +35,9 @@ class Tracker:
         exclude: Patterns never to track, even if included.
         max_versions: Versions kept per module (default 10); the oldest are pruned,
             never the current one.
+        allowed_roots: Directories (or zip files) that `reload` may run code from; a
+            reload of a module whose file, as the finders find it now, lies elsewhere
+            (or that has no file) raises `ReloadRefusedError`. None allows any origin.
 
     Creating a tracker changes nothing in ``sys``; `install` puts its finder in front
     of ``sys.meta_path``.
@@ -47,11 +51,13 @@ class Tracker:
         include: str | Iterable[str] | None = None,
         exclude: str | Iterable[str] | None = None,
         max_versions: int | None = None,
+        allowed_roots: Iterable[str | os.PathLike[str]] | None = None,
     ) -> None:
         self._registry = Registry(
             include=normalize_patterns(include, "include"),
             exclude=normalize_patterns(exclude, "exclude"),
             max_versions=normalize_max_versions(max_versions),
+            allowed_roots=normalize_roots(allowed_roots),
         )
         self._finder = VersionedFinder(
             self._registry.wants, self._on_load, self._on_external_reload_start, self._on_external_reload
@@ -100,14 +106,19 @@ class Tracker:
         include: str | Iterable[str] | None = None,
         exclude: str | Iterable[str] | None = None,
         max_versions: int | None = None,
+        allowed_roots: Iterable[str | os.PathLike[str]] | None = None,
     ) -> None:
         """
-        Replace the filters and the retention; fewer versions are pruned at once.
+        Replace the filters, the retention and the allowed roots; fewer versions are pruned at once.
+
+        Raises:
+            InvalidArgumentError: a pattern or a root has the wrong type, or ``max_versions`` is below 1.
         """
         self._registry.configure(
             normalize_patterns(include, "include"),
             normalize_patterns(exclude, "exclude"),
             normalize_max_versions(max_versions),
+            allowed_roots=normalize_roots(allowed_roots),
         )
 
     @property
@@ -162,6 +173,7 @@ class Tracker:
             NotAModuleError: ``module`` is neither a module nor a string.
             ModuleNotLoadedError: it (or its parent package) is not in ``sys.modules``.
             SpecNotFoundError: no finder finds it any more.
+            ReloadRefusedError: its file lies outside the tracker's ``allowed_roots``.
             ReloadError: the new code failed; the original exception is chained.
         """
         try:
