@@ -33,7 +33,7 @@ def _fingerprint() -> str:
 def ensure_venv() -> None:
     if STAMP.exists() and STAMP.read_text() == _fingerprint() and PYTHON.exists():
         return
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - dev.py may be started by any python3
         sys.exit(f"versionload needs Python 3.10 or newer, this is {sys.version.split()[0]}")
     print(f"setting up {VENV.relative_to(ROOT)} (first run, or pyproject.toml changed)...", flush=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(VENV)

@@ -202,7 +202,7 @@ class VersionedFinder:
             return spec
         assert target is not None
         self._on_reload_start(target)
-        spec.loader = _LoaderStandIn(loader, spec, self._on_reload)
+        spec.loader = _LoaderStandIn(loader, spec, self._on_reload)  # type: ignore[assignment]
         return spec
 
     def _find_after_self(
