@@ -74,7 +74,9 @@ def install(
         InvalidArgumentError: a pattern is not a string, a root is not a path, or
             ``max_versions`` is below 1.
     """
-    _DEFAULT.configure(include=include, exclude=exclude, max_versions=max_versions, allowed_roots=allowed_roots)
+    _DEFAULT.configure(
+        include=include, exclude=exclude, max_versions=max_versions, allowed_roots=allowed_roots
+    )
     return _DEFAULT.install()
 
 

@@ -59,14 +59,14 @@ def normalize_roots(value: object) -> tuple[str, ...] | None:
     """
     if value is None:
         return None
-    items = (value,) if isinstance(value, (str, os.PathLike)) else tuple(value) if _iterable(value) else None  # type: ignore[call-overload]
-    if items is None or not all(isinstance(item, (str, os.PathLike)) and os.fspath(item) for item in items):
+    items: Iterable[object] = (value,) if isinstance(value, (str, os.PathLike)) else value  # type: ignore[assignment]
+    if not _iterable(items):
         raise InvalidArgumentError(f"allowed_roots must be a path or an iterable of paths, got {value!r}")
     roots = []
     for item in items:
-        path = os.fspath(item)
-        if not isinstance(path, str):
-            raise InvalidArgumentError(f"allowed_roots must be text paths, got {item!r}")
+        path = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+        if not isinstance(path, str) or not path:
+            raise InvalidArgumentError(f"allowed_roots must be text paths, got {item!r} in {value!r}")
         roots.append(os.path.realpath(path))
     return tuple(roots)
 

@@ -7,10 +7,10 @@ applications that want isolated state create their own.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
-import os
 from collections.abc import Iterable
 from importlib.machinery import ModuleSpec
 from types import ModuleType
