@@ -143,7 +143,7 @@ class ModuleMachine(RuleBasedStateMachine):
         assert namespace.keys() == after_namespace.keys()
         assert all(namespace[k] is after_namespace[k] for k in namespace)
         assert len(versions) == len(after_versions)
-        assert all(a is b for a, b in zip(versions, after_versions))
+        assert all(a is b for a, b in zip(versions, after_versions, strict=True))
         assert current == after_current
         assert entry is after_entry
 
@@ -329,7 +329,9 @@ def _profile() -> settings:
 
 
 class TestStateMachine:
-    def test_random_sequences_keep_namespace_and_history_consistent(self, tree: ModuleTree, bytecode: bool) -> None:
+    def test_random_sequences_keep_namespace_and_history_consistent(
+        self, tree: ModuleTree, bytecode: bool
+    ) -> None:
         """Every step of a random sequence leaves the module exactly as the model says."""
         ModuleMachine.root = tree.root
         run_state_machine_as_test(ModuleMachine, settings=_profile())

@@ -173,9 +173,12 @@ def reload(registry: Registry, obj: object) -> ModuleType:
             version, duration_ns = _execute(registry, name, module, path, previous)
         finally:
             in_progress.discard(name)
+        # The module may have replaced itself in sys.modules while executing. Read the
+        # entry while still holding the lock: once it is released another thread may
+        # delete it, and a reload that succeeded must not end in a KeyError.
+        result = sys.modules.get(name, module)
     registry.emit_all([_reloaded_event(previous, version, duration_ns)])
-    # The module may have replaced itself in sys.modules while executing.
-    return sys.modules[name]
+    return result
 
 
 def _parent_path(name: str) -> MutableSequence[str] | None:
