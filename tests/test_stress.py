@@ -79,7 +79,9 @@ class Worker(threading.Thread):
         self.serial = itertools.count(seed * 1_000_000)
 
     def run(self) -> None:
-        operations = [self.do_import, self.do_reload, self.do_reload, self.do_rollback, self.do_delete, self.do_edit]
+        operations = [
+            self.do_import, self.do_reload, self.do_reload, self.do_rollback, self.do_delete, self.do_edit
+        ]
         while not self.stop.is_set():
             operation = self.random.choice(operations)
             name = self.random.choice(ALL)
@@ -123,7 +125,9 @@ class Worker(threading.Thread):
         _write_atomically(self.root, name, _source(name, next(self.serial), fail))
 
 
-def _run(tree: ModuleTree, threads: int, seconds: float) -> tuple[versionload.Tracker, list[Worker], list[object]]:
+def _run(
+    tree: ModuleTree, threads: int, seconds: float
+) -> tuple[versionload.Tracker, list[Worker], list[object]]:
     for name in ALL:
         _write_atomically(tree.root, name, _source(name, 0, fail=False))
     tracker = versionload.Tracker(include="st_*", max_versions=5).install()
@@ -138,12 +142,12 @@ def _run(tree: ModuleTree, threads: int, seconds: float) -> tuple[versionload.Tr
     stop.set()
     for worker in workers:
         worker.join(timeout=30)
-    assert [] == [worker.name for worker in workers if worker.is_alive()], "deadlocked threads"
+    assert [worker.name for worker in workers if worker.is_alive()] == [], "deadlocked threads"
     return tracker, workers, events
 
 
 def _assert_consistent(tracker: versionload.Tracker, workers: list[Worker], events: list[object]) -> None:
-    assert [] == [error for worker in workers for error in worker.unexpected]
+    assert [error for worker in workers for error in worker.unexpected] == []
     totals: Counter[str] = sum((worker.counts for worker in workers), Counter())
     print(dict(totals))
     assert totals["do_reload"] > 0
@@ -164,7 +168,7 @@ def _assert_consistent(tracker: versionload.Tracker, workers: list[Worker], even
         for event in events
         if isinstance(event, (versionload.ModuleLoaded, versionload.ModuleReloaded))
     ]
-    assert [] == [key for key, count in Counter(recorded).items() if count > 1]
+    assert [key for key, count in Counter(recorded).items() if count > 1] == []
 
 
 class TestConcurrentOperations:
@@ -225,13 +229,13 @@ class TestReloadDuringFirstImport:
         reloader.join(20)
         assert not importer.is_alive()
         assert not reloader.is_alive()
-        assert [] == errors
+        assert errors == []
         module = sys.modules["st_slow"]
         assert [module] == reloaded
         history = tracker.history(module)
-        assert ["import", "reload"] == [v.reason for v in history]
+        assert [v.reason for v in history] == ["import", "reload"]
         # The import's version is the finished namespace: the reload did not cut in.
-        assert 1 == history[0].bindings["VALUE"]
+        assert history[0].bindings["VALUE"] == 1
         assert tracker.current(module).bindings == dict(module.__dict__)
 
     @pytest.mark.timeout(30)
@@ -260,8 +264,8 @@ class TestReloadDuringFirstImport:
             gate.release.set()
             importer.join(20)
         module = sys.modules["st_slow2"]
-        assert [1] == [v.number for v in tracker.history(module)]
-        assert 1 == module.VALUE
+        assert [v.number for v in tracker.history(module)] == [1]
+        assert module.VALUE == 1
 
 
 class TestReloadResult:
@@ -279,4 +283,4 @@ class TestReloadResult:
 
         tracker.subscribe(delete_on_reload)
         assert module is tracker.reload(module)
-        assert [1, 2] == [v.number for v in tracker.history(module)]
+        assert [v.number for v in tracker.history(module)] == [1, 2]
