@@ -191,7 +191,9 @@ class TestUnreadableSource:
         assert isinstance(caught.value.__cause__, PermissionError)
         _assert_unchanged(tracker, loaded, before)
 
-    def test_undecodable_source(self, tree: ModuleTree, tracker: versionload.Tracker, loaded: ModuleType) -> None:
+    def test_undecodable_source(
+        self, tree: ModuleTree, tracker: versionload.Tracker, loaded: ModuleType
+    ) -> None:
         """Source bytes that are not valid in their declared encoding fail the reload and change nothing."""
         tree.path("flt_mod.py").write_bytes(b"# -*- coding: ascii -*-\nVALUE = '\xff\xfe'\n")
         importlib.invalidate_caches()
@@ -220,7 +222,9 @@ class HalfwayLoader(importlib.abc.Loader):
 
 
 class TestLoaderRaises:
-    @pytest.mark.parametrize("error", [OSError("disk gone"), ImportError("bad archive"), ValueError("corrupt")])
+    @pytest.mark.parametrize(
+        "error", [OSError("disk gone"), ImportError("bad archive"), ValueError("corrupt")]
+    )
     def test_exec_module_fails_after_binding_names(
         self,
         tracker: versionload.Tracker,
@@ -261,7 +265,7 @@ class TestLoggingFails:
     def test_reload_succeeds_when_a_processor_raises(
         self, tree: ModuleTree, tracker: versionload.Tracker, loaded: ModuleType, unraisable: Unraisable
     ) -> None:
-        """A log processor that raises does not fail the reload; its error is reported, and the state is right."""
+        """A log processor that raises does not fail the reload; its error is reported; the state is right."""
         structlog.configure(processors=[_broken_processor], logger_factory=structlog.ReturnLoggerFactory())
         tree.module("flt_mod", "VALUE = 3\nmarker = object()\n")
         assert loaded is tracker.reload(loaded)
@@ -274,7 +278,7 @@ class TestLoggingFails:
     def test_failed_reload_still_raises_its_own_error(
         self, tree: ModuleTree, tracker: versionload.Tracker, loaded: ModuleType, unraisable: Unraisable
     ) -> None:
-        """When both the module and the logging fail, the caller gets the module's error; the processor's is reported."""
+        """When module and logging both fail, the caller gets the module's error; the other is reported."""
         structlog.configure(processors=[_broken_processor], logger_factory=structlog.ReturnLoggerFactory())
         tree.module("flt_mod", "VALUE = 3\nraise LookupError('module broke')\n")
         before = _state(tracker, loaded)
@@ -348,7 +352,9 @@ class TestModuleCodeRaises:
         """Code that swapped its sys.modules entry and then was interrupted leaves the original entry."""
         tree.module(
             "flt_mod",
-            "import sys, types\nsys.modules[__name__] = types.ModuleType(__name__)\nraise KeyboardInterrupt\n",
+            "import sys, types\n"
+            "sys.modules[__name__] = types.ModuleType(__name__)\n"
+            "raise KeyboardInterrupt\n",
         )
         before = _state(tracker, loaded)
         with pytest.raises(KeyboardInterrupt):
