@@ -65,10 +65,13 @@ def module_name(module: ModuleType) -> str:
     """
     The name the import system knows the module by: its spec's name, else ``__name__``.
     """
-    spec = getattr(module, "__spec__", None)
+    # The module's own dict, never attribute lookup: a module-level __getattr__
+    # (lazy loading) would otherwise run for a missing name, and may raise anything.
+    own = vars(module)
+    spec = own.get("__spec__")
     name = getattr(spec, "name", None) if spec is not None else None
     if not isinstance(name, str):
-        name = getattr(module, "__name__", None)
+        name = own.get("__name__")
     if not isinstance(name, str):
         raise NotAModuleError(module)
     return name
@@ -197,11 +200,12 @@ def _parent_path(name: str) -> MutableSequence[str] | None:
 
 
 def origin_of(module: ModuleType) -> str | None:
-    spec = getattr(module, "__spec__", None)
+    own = vars(module)  # not getattr: see module_name
+    spec = own.get("__spec__")
     if spec is not None and getattr(spec, "has_location", False):
         origin = getattr(spec, "origin", None)
         return origin if isinstance(origin, str) else None
-    file = getattr(module, "__file__", None)
+    file = own.get("__file__")
     return file if isinstance(file, str) else None
 
 
