@@ -87,7 +87,7 @@ class TestReloadRollbackCycles:
         tracker.reload(module)
         gc.collect()
         assert first() is None
-        assert [2, 3] == [v.number for v in tracker.history(module)]
+        assert [v.number for v in tracker.history(module)] == [2, 3]
 
 
 class TestDeletedModules:
@@ -107,8 +107,8 @@ class TestDeletedModules:
             del sys.modules[name]
             del module
         gc.collect()
-        assert [] == [ref for ref in refs if ref() is not None]
-        assert [] == [name for name in tracker.tracked() if name.startswith("lk_gone")]
+        assert [ref for ref in refs if ref() is not None] == []
+        assert [name for name in tracker.tracked() if name.startswith("lk_gone")] == []
 
     def test_reimporting_the_same_name_keeps_memory_flat(
         self, tree: ModuleTree, tracker: versionload.Tracker, traced: Callable[[], int]
@@ -133,7 +133,7 @@ class TestDeletedModules:
     def test_self_referencing_module_is_released_by_forget(
         self, tree: ModuleTree, tracker: versionload.Tracker
     ) -> None:
-        """A module that binds itself stays alive through its recorded versions until its history is forgotten."""
+        """A module that binds itself stays alive through its versions until its history is forgotten."""
         tree.module("lk_self", "import sys\nTHIS = sys.modules[__name__]\n")
         ref = weakref.ref(importlib.import_module("lk_self"))
         del sys.modules["lk_self"]
