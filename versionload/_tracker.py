@@ -122,6 +122,13 @@ class Tracker:
         )
 
     @property
+    def allowed_roots(self) -> tuple[str, ...] | None:
+        """
+        The resolved directories `reload` may run code from, or None when any origin is allowed.
+        """
+        return self._registry.allowed_roots
+
+    @property
     def max_versions(self) -> int:
         """
         How many versions each module keeps; setting it prunes at once.
