@@ -31,7 +31,14 @@ from types import ModuleType
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 import versionload
 
@@ -102,6 +109,7 @@ class ModuleMachine(RuleBasedStateMachine):
         self.last_number = 0
         self.max_versions = 4
         self.old_modules: list[ModuleType] = []
+        self.tracked = True  # False after forget(), until something records a version again
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -130,6 +138,10 @@ class ModuleMachine(RuleBasedStateMachine):
 
     def _state(self) -> tuple[dict[str, object], tuple[versionload.ModuleVersion, ...], int, object]:
         assert self.module is not None
+        if not self.tracked:
+            with pytest.raises(versionload.NotTrackedError):
+                self.tracker.history(self.module)
+            return dict(self.module.__dict__), (), 0, sys.modules.get(self.name)
         return (
             dict(self.module.__dict__),
             self.tracker.history(self.module),
@@ -178,7 +190,11 @@ class ModuleMachine(RuleBasedStateMachine):
         if sys.modules.get(self.name) is not self.module:
             with pytest.raises(versionload.ModuleNotLoadedError):
                 self.tracker.reload(target)
-        elif kind == "missing":
+            self._assert_unchanged(before)
+            return
+        # A reload of an untracked module adopts it first, whatever happens next.
+        adopting = not self.tracked
+        if kind == "missing":
             with pytest.raises(versionload.SpecNotFoundError):
                 self.tracker.reload(target)
         elif kind == "syntax":
@@ -193,11 +209,23 @@ class ModuleMachine(RuleBasedStateMachine):
             marker = self.module.__dict__.get("marker")
             assert self.module is self.tracker.reload(target)
             assert marker is not self.module.marker  # the code really ran again
+            if adopting:
+                self.tracked = True
+                self._record(self.expected)
             # Names the new source does not bind survive a reload.
             self._record({**self.expected, **names})
             return
+        if adopting:
+            # The adoption stays (the invariants check it); the namespace is untouched.
+            self.tracked = True
+            self._record(self.expected)
+            namespace = self.module.__dict__
+            assert before[0].keys() == namespace.keys()
+            assert all(before[0][k] is namespace[k] for k in namespace)
+            return
         self._assert_unchanged(before)
 
+    @precondition(lambda self: self.tracked)
     @rule(data=st.data(), by_name=st.booleans())
     def rollback_to_existing(self, data: st.DataObject, by_name: bool) -> None:
         assert self.module is not None
@@ -207,6 +235,7 @@ class ModuleMachine(RuleBasedStateMachine):
         self.current = number
         self.expected = dict(self.versions[number])
 
+    @precondition(lambda self: self.tracked)
     @rule(by_name=st.booleans())
     def rollback_to_previous(self, by_name: bool) -> None:
         assert self.module is not None
@@ -222,6 +251,7 @@ class ModuleMachine(RuleBasedStateMachine):
         self.current = max(below)
         self.expected = dict(self.versions[self.current])
 
+    @precondition(lambda self: self.tracked)
     @rule(number=st.integers(-3, 200))
     def rollback_to_missing(self, number: int) -> None:
         assert self.module is not None
@@ -234,6 +264,7 @@ class ModuleMachine(RuleBasedStateMachine):
         assert tuple(sorted(self.versions)) == caught.value.available
         self._assert_unchanged(before)
 
+    @precondition(lambda self: self.tracked)
     @rule(to=st.sampled_from(["1", 1.0, True, b"1", [1]]))
     def rollback_with_bad_number(self, to: object) -> None:
         assert self.module is not None
@@ -248,6 +279,57 @@ class ModuleMachine(RuleBasedStateMachine):
             return
         with pytest.raises(versionload.NotTrackedError):
             self.tracker.rollback(self.old_modules[-1], to=self.current)
+
+    @precondition(lambda self: not self.tracked)
+    @rule(by_name=st.booleans())
+    def rollback_untracked(self, by_name: bool) -> None:
+        assert self.module is not None
+        before = self._state()
+        with pytest.raises(versionload.NotTrackedError):
+            self.tracker.rollback(self.name if by_name else self.module)
+        self._assert_unchanged(before)
+
+    @rule()
+    def forget(self) -> None:
+        assert self.tracked == self.tracker.forget(self.name)
+        self.tracked = False
+        self.versions = {}
+        self.current = 0
+
+    @rule()
+    def track(self) -> None:
+        assert self.module is not None
+        version = self.tracker.track(self.module)
+        if not self.tracked:
+            self.tracked = True
+            self._record(self.expected)
+            assert "adopted" == version.reason
+        assert self.current == version.number
+
+    @precondition(lambda self: self.source[0] == "ok")
+    @rule()
+    def external_reload(self) -> None:
+        """
+        ``importlib.reload`` by other code, with source that works (a failing one leaves
+        a half-run module, as the stdlib does, which versionload does not repair).
+        """
+        assert self.module is not None
+        if sys.modules.get(self.name) is not self.module:
+            before = self._state()
+            with pytest.raises(ImportError):
+                importlib.reload(self.module)
+            self._assert_unchanged(before)
+            return
+        if not self.tracked:
+            self.tracked = True
+            self._record(self.expected)
+        assert self.module is importlib.reload(self.module)
+        self._record({**self.expected, **self.source[1]})
+        # The stand-in loader used to observe the reload is gone everywhere.
+        spec = self.module.__spec__
+        assert spec is not None
+        assert "_LoaderStandIn" != type(spec.loader).__name__
+        assert "_LoaderStandIn" != type(self.module.__loader__).__name__
 
     @rule()
     def delete_from_sys_modules(self) -> None:
@@ -268,6 +350,7 @@ class ModuleMachine(RuleBasedStateMachine):
             self.module = fresh
             # A new history, with numbers continuing where the old one stopped.
             self.versions = {}
+            self.tracked = True
             self._record(names)
             return
         expected_error = {"syntax": SyntaxError, "raises": RuntimeError, "missing": ModuleNotFoundError}[kind]
@@ -282,11 +365,8 @@ class ModuleMachine(RuleBasedStateMachine):
         self.max_versions = value
         self._prune()
 
-    @rule(value=st.sampled_from([0, -1, "3", 2.0, True, None]))
+    @rule(value=st.sampled_from([0, -1, "3", 2.0, True]))
     def set_bad_max_versions(self, value: object) -> None:
-        if value is None:
-            # None means "the default" in configure(); the property rejects nothing else.
-            return
         assert self.module is not None
         before = self._state()
         with pytest.raises(versionload.InvalidArgumentError):
@@ -298,7 +378,7 @@ class ModuleMachine(RuleBasedStateMachine):
 
     @invariant()
     def namespace_is_the_current_version(self) -> None:
-        if self.module is None:
+        if self.module is None or not self.tracked:
             return
         current = self.tracker.current(self.module)
         assert self.current == current.number
@@ -310,6 +390,9 @@ class ModuleMachine(RuleBasedStateMachine):
     @invariant()
     def history_matches_the_model(self) -> None:
         if self.module is None:
+            return
+        if not self.tracked:
+            assert self.name not in self.tracker.tracked()
             return
         numbers = [v.number for v in self.tracker.history(self.module)]
         assert all(a < b for a, b in itertools.pairwise(numbers))
