@@ -18,6 +18,7 @@ import random
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -68,7 +69,9 @@ class Worker(threading.Thread):
     Runs random operations until ``stop`` is set; keeps any unexpected exception.
     """
 
-    def __init__(self, seed: int, tracker: versionload.Tracker, root: Path, stop: threading.Event) -> None:
+    def __init__(
+        self, seed: int, tracker: versionload.Tracker, root: Path, stop: threading.Event, external: bool = False
+    ) -> None:
         super().__init__(name=f"stress-{seed}", daemon=True)
         self.random = random.Random(seed)
         self.tracker = tracker
@@ -77,11 +80,14 @@ class Worker(threading.Thread):
         self.unexpected: list[BaseException] = []
         self.counts: Counter[str] = Counter()
         self.serial = itertools.count(seed * 1_000_000)
+        self.external = external
 
     def run(self) -> None:
         operations = [
             self.do_import, self.do_reload, self.do_reload, self.do_rollback, self.do_delete, self.do_edit
         ]
+        if self.external:
+            operations += [self.do_external_reload, self.do_external_reload]
         while not self.stop.is_set():
             operation = self.random.choice(operations)
             name = self.random.choice(ALL)
@@ -94,6 +100,18 @@ class Worker(threading.Thread):
                 if str(error) != PLANNED:
                     self.unexpected.append(error)
                 self.counts["module code failed"] += 1
+            except ImportError as error:
+                # Only importlib.reload raises a plain ImportError here: the module was deleted.
+                if not (self.external and "not in sys.modules" in str(error)):
+                    self.unexpected.append(error)
+                self.counts["importlib.reload of a deleted module"] += 1
+            except KeyError as error:
+                # importlib.reload itself reads sys.modules[name] after releasing the
+                # module lock (CPython 3.11), so a concurrent delete raises there: the
+                # stdlib's own race, which versionload's reload does not have.
+                if not (self.external and _raised_in_importlib_reload(error)):
+                    self.unexpected.append(error)
+                self.counts["importlib.reload's own KeyError"] += 1
             except _DeadlockError:
                 self.counts["import deadlock detected"] += 1
             except BaseException as error:  # noqa: BLE001 - collected and reported by the test
@@ -104,6 +122,11 @@ class Worker(threading.Thread):
 
     def do_reload(self, name: str) -> None:
         self.tracker.reload(name)
+
+    def do_external_reload(self, name: str) -> None:
+        module = sys.modules.get(name)
+        if module is not None:
+            importlib.reload(module)
 
     def do_rollback(self, name: str) -> None:
         module = sys.modules.get(name)
@@ -125,8 +148,13 @@ class Worker(threading.Thread):
         _write_atomically(self.root, name, _source(name, next(self.serial), fail))
 
 
+def _raised_in_importlib_reload(error: BaseException) -> bool:
+    frames = list(traceback.walk_tb(error.__traceback__))
+    return bool(frames) and frames[-1][0].f_code is importlib.reload.__code__
+
+
 def _run(
-    tree: ModuleTree, threads: int, seconds: float
+    tree: ModuleTree, threads: int, seconds: float, external: bool = False
 ) -> tuple[versionload.Tracker, list[Worker], list[object]]:
     for name in ALL:
         _write_atomically(tree.root, name, _source(name, 0, fail=False))
@@ -134,7 +162,7 @@ def _run(
     events: list[object] = []
     tracker.subscribe(events.append)
     stop = threading.Event()
-    workers = [Worker(seed, tracker, tree.root, stop) for seed in range(threads)]
+    workers = [Worker(seed, tracker, tree.root, stop, external) for seed in range(threads)]
     for worker in workers:
         worker.start()
     deadline = time.monotonic() + seconds
@@ -143,6 +171,14 @@ def _run(
     for worker in workers:
         worker.join(timeout=30)
     assert [worker.name for worker in workers if worker.is_alive()] == [], "deadlocked threads"
+    if external:
+        # A failed importlib.reload leaves a half-run namespace (stdlib semantics, not
+        # repaired by versionload), so settle every module with one clean reload first.
+        for name in ALL:
+            _write_atomically(tree.root, name, _source(name, 0, fail=False))
+        for name in ALL:
+            if isinstance(sys.modules.get(name), ModuleType):
+                tracker.reload(name)
     return tracker, workers, events
 
 
@@ -178,11 +214,18 @@ class TestConcurrentOperations:
         tracker, workers, events = _run(tree, threads=8, seconds=1.0)
         _assert_consistent(tracker, workers, events)
 
+    @pytest.mark.timeout(60)
+    def test_with_importlib_reload_by_other_code(self, tree: ModuleTree) -> None:
+        """The same mix, plus importlib.reload calls as other tools make them, stays consistent."""
+        tracker, workers, events = _run(tree, threads=8, seconds=1.0, external=True)
+        _assert_consistent(tracker, workers, events)
+
     @pytest.mark.stress
     @pytest.mark.timeout(300)
-    def test_sixteen_threads_for_thirty_seconds(self, tree: ModuleTree) -> None:
-        """The same mix, longer and with more threads."""
-        tracker, workers, events = _run(tree, threads=16, seconds=30.0)
+    @pytest.mark.parametrize("external", [False, True], ids=["versionload-only", "with-importlib-reload"])
+    def test_sixteen_threads_for_thirty_seconds(self, tree: ModuleTree, external: bool) -> None:
+        """The same mixes, longer and with more threads."""
+        tracker, workers, events = _run(tree, threads=16, seconds=30.0, external=external)
         _assert_consistent(tracker, workers, events)
 
 
