@@ -70,7 +70,12 @@ class Worker(threading.Thread):
     """
 
     def __init__(
-        self, seed: int, tracker: versionload.Tracker, root: Path, stop: threading.Event, external: bool = False
+        self,
+        seed: int,
+        tracker: versionload.Tracker,
+        root: Path,
+        stop: threading.Event,
+        external: bool = False,
     ) -> None:
         super().__init__(name=f"stress-{seed}", daemon=True)
         self.random = random.Random(seed)
