@@ -447,3 +447,42 @@ class TestUninstallAfterEverything:
         ] == []
         for name in names:
             _assert_consistent(tracker, sys.modules[name])
+
+
+# -- legacy loaders ------------------------------------------------------------------------
+
+
+class LegacyLoader:
+    """
+    A loader from before PEP 451: ``load_module`` only, no ``exec_module``.
+    """
+
+    def load_module(self, fullname: str) -> types.ModuleType:
+        module = types.ModuleType(fullname)
+        module.VALUE = 1  # type: ignore[attr-defined]
+        module.__loader__ = self
+        sys.modules[fullname] = module
+        return module
+
+
+class LegacyFinder:
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        return ModuleSpec(fullname, LegacyLoader()) if fullname == "cx_legacy" else None
+
+
+class TestLegacyLoader:
+    def test_load_module_only_loader_leaves_a_plain_spec(self, tracker: versionload.Tracker) -> None:
+        """A legacy loader's import works, its spec carries no versionload state, and track() adopts it."""
+        finder = LegacyFinder()
+        sys.meta_path.append(finder)
+        with pytest.warns(ImportWarning):
+            module = importlib.import_module("cx_legacy")
+        assert module.VALUE == 1
+        spec = module.__spec__
+        assert spec is not None
+        # The import system never runs the _initializing step for such a loader, so an
+        # observer attached to the spec would stay on it for good.
+        assert ModuleSpec is type(spec)
+        assert "_versionload_observers" not in vars(spec)
+        assert "adopted" == tracker.track(module).reason
+        _assert_consistent(tracker, module)
