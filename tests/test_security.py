@@ -203,3 +203,17 @@ class TestConfiguringRoots:
         assert "ReloadRefusedError" in versionload.__all__
         assert "ReloadRefusedError" in (errors.__doc__ or "")
         assert issubclass(versionload.ReloadRefusedError, versionload.ReloadError)
+
+
+class TestEmptyRoots:
+    def test_no_roots_refuses_every_reload(self, tree: ModuleTree) -> None:
+        """An empty allowed_roots refuses every reload, unlike None which allows any."""
+        tracker = versionload.Tracker(allowed_roots=[]).install()
+        assert () == tracker.allowed_roots
+        tree.module("sec_none", "VALUE = 1\n")
+        module = importlib.import_module("sec_none")
+        with pytest.raises(versionload.ReloadRefusedError):
+            tracker.reload(module)
+        tracker.configure(allowed_roots=None)
+        assert tracker.allowed_roots is None
+        tracker.reload(module)
