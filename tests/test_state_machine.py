@@ -56,8 +56,8 @@ settings.register_profile(
 )
 settings.register_profile(
     "versionload-long",
-    max_examples=5000,
-    stateful_step_count=100,
+    max_examples=3000,
+    stateful_step_count=80,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -411,7 +411,11 @@ def _profile() -> settings:
     return settings.get_profile(f"versionload-{name}")
 
 
+LONG = os.environ.get(PROFILE_ENV) == "long"
+
+
 class TestStateMachine:
+    @pytest.mark.timeout(3600 if LONG else 120)
     def test_random_sequences_keep_namespace_and_history_consistent(
         self, tree: ModuleTree, bytecode: bool
     ) -> None:
