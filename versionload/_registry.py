@@ -30,6 +30,7 @@ from ._events import (
     VersionPruned,
     debug_wanted,
     emit,
+    logs_debug,
 )
 from ._history import ModuleHistory
 from ._snapshot import ModuleVersion, Reason, _SourceDigest, make_version
@@ -235,7 +236,9 @@ class Registry:
                     version=number,
                     reason=reason,
                     origin=origin,
-                    source_sha256=version.source_sha256,
+                    # Hashing reads the file: do it only for a log line that shows it,
+                    # not for subscribers (a watcher would pay a read per import).
+                    source_sha256=version.source_sha256 if logs_debug() else version.known_source_sha256,
                     names=len(version.bindings),
                 )
             )

@@ -70,6 +70,10 @@ class _SourceDigest:
         self._pending = path is not None
 
     @property
+    def known(self) -> str | None:
+        return None if self._pending else self._digest
+
+    @property
     def value(self) -> str | None:
         if self._pending:
             # Racing threads compute the same value; the last write wins harmlessly.
@@ -139,6 +143,13 @@ class ModuleVersion:
         since the import; for an adopted module, or code without source, it is None.
         """
         return self._digest.value
+
+    @property
+    def known_source_sha256(self) -> str | None:
+        """
+        `source_sha256` if it is already known, without reading any file.
+        """
+        return self._digest.known
 
     @functools.cached_property
     def names(self) -> frozenset[str]:
