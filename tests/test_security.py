@@ -217,3 +217,22 @@ class TestEmptyRoots:
         tracker.configure(allowed_roots=None)
         assert tracker.allowed_roots is None
         tracker.reload(module)
+
+
+class TestGroupsAreChecked:
+    def test_a_refused_module_fails_its_whole_group(self, tree: ModuleTree, tmp_path: Path) -> None:
+        """In reload_many, a module outside the roots fails the group and no module changes."""
+        allowed = tmp_path / "allowed"
+        allowed.mkdir()
+        (allowed / "sec_group_in.py").write_text("VALUE = 1\n")
+        sys.path.insert(0, str(allowed))
+        tree.module("sec_group_out", "VALUE = 1\n")
+        tracker = versionload.Tracker(allowed_roots=[allowed]).install()
+        inside = importlib.import_module("sec_group_in")
+        outside = importlib.import_module("sec_group_out")
+        before = (_state(tracker, inside), _state(tracker, outside))
+        with pytest.raises(versionload.GroupReloadError) as caught:
+            tracker.reload_many([inside, outside])
+        assert isinstance(caught.value.__cause__, versionload.ReloadRefusedError)
+        _assert_unchanged(tracker, inside, before[0])
+        _assert_unchanged(tracker, outside, before[1])
