@@ -267,8 +267,11 @@ class VersionedFinder:
             return None
         if caller is _IMPORT:
             # If a parent's import already imported this name, _find_spec hands out
-            # the existing module's spec and our spec is never loaded.
-            if fullname not in sys.modules:
+            # the existing module's spec and our spec is never loaded. A legacy loader
+            # (load_module only) is loaded without the _initializing step, so an observer
+            # would stay on its spec for good: such modules are adopted on first reload.
+            loader = spec.loader
+            if fullname not in sys.modules and (loader is None or hasattr(loader, "exec_module")):
                 observe_load(spec, self._on_load)
             return spec
         assert target is not None
