@@ -8,6 +8,7 @@ place. The functions here act on one default `Tracker`.
 from __future__ import annotations
 
 # Imported under private names: every public name of the facade is in __all__.
+import os as _os
 from collections.abc import Iterable as _Iterable
 from types import ModuleType as _ModuleType
 from typing import TYPE_CHECKING as _TYPE_CHECKING
@@ -63,7 +64,7 @@ def install(
     include: str | _Iterable[str] | None = None,
     exclude: str | _Iterable[str] | None = None,
     max_versions: int | None = None,
-    allowed_roots: _Iterable[str | os.PathLike[str]] | None = None,
+    allowed_roots: _Iterable[str | _os.PathLike[str]] | None = None,
 ) -> Tracker:
     """
     Configure the default tracker and put its finder first on ``sys.meta_path``.
