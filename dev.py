@@ -33,12 +33,18 @@ def _fingerprint() -> str:
 def ensure_venv() -> None:
     if STAMP.exists() and STAMP.read_text() == _fingerprint() and PYTHON.exists():
         return
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - dev.py may be started by any python3
         sys.exit(f"versionload needs Python 3.10 or newer, this is {sys.version.split()[0]}")
     print(f"setting up {VENV.relative_to(ROOT)} (first run, or pyproject.toml changed)...", flush=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    result = subprocess.run([*pip, "-e", f"{ROOT}[dev]"], capture_output=True, text=True)
+    # Some machines list find-links folders that do not exist; pip warns about each.
+    noise = "WARNING: Location "
+    for stream, text in ((sys.stdout, result.stdout), (sys.stderr, result.stderr)):
+        stream.write("".join(line for line in text.splitlines(keepends=True) if not line.startswith(noise)))
+    if result.returncode:
+        sys.exit(f"installing versionload into {VENV} failed (pip exit code {result.returncode})")
     STAMP.write_text(_fingerprint())
 
 

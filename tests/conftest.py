@@ -43,14 +43,14 @@ def _import_state() -> Iterator[None]:
 
 
 @pytest.fixture(name="tree")
-def _tree(tmp_path: Path) -> Iterator[ModuleTree]:
+def _tree(tmp_path: Path) -> ModuleTree:
     """
     A fresh directory first on ``sys.path`` for modules the test writes.
     """
     root = tmp_path / "src"
     root.mkdir()
-    sys.path.insert(0, str(root))
-    yield ModuleTree(root)
+    sys.path.insert(0, str(root))  # the autouse fixture restores sys.path
+    return ModuleTree(root)
 
 
 @pytest.fixture(name="bytecode", params=["no-pyc", "pyc"])

@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableSequence
 from types import ModuleType, TracebackType
 
 from ._errors import (
@@ -174,10 +174,10 @@ def reload(registry: Registry, obj: object) -> ModuleType:
             in_progress.discard(name)
     registry.emit_all([_reloaded_event(previous, version, duration_ns)])
     # The module may have replaced itself in sys.modules while executing.
-    return sys.modules[name]  # type: ignore[return-value]
+    return sys.modules[name]
 
 
-def _parent_path(name: str) -> list[str] | None:
+def _parent_path(name: str) -> MutableSequence[str] | None:
     parent_name = name.rpartition(".")[0]
     if not parent_name:
         return None
@@ -185,7 +185,7 @@ def _parent_path(name: str) -> list[str] | None:
     if parent is None:
         raise ModuleNotLoadedError(f"parent {parent_name!r} not in sys.modules", module=parent_name)
     try:
-        return parent.__path__  # type: ignore[no-any-return]
+        return parent.__path__
     except AttributeError:
         raise ModuleNotLoadedError(
             f"parent {parent_name!r} of {name!r} is not a package", module=parent_name
@@ -202,7 +202,11 @@ def origin_of(module: ModuleType) -> str | None:
 
 
 def _execute(
-    registry: Registry, name: str, module: ModuleType, path: list[str] | None, previous: ModuleVersion
+    registry: Registry,
+    name: str,
+    module: ModuleType,
+    path: MutableSequence[str] | None,
+    previous: ModuleVersion,
 ) -> tuple[ModuleVersion, int]:
     namespace = module.__dict__
     before = dict(namespace)
@@ -217,7 +221,7 @@ def _execute(
         fresh = fresh_code(spec)
         sha256 = fresh.sha256
         module.__spec__ = spec
-        _bootstrap._init_module_attrs(spec, module, override=True)  # type: ignore[attr-defined]
+        _bootstrap._init_module_attrs(spec, module, override=True)
         loader = spec.loader
         if fresh.code is not None:
             exec(fresh.code, namespace)
@@ -228,7 +232,8 @@ def _execute(
         elif hasattr(loader, "exec_module"):
             loader.exec_module(module)
         else:
-            warnings.warn(f"{loader!r}.exec_module() not found; falling back to load_module()", ImportWarning, stacklevel=2)
+            message = f"{loader!r}.exec_module() not found; falling back to load_module()"
+            warnings.warn(message, ImportWarning, stacklevel=2)
             loader.load_module(name)
     except BaseException as error:
         # Put everything back before anyone can observe the half-executed module.

@@ -198,7 +198,7 @@ def report_error(error: BaseException, message: str) -> None:
     Report an error that must not propagate, the way Python reports one in ``__del__``.
     """
     sys.unraisablehook(
-        types.SimpleNamespace(  # type: ignore[arg-type]
+        types.SimpleNamespace(
             exc_type=type(error),
             exc_value=error,
             exc_traceback=error.__traceback__,

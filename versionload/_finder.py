@@ -139,7 +139,10 @@ def _caller() -> str:
     """
     What the import system is doing that made it ask our finder.
     """
-    frame: FrameType | None = sys._getframe(2)
+    try:
+        frame: FrameType | None = sys._getframe(2)
+    except ValueError:  # called directly from a very shallow stack
+        return _OTHER
     while frame is not None and frame.f_code is _FINDER_CODE:
         frame = frame.f_back  # several trackers' finders asking one another
     if frame is None or frame.f_code is not _FIND_SPEC_CODE:
@@ -202,7 +205,7 @@ class VersionedFinder:
             return spec
         assert target is not None
         self._on_reload_start(target)
-        spec.loader = _LoaderStandIn(loader, spec, self._on_reload)
+        spec.loader = _LoaderStandIn(loader, spec, self._on_reload)  # type: ignore[assignment]
         return spec
 
     def _find_after_self(

@@ -15,7 +15,7 @@ import fnmatch
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 
 import attrs
@@ -173,7 +173,8 @@ class Registry:
             self._forget_collected(events)
             history = self._histories.get(name)
             if history is not None and history.module_ref() is not module:
-                events.append(HistoryEnded(module=name, last_version=history.current_number, cause="replaced"))
+                ended = HistoryEnded(module=name, last_version=history.current_number, cause="replaced")
+                events.append(ended)
                 history = None
             previous = history.current_number if history is not None else None
             if history is None:
@@ -240,7 +241,7 @@ class Registry:
 
     # -- collection ----------------------------------------------------------------
 
-    def _collected_callback(self, name: str) -> object:
+    def _collected_callback(self, name: str) -> Callable[[weakref.ref[ModuleType]], None]:
         collected = self._collected
 
         def on_collected(ref: weakref.ref[ModuleType]) -> None:
@@ -257,4 +258,5 @@ class Registry:
             if history is not None and history.module_ref is ref:
                 del self._histories[name]
                 if events is not None:
-                    events.append(HistoryEnded(module=name, last_version=history.current_number, cause="collected"))
+                    last = history.current_number
+                    events.append(HistoryEnded(module=name, last_version=last, cause="collected"))

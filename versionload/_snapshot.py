@@ -41,7 +41,7 @@ def _same_value(old: object, new: object, depth: int = 0) -> bool:
             return False
         if isinstance(old, frozenset):
             return all(isinstance(x, _VALUE_TYPES) for x in old) and old == new
-        return all(_same_value(a, b, depth + 1) for a, b in zip(old, new))  # type: ignore[call-overload]
+        return all(_same_value(a, b, depth + 1) for a, b in zip(old, new, strict=True))  # type: ignore[call-overload]
     return False
 
 
@@ -55,7 +55,7 @@ class _SourceDigest:
     modified after the version was recorded; otherwise it is unknown (None).
     """
 
-    __slots__ = ("_digest", "_path", "_not_after_ns", "_pending")
+    __slots__ = ("_digest", "_not_after_ns", "_path", "_pending")
 
     def __init__(
         self,

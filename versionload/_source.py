@@ -11,12 +11,14 @@ stale cache so that later imports in any process see the new code too.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import importlib.util
 import marshal
 import sys
 from importlib._bootstrap_external import SourceLoader as _SourceLoaderBase
 from types import CodeType
+from typing import Any
 
 import attrs
 
@@ -57,11 +59,10 @@ def fresh_code(spec: importlib.machinery.ModuleSpec) -> FreshCode:
     Raises whatever reading or compiling raises (``OSError``, ``SyntaxError``,
     ``ValueError`` for null bytes); the caller turns that into a ``ReloadError``.
     """
-    loader = spec.loader
+    loader: Any = spec.loader
     if not reads_source_through_cache(loader):
         return FreshCode(code=None, sha256=None, path=spec.origin if spec.has_location else None)
-    assert isinstance(loader, _SourceLoaderBase)
-    path = loader.get_filename(spec.name)  # type: ignore[attr-defined]
+    path = loader.get_filename(spec.name)
     # Stat before reading, as the stdlib does: if the file changes in between, the
     # cache we write records the older mtime and the next import recompiles.
     try:
@@ -76,7 +77,7 @@ def fresh_code(spec: importlib.machinery.ModuleSpec) -> FreshCode:
 
 
 def _refresh_bytecode_cache(
-    loader: _SourceLoaderBase, source_path: str, code: CodeType, mtime: int, size: int
+    loader: Any, source_path: str, code: CodeType, mtime: int, size: int
 ) -> None:
     if sys.dont_write_bytecode:
         return
@@ -100,7 +101,6 @@ def _refresh_bytecode_cache(
             marshal.dumps(code),
         )
     )
-    try:
-        loader.set_data(cache_path, payload)  # type: ignore[attr-defined]
-    except (OSError, NotImplementedError):
-        pass  # an unwritable cache only costs later imports a recompile
+    # An unwritable cache only costs later imports a recompile.
+    with contextlib.suppress(OSError, NotImplementedError):
+        loader.set_data(cache_path, payload)

@@ -231,9 +231,11 @@ class Tracker:
         """
         Drop a module's history (its numbers are not reused); True if there was one.
         """
-        name = module if isinstance(module, str) else module_name(module) if isinstance(module, ModuleType) else None
-        if name is None:
+        if isinstance(module, ModuleType):
+            module = module_name(module)
+        if not isinstance(module, str):
             raise NotAModuleError(module)
+        name = module
         return self._registry.forget(name)
 
     def clear(self) -> None:
