@@ -181,7 +181,7 @@ def module_with_names(names: int, *, edit: int = 0) -> str:
     keeping the size, so successive edits make distinct sources of equal length.
     """
     lines = ['"""Generated module for the reload benchmark."""', "", "import os", ""]
-    lines.append(f"EDIT = {edit:08d}")
+    lines.append(f"EDIT = {edit:8d}")
     made = 2  # os, EDIT
     i = 0
     while made < names:

@@ -34,7 +34,7 @@ from ._errors import (
     ReloadError,
     SpecNotFoundError,
 )
-from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack
+from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack, wanted
 from ._history import ModuleHistory
 from ._registry import Registry
 from ._snapshot import ModuleVersion, _SourceDigest, compare, source_digest
@@ -121,11 +121,14 @@ def restore_namespace(namespace: dict[str, object], bindings: Mapping[str, objec
     Names are rebound before extra names are deleted, and unchanged names are never
     touched, so code running in other threads never sees an unchanged name missing.
     """
-    for name, value in bindings.items():
-        if namespace.get(name, _MISSING) is not value:
-            namespace[name] = value
-    for name in [name for name in list(namespace) if name not in bindings]:
-        namespace.pop(name, None)
+    get = namespace.get
+    # Comprehensions and set operations rather than statement loops: a rollback of a
+    # large module is mostly this comparison, which runs about twice as fast this way.
+    namespace.update({name: value for name, value in bindings.items() if get(name, _MISSING) is not value})
+    # Every name of ``bindings`` is in the namespace now: any more names are extra.
+    if len(namespace) > len(bindings):
+        for name in namespace.keys() - bindings.keys():
+            namespace.pop(name, None)
 
 
 def _without_own_frames(tb: TracebackType | None) -> TracebackType | None:
@@ -172,7 +175,8 @@ def reload(registry: Registry, obj: object) -> ModuleType:
             version, duration_ns = _execute(registry, name, module, path, previous)
         finally:
             in_progress.discard(name)
-    registry.emit_all([_reloaded_event(previous, version, duration_ns)])
+    if wanted(registry.subscribers, ModuleReloaded.level):
+        registry.emit_all([_reloaded_event(previous, version, duration_ns)])
     # The module may have replaced itself in sys.modules while executing.
     return sys.modules[name]
 
@@ -296,7 +300,8 @@ def record_external_reload(registry: Registry, name: str, module: ModuleType, du
     previous = history.current
     origin = origin_of(module)
     version, _ = registry.record(name, module, "reload", origin, source_digest(origin, time.time_ns()))
-    registry.emit_all([_reloaded_event(previous, version, duration_ns)])
+    if wanted(registry.subscribers, ModuleReloaded.level):
+        registry.emit_all([_reloaded_event(previous, version, duration_ns)])
 
 
 # -- rollback -----------------------------------------------------------------------------
@@ -313,11 +318,15 @@ def rollback(registry: Registry, obj: object, to: object) -> ModuleType:
         history = registry.require(name, module)
         current = history.current
         target = history.get(to) if isinstance(to, int) else history.before(current.number)
+        # The namespace before is only needed for the event's diff.
+        report = wanted(registry.subscribers, ModuleRolledBack.level)
         started = time.perf_counter_ns()
-        live = dict(module.__dict__)
+        live = dict(module.__dict__) if report else {}
         restore_namespace(module.__dict__, target.bindings)
         registry.set_current(history, target.number)
         duration_ns = time.perf_counter_ns() - started
+    if not report:
+        return module
     changes = compare(name, current.number, live, target.number, target.bindings)
     registry.emit_all(
         [

@@ -159,17 +159,35 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 Subscriber = Callable[[Event], object]
 
 
-def debug_wanted(subscribers: Iterable[Subscriber]) -> bool:
+#: The stdlib level numbers of the event levels, for structlog's level checks.
+_LEVEL_NUMBERS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def wanted(subscribers: Iterable[Subscriber], level: str) -> bool:
     """
-    Whether a debug-level event (a load, a prune) would reach anybody.
+    Whether an event at ``level`` would reach anybody: a subscriber, or structlog.
+
+    Building an event can cost more than the operation it reports (a reload's diff
+    looks at every name), so it is skipped when nobody would receive it. Unconfigured
+    structlog prints everything but debug events (see `emit`).
     """
     if subscribers:
         return True
     if not structlog.is_configured():
-        return False
-    bound = structlog.get_logger(LOGGER_NAME).bind()
-    check = getattr(bound, "is_enabled_for", None) or getattr(bound, "isEnabledFor", None)
-    return True if check is None else bool(check(logging.DEBUG))
+        return level != "debug"
+    try:
+        bound = structlog.get_logger(LOGGER_NAME).bind()
+        check = getattr(bound, "is_enabled_for", None) or getattr(bound, "isEnabledFor", None)
+        return True if check is None else bool(check(_LEVEL_NUMBERS[level]))
+    except Exception:  # noqa: BLE001 - a broken configuration is emit's to report
+        return True
+
+
+def debug_wanted(subscribers: Iterable[Subscriber]) -> bool:
+    """
+    Whether a debug-level event (a load, a prune) would reach anybody.
+    """
+    return wanted(subscribers, "debug")
 
 
 def emit(event: Event, subscribers: Iterable[Subscriber]) -> None:

@@ -225,8 +225,12 @@ def compare(
     """
     old_keys = old.keys()
     new_keys = new.keys()
+    # Most names of a reloaded module are bound to the very same object (constants
+    # folded into the code, imported modules): test identity before anything else.
     changed = [
-        name for name in old_keys & new_keys if not _unchanged(name, old[name], new[name])
+        name
+        for name in old_keys & new_keys
+        if old[name] is not new[name] and not _unchanged(name, old[name], new[name])
     ]
     return NamespaceDiff(
         module=module,
