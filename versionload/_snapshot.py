@@ -162,9 +162,12 @@ def make_version(
     origin: str | None,
     digest: _SourceDigest,
     created_ns: int,
+    *,
+    copy: bool = True,
 ) -> ModuleVersion:
     """
-    Record ``namespace`` (copied shallowly here) as version ``number`` of ``module``.
+    Record ``namespace`` (copied shallowly here, unless ``copy`` is false because the
+    caller passes a copy of its own) as version ``number`` of ``module``.
     """
     return ModuleVersion(
         module=module,
@@ -172,7 +175,7 @@ def make_version(
         reason=reason,
         created_at=datetime.fromtimestamp(created_ns / 1e9, tz=timezone.utc),
         origin=origin,
-        bindings=types.MappingProxyType(dict(namespace)),
+        bindings=types.MappingProxyType(dict(namespace) if copy else namespace),
         digest=digest,
     )
 

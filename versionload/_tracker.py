@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from collections.abc import Iterable
 from importlib.machinery import ModuleSpec
 from types import ModuleType
@@ -21,7 +20,7 @@ from ._errors import NotAModuleError, VersionLoadError
 from ._events import Subscriber
 from ._finder import VersionedFinder
 from ._registry import Registry, normalize_max_versions, normalize_patterns
-from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare, source_digest
+from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
 
 
 class Tracker:
@@ -264,7 +263,7 @@ class Tracker:
         if module is None:
             return  # the import failed, or put something that is not a module in sys.modules
         origin = spec.origin if spec.has_location else None
-        self._registry.record(spec.name, module, "import", origin, source_digest(origin, time.time_ns()))
+        self._registry.record_import(spec.name, module, origin)
 
     def _on_external_reload_start(self, module: ModuleType) -> None:
         name = module_name(module)
