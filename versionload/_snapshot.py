@@ -70,6 +70,13 @@ class _SourceDigest:
         self._pending = path is not None
 
     @property
+    def pending(self) -> bool:
+        """
+        Whether the hash is still to be computed.
+        """
+        return self._pending
+
+    @property
     def value(self) -> str | None:
         if self._pending:
             # Racing threads compute the same value; the last write wins harmlessly.
@@ -127,7 +134,8 @@ class ModuleVersion:
     created_at: datetime
     origin: str | None
     bindings: Mapping[str, object] = attrs.field(eq=False)
-    _digest: _SourceDigest = attrs.field(eq=False, alias="digest")
+    # The hash itself once known (a reload): a pending _SourceDigest costs ~80 bytes more per version.
+    _digest: str | None | _SourceDigest = attrs.field(eq=False, alias="digest")
 
     @property
     def source_sha256(self) -> str | None:
@@ -138,7 +146,8 @@ class ModuleVersion:
         it is computed on first access from the file, if the file has not been modified
         since the import; for an adopted module, or code without source, it is None.
         """
-        return self._digest.value
+        digest = self._digest
+        return digest.value if isinstance(digest, _SourceDigest) else digest
 
     @functools.cached_property
     def names(self) -> frozenset[str]:
@@ -176,7 +185,7 @@ def make_version(
         created_at=datetime.fromtimestamp(created_ns / 1e9, tz=timezone.utc),
         origin=origin,
         bindings=types.MappingProxyType(dict(namespace) if copy else namespace),
-        digest=digest,
+        digest=digest if digest.pending else digest.value,
     )
 
 
