@@ -7,6 +7,7 @@ result line. The two variants of a comparison are run in pairs, in alternating
 order (A then B, then B then A), so slow drift of a shared machine (other jobs,
 thermal limits, the page cache) lands on both sides alike. A ratio is reported as
 the median of the per-pair ratios, with its interquartile range as the spread.
+Times are CPU time of the worker (see `now_ns`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from typing import Any
 import attrs
 
 RESULT_PREFIX = "@@bench-result "
+
+#: The clock of every timed sample: CPU time (user + system) of the worker process.
+#: Other jobs on a shared machine stretch wall time a lot and CPU time little, and
+#: the paired, alternating runs take care of what remains (caches, frequency).
+now_ns = time.process_time_ns
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 

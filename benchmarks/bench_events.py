@@ -31,7 +31,6 @@ SCRIPT = Path(__file__).resolve()
 def worker(config: dict[str, Any]) -> None:
     import importlib
     import logging
-    import time
 
     h.ensure_importable()
     import structlog
@@ -64,9 +63,9 @@ def worker(config: dict[str, Any]) -> None:
     for step in range(1, config["reloads"] + 1):
         source.write_text(module_with_names(config["names"], edit=step))
         os.utime(source, (base_mtime + step, base_mtime + step))
-        started = time.perf_counter_ns()
+        started = h.now_ns()
         versionload.reload(module)
-        times.append((time.perf_counter_ns() - started) / 1e6)
+        times.append((h.now_ns() - started) / 1e6)
     assert module.EDIT == config["reloads"]
     h.worker_result({"ms": h.Stats.of(times[1:]).median})
 

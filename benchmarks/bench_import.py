@@ -14,6 +14,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,6 @@ PACKAGE = "vlbench_tree"
 
 def worker(config: dict[str, Any]) -> None:
     import importlib
-    import time
 
     h.ensure_importable()
     import versionload
@@ -37,11 +37,11 @@ def worker(config: dict[str, Any]) -> None:
     if config["hook"]:
         versionload.install()
     already = len(sys.modules)
-    started = time.perf_counter_ns()
+    started, started_wall = h.now_ns(), time.perf_counter_ns()
     importlib.import_module(config["module"])
-    elapsed = time.perf_counter_ns() - started
+    elapsed, wall = h.now_ns() - started, time.perf_counter_ns() - started_wall
     tracked = len(versionload.default_tracker().tracked())
-    h.worker_result({"ms": elapsed / 1e6, "tracked": tracked, "imported": len(sys.modules) - already})
+    h.worker_result({"ms": elapsed / 1e6, "wall_ms": wall / 1e6, "tracked": tracked, "imported": len(sys.modules) - already})
 
 
 def _sampler(config: dict[str, Any], env: dict[str, str], seen: dict[str, Any]) -> Any:

@@ -42,7 +42,6 @@ def _median(values: list[float]) -> float:
 def worker(config: dict[str, Any]) -> None:
     import importlib
     import logging
-    import time
 
     h.ensure_importable()
     import structlog
@@ -77,17 +76,17 @@ def worker(config: dict[str, Any]) -> None:
     for index in range(config["warmup"]):
         prepare(step)
         step += 1
-        started = time.perf_counter_ns()
+        started = h.now_ns()
         reload(module)
         if index == 0:
-            first = (time.perf_counter_ns() - started) / 1e6
+            first = (h.now_ns() - started) / 1e6
     times = []
     for _ in range(config["reloads"]):
         prepare(step)
         step += 1
-        started = time.perf_counter_ns()
+        started = h.now_ns()
         reload(module)
-        times.append((time.perf_counter_ns() - started) / 1e6)
+        times.append((h.now_ns() - started) / 1e6)
     if edited:
         assert step - 1 == module.EDIT, "the reload did not run the edited source"
     result: dict[str, Any] = {"ms": _median(times), "first_ms": first}
@@ -96,9 +95,9 @@ def worker(config: dict[str, Any]) -> None:
         a, b = numbers[-2], numbers[-1]
         rollbacks = []
         for index in range(config["reloads"]):
-            started = time.perf_counter_ns()
+            started = h.now_ns()
             versionload.rollback(module, to=a if index % 2 == 0 else b)
-            rollbacks.append((time.perf_counter_ns() - started) / 1e6)
+            rollbacks.append((h.now_ns() - started) / 1e6)
         result["rollback_ms"] = _median(rollbacks)
     h.worker_result(result)
 
