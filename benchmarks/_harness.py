@@ -66,7 +66,9 @@ def worker_result(value: Mapping[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def run_worker(script: Path, config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def run_worker(
+    script: Path, config: Mapping[str, Any], env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """
     Run ``script --worker CONFIG`` in a fresh interpreter and return its result.
     """
@@ -110,7 +112,7 @@ class Comparison:
 
     @property
     def ratios(self) -> tuple[float, ...]:
-        return tuple(x / y for x, y in zip(self.a, self.b) if y > 0)
+        return tuple(x / y for x, y in zip(self.a, self.b, strict=True) if y > 0)
 
     @property
     def ratio(self) -> Stats:

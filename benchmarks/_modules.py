@@ -125,10 +125,13 @@ def registered_clamp(value: float) -> float:
 
 def _package_init(index: int, children: list[str]) -> str:
     imports = "".join(f"from . import {child}\n" for child in children)
-    return f'"""\nGenerated package {index} of the versionload benchmark tree.\n"""\n\n{imports}\nVERSION = "{index}.0"\n'
+    docstring = f'"""\nGenerated package {index} of the versionload benchmark tree.\n"""\n'
+    return f'{docstring}\n{imports}\nVERSION = "{index}.0"\n'
 
 
-def write_tree(root: Path, package: str, modules: int, *, subpackages: int = 4, per_subpackage: int = 24) -> int:
+def write_tree(
+    root: Path, package: str, modules: int, *, subpackages: int = 4, per_subpackage: int = 24
+) -> int:
     """
     Write a package ``package`` under ``root`` holding ``modules`` modules in all.
 
@@ -191,7 +194,9 @@ def module_with_names(names: int, *, edit: int = 0) -> str:
         elif kind < 9:
             lines.append(f"def function_{i}(x, y={i}):\n    return (x + y) * EDIT\n")
         else:
-            lines.append(f"class Class_{i}:\n    limit = {i}\n\n    def method(self):\n        return self.limit\n")
+            lines.append(
+                f"class Class_{i}:\n    limit = {i}\n\n    def method(self):\n        return self.limit\n"
+            )
         made += 1
         i += 1
     return "\n".join(lines) + "\n"

@@ -98,7 +98,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 )
                 row = comparison.row()
                 cost_us = (row["a_median"] - row["b_median"]) * 1000
-                print(h.format_comparison(comparison) + f"  => event ~{cost_us:.0f} us per reload", flush=True)
+                print(
+                    h.format_comparison(comparison) + f"  => event ~{cost_us:.0f} us per reload", flush=True
+                )
                 rows.append({**row, "event_us": cost_us})
     return rows
 

@@ -41,7 +41,14 @@ def worker(config: dict[str, Any]) -> None:
     importlib.import_module(config["module"])
     elapsed, wall = h.now_ns() - started, time.perf_counter_ns() - started_wall
     tracked = len(versionload.default_tracker().tracked())
-    h.worker_result({"ms": elapsed / 1e6, "wall_ms": wall / 1e6, "tracked": tracked, "imported": len(sys.modules) - already})
+    h.worker_result(
+        {
+            "ms": elapsed / 1e6,
+            "wall_ms": wall / 1e6,
+            "tracked": tracked,
+            "imported": len(sys.modules) - already,
+        }
+    )
 
 
 def _sampler(config: dict[str, Any], env: dict[str, str], seen: dict[str, Any]) -> Any:
@@ -53,7 +60,9 @@ def _sampler(config: dict[str, Any], env: dict[str, str], seen: dict[str, Any]) 
     return sample
 
 
-def measure(label: str, config: dict[str, Any], rounds: int, env: dict[str, str]) -> tuple[h.Comparison, dict[str, Any]]:
+def measure(
+    label: str, config: dict[str, Any], rounds: int, env: dict[str, str]
+) -> tuple[h.Comparison, dict[str, Any]]:
     seen: dict[str, Any] = {}
     comparison = h.compare(
         label,
@@ -77,7 +86,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
         shutil.copytree(cold, warm)
         compile_tree(warm)
         no_pyc = {"PYTHONDONTWRITEBYTECODE": "1"}
-        for label, root in ((f"cold: {count} modules, no .pyc", cold), (f"warm: {count} modules, .pyc", warm)):
+        for label, root in (
+            (f"cold: {count} modules, no .pyc", cold),
+            (f"warm: {count} modules, .pyc", warm),
+        ):
             comparison, seen = measure(label, {"module": PACKAGE, "path": str(root)}, rounds, no_pyc)
             tracked = seen["True"]["tracked"]
             print(h.format_comparison(comparison, TARGET), flush=True)

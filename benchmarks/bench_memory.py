@@ -49,6 +49,7 @@ def worker(config: dict[str, Any]) -> None:
         registry = tracker._registry
         origin = module.__file__
         from versionload._snapshot import _SourceDigest
+
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
@@ -61,7 +62,8 @@ def worker(config: dict[str, Any]) -> None:
         gc.collect()
         copies_bytes = (tracemalloc.get_traced_memory()[0] - before) / count
         tracemalloc.stop()
-        assert len(copies) == count and len(versionload.history(module)) >= count
+        assert len(copies) == count
+        assert len(versionload.history(module)) >= count
         h.worker_result({"version": versions_bytes, "copy": copies_bytes})
         return
     reloads = config["reloads"]

@@ -126,7 +126,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 }
                 samples: dict[str, list[dict[str, Any]]] = {"versionload": [], "stdlib": []}
 
-                def sampler(variant: str, key: str = "ms", config: dict[str, Any] = config, samples: Any = samples) -> Any:
+                def sampler(
+                    variant: str, key: str = "ms", config: dict[str, Any] = config, samples: Any = samples
+                ) -> Any:
                     def sample() -> float:
                         result = h.run_worker(SCRIPT, {**config, "variant": variant}, env)
                         samples[variant].append(result)

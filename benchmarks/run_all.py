@@ -17,11 +17,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _harness as h  # noqa: E402 - the folder is put on sys.path just above
-import bench_events  # noqa: E402
-import bench_import  # noqa: E402
-import bench_memory  # noqa: E402
-import bench_reload  # noqa: E402
+import _harness as h
+import bench_events
+import bench_import
+import bench_memory
+import bench_reload
 
 BENCHMARKS = {
     "import": bench_import.run,
@@ -32,7 +32,9 @@ BENCHMARKS = {
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these benchmarks")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")

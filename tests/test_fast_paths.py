@@ -68,7 +68,9 @@ class TestCompiledCodeReuse:
 
         assert 2 == fp_stat.VALUE
 
-    def test_cache_overwritten_by_others_is_rewritten(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_cache_overwritten_by_others_is_rewritten(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         A stale cache written by someone else after our reload is replaced at the next reload.
         """
@@ -93,7 +95,9 @@ class TestEventsForListenersOnly:
     Events are skipped only when the log level would drop them and nobody subscribed.
     """
 
-    def test_levels_decide_which_events_are_logged(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_levels_decide_which_events_are_logged(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         At WARNING a reload logs nothing and a rollback logs its full diff.
         """
@@ -144,8 +148,14 @@ class TestQueuedImports:
         """
         Queued imports become version 1 of each module, in the order they were imported.
         """
-        tree.write({"fp_order/__init__.py": "from . import b, a\n", "fp_order/a.py": "X = 1\n", "fp_order/b.py": "Y = 2\n"})
-        import fp_order  # type: ignore[import-not-found]
+        tree.write(
+            {
+                "fp_order/__init__.py": "from . import b, a\n",
+                "fp_order/a.py": "X = 1\n",
+                "fp_order/b.py": "Y = 2\n",
+            }
+        )
+        __import__("fp_order")
 
         assert ("fp_order.b", "fp_order.a", "fp_order") == tracker.tracked()
         assert {"import"} == {tracker.current(m).reason for m in tracker.tracked()}
@@ -174,7 +184,9 @@ class TestQueuedImports:
         tree.module("fp_seen", "X = 1\n")
         __import__("fp_seen")
 
-        assert [("fp_seen", 1)] == [(e.module, e.version) for e in events if isinstance(e, versionload.ModuleLoaded)]
+        assert [("fp_seen", 1)] == [
+            (e.module, e.version) for e in events if isinstance(e, versionload.ModuleLoaded)
+        ]
 
     def test_forget_drops_queued_import(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
         """

@@ -160,7 +160,12 @@ Subscriber = Callable[[Event], object]
 
 
 #: The stdlib level numbers of the event levels, for structlog's level checks.
-_LEVEL_NUMBERS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LEVEL_NUMBERS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def wanted(subscribers: Iterable[Subscriber], level: str) -> bool:

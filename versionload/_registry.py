@@ -226,7 +226,8 @@ class Registry:
         history = self._histories.get(name)
         if history is not None and history.module_ref() is not module:
             if events is not None:
-                events.append(HistoryEnded(module=name, last_version=history.current_number, cause="replaced"))
+                last = history.current_number
+                events.append(HistoryEnded(module=name, last_version=last, cause="replaced"))
             history = None
         previous = history.current_number if history is not None else None
         if history is None:

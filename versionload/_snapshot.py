@@ -134,8 +134,8 @@ class ModuleVersion:
     created_at: datetime
     origin: str | None
     bindings: Mapping[str, object] = attrs.field(eq=False)
-    # The hash itself once known (a reload): a pending _SourceDigest costs ~80 bytes more per version.
-    _digest: str | None | _SourceDigest = attrs.field(eq=False, alias="digest")
+    # The hash itself once known (a reload): a _SourceDigest would cost ~64 bytes more.
+    _digest: str | _SourceDigest | None = attrs.field(eq=False, alias="digest")
 
     @property
     def source_sha256(self) -> str | None:
