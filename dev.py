@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
         return run(str(PYTHON), "examples/quickstart.py", *rest)
     if task == "test":
         return run(str(PYTHON), "-m", "pytest", *rest)
-    return run(str(BIN / "ruff"), "check", "versionload", "tests", "examples", "dev.py") or run(
+    return run(str(BIN / "ruff"), "check", "versionload", "tests", "examples", "benchmarks", "dev.py") or run(
         str(PYTHON), "-m", "mypy"
     )
 

@@ -25,6 +25,7 @@ Reason = Literal["import", "adopted", "reload"]
 #: Types whose equal values count as "unchanged" in a diff even when a reload
 #: produced new objects: re-executing ``TIMEOUT = 3.5`` is not a change.
 _VALUE_TYPES = (int, float, complex, str, bytes, bool, type(None), range)
+_SCALAR_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
 def _same_value(old: object, new: object, depth: int = 0) -> bool:
@@ -41,6 +42,12 @@ def _same_value(old: object, new: object, depth: int = 0) -> bool:
             return False
         if isinstance(old, frozenset):
             return all(isinstance(x, _VALUE_TYPES) for x in old) and old == new
+        if type(old) is tuple and depth < 3:
+            # The common case, a tuple of plain scalars, in C: element types pairwise
+            # identical and all builtin scalars, then the elements' own (builtin) ==.
+            old_types = tuple(map(type, old))
+            if _SCALAR_TYPES.issuperset(old_types) and old_types == tuple(map(type, new)):  # type: ignore[call-overload]
+                return old == new
         return all(_same_value(a, b, depth + 1) for a, b in zip(old, new, strict=True))  # type: ignore[call-overload]
     return False
 
@@ -242,7 +249,7 @@ def compare(
     changed = [
         name
         for name in old_keys & new_keys
-        if old[name] is not new[name] and not _unchanged(name, old[name], new[name])
+        if (before := old[name]) is not (after := new[name]) and not _unchanged(name, before, after)
     ]
     return NamespaceDiff(
         module=module,
