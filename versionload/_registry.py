@@ -11,13 +11,13 @@ deadlock with the import system's module locks.
 
 from __future__ import annotations
 
-import collections
 import fnmatch
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
 from types import ModuleType
+from typing import cast
 
 import attrs
 
@@ -37,8 +37,9 @@ from ._snapshot import ModuleVersion, Reason, _SourceDigest, make_version, sourc
 #: How many versions a module keeps by default; the current one is never pruned.
 DEFAULT_MAX_VERSIONS = 10
 
-#: A first import not yet made into a history: name, module, namespace copy, origin, when.
-_PendingImport = tuple[str, "weakref.ref[ModuleType]", dict[str, object], "str | None", int]
+#: A first import not yet made into a history takes this many consecutive items of
+#: ``Registry._pending``: name, weak reference to the module, namespace copy, origin, when.
+_PENDING_FIELDS = 5
 
 
 def normalize_patterns(value: str | Iterable[str] | None, argument: str) -> tuple[str, ...] | None:
@@ -94,7 +95,7 @@ class Registry:
     _last_number: dict[str, int] = attrs.Factory(dict)
     _wanted: dict[str, bool] = attrs.Factory(dict)
     _collected: list[tuple[str, weakref.ref[ModuleType]]] = attrs.Factory(list)
-    _pending: collections.deque[_PendingImport] = attrs.Factory(collections.deque)
+    _pending: list[object] = attrs.Factory(list)
     _lock: threading.RLock = attrs.Factory(threading.RLock)
 
     def __repr__(self) -> str:
@@ -171,8 +172,10 @@ class Registry:
         if debug_wanted(self.subscribers):
             self.record(name, module, "import", origin, source_digest(origin, recorded_ns))
             return
-        # deque.append is atomic: no lock on the import path.
-        self._pending.append((name, weakref.ref(module), dict(module.__dict__), origin, recorded_ns))
+        # One list.extend is atomic, so no lock on the import path; and a flat list
+        # rather than a tuple per entry leaves one object fewer per import for the
+        # garbage collector to traverse, which is most of what the hook costs.
+        self._pending.extend((name, weakref.ref(module), dict(module.__dict__), origin, recorded_ns))
 
     def record(
         self,
@@ -248,8 +251,17 @@ class Registry:
         the module's collection before anybody looked) are not made now either.
         """
         pending = self._pending
-        while pending:
-            name, ref, namespace, origin, recorded_ns = pending.popleft()
+        # Imports in other threads only ever extend the list at its end.
+        count = len(pending) // _PENDING_FIELDS * _PENDING_FIELDS
+        if not count:
+            return
+        entries = pending[:count]
+        del pending[:count]
+        for index in range(0, count, _PENDING_FIELDS):
+            name, ref, namespace, origin, recorded_ns = cast(
+                "tuple[str, weakref.ref[ModuleType], dict[str, object], str | None, int]",
+                tuple(entries[index : index + _PENDING_FIELDS]),
+            )
             module = ref()
             if module is None:
                 # Its version number was taken all the same: numbers never repeat.
