@@ -2,7 +2,8 @@
 """
 Set-up and tasks for versionload, with nothing installed beforehand.
 
-    python3 dev.py demo     # run the bundled example (examples/quickstart.py)
+    python3 dev.py demo        # the main job: `versionload run --watch` on examples/live_app
+    python3 dev.py quickstart  # load, edit, reload, failed reload, rollback (examples/quickstart.py)
     python3 dev.py test     # run the whole test suite (extra arguments go to pytest)
     python3 dev.py lint     # ruff and mypy
 
@@ -57,11 +58,13 @@ def main(argv: list[str]) -> int:
     if task in {"help", "-h", "--help"}:
         print(__doc__)
         return 0
-    if task not in {"demo", "test", "lint"}:
-        print(f"unknown task {task!r}; tasks: demo, test, lint", file=sys.stderr)
+    if task not in {"demo", "quickstart", "test", "lint"}:
+        print(f"unknown task {task!r}; tasks: demo, quickstart, test, lint", file=sys.stderr)
         return 2
     ensure_venv()
     if task == "demo":
+        return run(str(PYTHON), "examples/live_app/demo.py", *rest)
+    if task == "quickstart":
         return run(str(PYTHON), "examples/quickstart.py", *rest)
     if task == "test":
         return run(str(PYTHON), "-m", "pytest", *rest)

@@ -1,7 +1,7 @@
 """
 versionload in one minute: load, edit, reload, a failed reload, rollback.
 
-Run it with ``python3 dev.py demo`` (or ``python examples/quickstart.py`` where
+Run it with ``python3 dev.py quickstart`` (or ``python examples/quickstart.py`` where
 versionload is installed). It writes a small module to a temporary directory,
 imports it with the hook installed and changes it as an editor would; each step
 prints what the program sees and the events versionload emits.

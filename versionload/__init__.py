@@ -7,9 +7,11 @@ place. The functions here act on one default `Tracker`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from types import ModuleType
-from typing import Any
+# Imported under private names: every public name of the facade is in __all__.
+from collections.abc import Iterable as _Iterable
+from types import ModuleType as _ModuleType
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._errors import (
     InvalidArgumentError,
@@ -22,17 +24,28 @@ from ._errors import (
     VersionNotFoundError,
 )
 from ._events import (
+    CascadeFailed,
+    CascadeReloaded,
     Event,
     HistoryEnded,
     ModuleLoaded,
+    ModulePatched,
     ModuleReloaded,
     ModuleReloadFailed,
     ModuleRolledBack,
     VersionPruned,
 )
+from ._group import GroupReloadError
 from ._registry import DEFAULT_MAX_VERSIONS
 from ._snapshot import ModuleVersion, NamespaceDiff
+from ._stale import StaleObject, StaleReport
 from ._tracker import Tracker
+
+if _TYPE_CHECKING:
+    import os
+    from collections.abc import AsyncIterator, Callable, Collection
+
+    from ._watch import FileChange, Watcher
 
 _DEFAULT = Tracker()
 
@@ -46,8 +59,8 @@ def default_tracker() -> Tracker:
 
 def install(
     *,
-    include: str | Iterable[str] | None = None,
-    exclude: str | Iterable[str] | None = None,
+    include: str | _Iterable[str] | None = None,
+    exclude: str | _Iterable[str] | None = None,
     max_versions: int | None = None,
 ) -> Tracker:
     """
@@ -79,49 +92,178 @@ def uninstall() -> None:
     _DEFAULT.uninstall()
 
 
-def track(module: ModuleType | str) -> ModuleVersion:
+def track(module: _ModuleType | str) -> ModuleVersion:
     """
     Adopt an already-imported module; see `Tracker.track`.
     """
     return _DEFAULT.track(module)
 
 
-def reload(module: ModuleType | str) -> ModuleType:
+def reload(module: _ModuleType | str, *, cascade: bool = False, update: str | None = None) -> _ModuleType:
     """
     Reload a module in place and record a new version; see `Tracker.reload`.
     """
-    return _DEFAULT.reload(module)
+    return _DEFAULT.reload(module, cascade=cascade, update=update)
 
 
-def rollback(module: ModuleType | str, to: int | None = None) -> ModuleType:
+def reload_many(
+    modules: _Iterable[_ModuleType | str], *, update: str | None = None
+) -> tuple[_ModuleType, ...]:
+    """
+    Reload several modules as one atomic group; see `Tracker.reload_many`.
+    """
+    return _DEFAULT.reload_many(modules, update=update)
+
+
+def dependents(module: _ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
+    """
+    The tracked modules that depend on a module; see `Tracker.dependents`.
+    """
+    return _DEFAULT.dependents(module, transitive=transitive)
+
+
+def dependencies(module: _ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
+    """
+    The tracked modules a module depends on; see `Tracker.dependencies`.
+    """
+    return _DEFAULT.dependencies(module, transitive=transitive)
+
+
+def stale(module: _ModuleType | str) -> StaleReport:
+    """
+    Live objects still using an older version's code; see `Tracker.stale`.
+    """
+    return _DEFAULT.stale(module)
+
+
+def rollback(module: _ModuleType | str, to: int | None = None) -> _ModuleType:
     """
     Restore a module's namespace to version ``to``; see `Tracker.rollback`.
     """
     return _DEFAULT.rollback(module, to)
 
 
-def history(module: ModuleType | str) -> tuple[ModuleVersion, ...]:
+def history(module: _ModuleType | str) -> tuple[ModuleVersion, ...]:
     """
     A module's versions, oldest first; see `Tracker.history`.
     """
     return _DEFAULT.history(module)
 
 
-def current(module: ModuleType | str) -> ModuleVersion:
+def current(module: _ModuleType | str) -> ModuleVersion:
     """
     A module's current version; see `Tracker.current`.
     """
     return _DEFAULT.current(module)
 
 
-def diff(module: ModuleType | str, a: int, b: int) -> NamespaceDiff:
+def diff(module: _ModuleType | str, a: int, b: int) -> NamespaceDiff:
     """
     What changed between two versions of a module; see `Tracker.diff`.
     """
     return _DEFAULT.diff(module, a, b)
 
 
-def __getattr__(name: str) -> Any:
+def watch(
+    paths: str | os.PathLike[str] | Collection[str | os.PathLike[str]] | None = None,
+    *,
+    cascade: bool = False,
+    update: str | None = None,
+    tracker: Tracker | None = None,
+    debounce: float = 0.05,
+    force_polling: bool = False,
+    on_change: Callable[[FileChange], object] | None = None,
+) -> Watcher:
+    """
+    Reload tracked modules when their source files change, from a background thread.
+
+    Only modules whose file lies under ``paths`` are reloaded (None: the ``sys.path``
+    directories outside the standard library and site-packages). Each reload is
+    atomic: a module whose new source fails keeps its old version, and the failure is
+    reported with its file and line. Uses ``watchfiles`` (the ``watch`` extra) when
+    installed, else polls the watched modules' files.
+
+    Args:
+        paths: Directories (or files) to watch.
+        cascade: Reload the modules that depend on a changed one too.
+        update: The reload's update mode (for example ``"in-place"``).
+        tracker: The tracker whose modules are reloaded; None means the default one.
+        debounce: Seconds a burst of writes must be quiet before it is handled.
+        force_polling: Poll even when ``watchfiles`` is available.
+        on_change: Called with a `FileChange` for each module the watcher handled.
+
+    Returns:
+        The running `Watcher`; call ``stop()`` or use it as a context manager.
+
+    Raises:
+        InvalidArgumentError: a path does not exist, or an option has the wrong type.
+    """
+    from ._watch import make_watcher
+
+    return make_watcher(
+        paths,
+        cascade=cascade,
+        update=update,
+        tracker=_DEFAULT if tracker is None else tracker,
+        debounce=debounce,
+        force_polling=force_polling,
+        on_change=on_change,
+    ).start()
+
+
+def awatch(
+    paths: str | os.PathLike[str] | Collection[str | os.PathLike[str]] | None = None,
+    *,
+    cascade: bool = False,
+    update: str | None = None,
+    tracker: Tracker | None = None,
+    debounce: float = 0.05,
+    force_polling: bool = False,
+) -> AsyncIterator[list[FileChange]]:
+    """
+    The async form of `watch`: reloads run in the event loop's thread, and each batch
+    of handled changes is yielded as a list of `FileChange`; closing the iterator stops it.
+
+    Raises:
+        InvalidArgumentError: as `watch`.
+    """
+    from ._watch import make_watcher
+
+    return make_watcher(
+        paths,
+        cascade=cascade,
+        update=update,
+        tracker=_DEFAULT if tracker is None else tracker,
+        debounce=debounce,
+        force_polling=force_polling,
+        on_change=None,
+    ).changes()
+
+
+def load_ipython_extension(ipython: _Any) -> None:
+    """
+    ``%load_ext versionload``: reload changed modules before each cell; add the magics.
+    """
+    from ._ipython import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: _Any) -> None:
+    """
+    ``%unload_ext versionload``: stop reloading before each cell.
+    """
+    from ._ipython import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+def __getattr__(name: str) -> _Any:
+    if name in {"FileChange", "Watcher", "WatchCounters"}:
+        # Imported on first use, so that importing versionload stays light.
+        from . import _watch
+
+        return getattr(_watch, name)
     if name == "__version__":
         from importlib.metadata import version
 
@@ -130,12 +272,16 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CascadeFailed",
+    "CascadeReloaded",
     "DEFAULT_MAX_VERSIONS",
     "Event",
+    "GroupReloadError",
     "HistoryEnded",
     "InvalidArgumentError",
     "ModuleLoaded",
     "ModuleNotLoadedError",
+    "ModulePatched",
     "ModuleReloadFailed",
     "ModuleReloaded",
     "ModuleRolledBack",
@@ -145,19 +291,27 @@ __all__ = [
     "NotTrackedError",
     "ReloadError",
     "SpecNotFoundError",
+    "StaleObject",
+    "StaleReport",
     "Tracker",
     "VersionLoadError",
     "VersionNotFoundError",
     "VersionPruned",
+    "awatch",
     "current",
     "default_tracker",
+    "dependencies",
+    "dependents",
     "diff",
     "history",
     "install",
     "reload",
+    "reload_many",
     "rollback",
+    "stale",
     "track",
     "uninstall",
+    "watch",
 ]
 
 # Tracebacks and reprs show the public path, not the private module.

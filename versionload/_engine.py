@@ -22,9 +22,12 @@ import sys
 import threading
 import time
 import traceback
+import types
 import warnings
-from collections.abc import Iterator, Mapping, MutableSequence
+from collections.abc import Callable, Iterator, Mapping, MutableSequence
 from types import ModuleType, TracebackType
+
+import attrs
 
 from ._errors import (
     InvalidArgumentError,
@@ -153,9 +156,13 @@ def _error_location(error: BaseException, origin: str | None) -> str | None:
 # -- reload -------------------------------------------------------------------------------
 
 
-def reload(registry: Registry, obj: object) -> ModuleType:
+def reload(registry: Registry, obj: object, finish: Finish | None = None) -> ModuleType:
     """
     Re-execute the module's current source in its existing namespace and record it.
+
+    ``finish`` runs after the new code, inside the transaction (see `execute`).
+    ``_group`` builds groups and in-place updates on the same `execute` / `commit` /
+    `unstage` steps.
     """
     name, module = resolve_loaded(obj)
     with module_lock(name):
@@ -165,20 +172,28 @@ def reload(registry: Registry, obj: object) -> ModuleType:
         if sys.modules.get(name) is not module:
             raise ModuleNotLoadedError(f"module {name!r} not in sys.modules", module=name)
         path = _parent_path(name)
-        history = registry.history_of(name, module)
-        if history is None:
-            registry.record(name, module, "adopted", origin_of(module), _SourceDigest())
-            history = registry.require(name, module)
-        previous = history.current
+        previous = current_or_adopt(registry, name, module)
         in_progress.add(name)
         try:
-            version, duration_ns = _execute(registry, name, module, path, previous)
+            staged = execute(registry, name, module, path, previous, finish)
         finally:
             in_progress.discard(name)
+        version, duration_ns = commit(registry, staged)
     if wanted(registry.subscribers, ModuleReloaded.level):
         registry.emit_all([_reloaded_event(previous, version, duration_ns)])
     # The module may have replaced itself in sys.modules while executing.
     return sys.modules[name]
+
+
+def current_or_adopt(registry: Registry, name: str, module: ModuleType) -> ModuleVersion:
+    """
+    The module's current version, adopting it first when it has no history.
+    """
+    history = registry.history_of(name, module)
+    if history is None:
+        registry.record(name, module, "adopted", origin_of(module), _SourceDigest())
+        history = registry.require(name, module)
+    return history.current
 
 
 def _parent_path(name: str) -> MutableSequence[str] | None:
@@ -205,18 +220,48 @@ def origin_of(module: ModuleType) -> str | None:
     return file if isinstance(file, str) else None
 
 
-def _execute(
+#: Runs after the new code, inside the transaction: ``finish(name, module, before)``.
+#: Whatever it returns is kept in `Staged.finished`; if it raises, it must first undo
+#: its own changes to objects (the namespace itself is put back by `execute`).
+Finish = Callable[[str, ModuleType, Mapping[str, object]], object]
+
+
+@attrs.frozen(eq=False)
+class Staged:
+    """
+    A module whose new code has run but whose version is not recorded yet.
+    """
+
+    name: str
+    module: ModuleType
+    previous: ModuleVersion
+    before: dict[str, object]
+    origin: str | None
+    sha256: str | None
+    started_ns: int
+    finished: object = None
+
+
+def execute(
     registry: Registry,
     name: str,
     module: ModuleType,
     path: MutableSequence[str] | None,
     previous: ModuleVersion,
-) -> tuple[ModuleVersion, int]:
+    finish: Finish | None = None,
+) -> Staged:
+    """
+    Run the module's new code in its namespace; on failure put it back and raise.
+
+    The caller holds the module's lock, then either `commit`s the result or, to
+    undo a module whose code succeeded, calls `unstage`.
+    """
     namespace = module.__dict__
     before = dict(namespace)
     started = time.perf_counter_ns()
     sha256: str | None = None
     origin = previous.origin
+    finished: object = None
     try:
         spec = _bootstrap._find_spec(name, path, module)  # type: ignore[attr-defined]
         if spec is None:
@@ -239,6 +284,8 @@ def _execute(
             message = f"{loader!r}.exec_module() not found; falling back to load_module()"
             warnings.warn(message, ImportWarning, stacklevel=2)
             loader.load_module(name)
+        if finish is not None:
+            finished = finish(name, module, types.MappingProxyType(before))
     except BaseException as error:
         # Put everything back before anyone can observe the half-executed module.
         restore_namespace(namespace, before)
@@ -266,11 +313,28 @@ def _execute(
         raise ReloadError(
             f"reloading {name!r} failed, the module is unchanged: {error!r}", module=name, path=origin
         ) from error
+    return Staged(name, module, previous, before, origin, sha256, started, finished)
+
+
+def unstage(staged: Staged) -> None:
+    """
+    Put back the namespace and ``sys.modules`` entry a successful `execute` changed.
+    """
+    restore_namespace(staged.module.__dict__, staged.before)
+    if sys.modules.get(staged.name, _MISSING) is not staged.module:
+        sys.modules[staged.name] = staged.module
+
+
+def commit(registry: Registry, staged: Staged) -> tuple[ModuleVersion, int]:
+    """
+    Record a staged module's namespace as its new version; returns it and the duration.
+    """
+    name, module = staged.name, staged.module
     # As in importlib: move the entry to the end of sys.modules, for clean-up order.
     current = sys.modules.pop(name, module)
     sys.modules[name] = current
-    duration_ns = time.perf_counter_ns() - started
-    version, _ = registry.record(name, module, "reload", origin, _SourceDigest(sha256))
+    duration_ns = time.perf_counter_ns() - staged.started_ns
+    version, _ = registry.record(name, module, "reload", staged.origin, _SourceDigest(staged.sha256))
     return version, duration_ns
 
 
@@ -290,16 +354,22 @@ def _reloaded_event(previous: ModuleVersion, version: ModuleVersion, duration_ns
     )
 
 
-def record_external_reload(registry: Registry, name: str, module: ModuleType, duration_ns: int) -> None:
+def record_external_reload(
+    registry: Registry, name: str, module: ModuleType, duration_ns: int, digest: _SourceDigest | None = None
+) -> None:
     """
     Record a reload that other code ran with ``importlib.reload``, once it succeeded.
+
+    ``digest`` is what ran when the finder could check it (see `digest_of_loader_run`).
     """
     history = registry.history_of(name, module)
     if history is None:
         return
     previous = history.current
     origin = origin_of(module)
-    version, _ = registry.record(name, module, "reload", origin, source_digest(origin, time.time_ns()))
+    if digest is None:
+        digest = source_digest(origin, time.time_ns())
+    version, _ = registry.record(name, module, "reload", origin, digest)
     if wanted(registry.subscribers, ModuleReloaded.level):
         registry.emit_all([_reloaded_event(previous, version, duration_ns)])
 
@@ -307,9 +377,34 @@ def record_external_reload(registry: Registry, name: str, module: ModuleType, du
 # -- rollback -----------------------------------------------------------------------------
 
 
-def rollback(registry: Registry, obj: object, to: object) -> ModuleType:
+def _with_imported_submodules(
+    name: str, bindings: Mapping[str, object], live: Mapping[str, object]
+) -> Mapping[str, object]:
+    """
+    ``bindings`` plus the package's attributes for submodules that are in ``sys.modules``.
+
+    The import system binds ``pkg.sub`` on the package after the package's own version
+    was recorded, and never again while ``pkg.sub`` stays imported: removing it would
+    leave ``pkg.sub`` unreachable as an attribute.
+    """
+    extra = {
+        key: value
+        for key, value in live.items()
+        if key not in bindings
+        and isinstance(value, ModuleType)
+        and sys.modules.get(f"{name}.{key}") is value
+    }
+    return {**bindings, **extra} if extra else bindings
+
+
+def rollback(
+    registry: Registry, obj: object, to: object, restore: Callable[[str, int], None] | None = None
+) -> ModuleType:
     """
     Restore the namespace of version ``to`` (default: the one before the current).
+
+    ``restore(name, number)`` runs right after the namespace is restored, under the
+    module's lock, to restore the state of objects updated in place.
     """
     if to is not None:
         check_version_number(to, "to")
@@ -318,16 +413,19 @@ def rollback(registry: Registry, obj: object, to: object) -> ModuleType:
         history = registry.require(name, module)
         current = history.current
         target = history.get(to) if isinstance(to, int) else history.before(current.number)
-        # The namespace before is only needed for the event's diff.
+        # The event's diff is computed only when somebody would receive the event.
         report = wanted(registry.subscribers, ModuleRolledBack.level)
         started = time.perf_counter_ns()
-        live = dict(module.__dict__) if report else {}
-        restore_namespace(module.__dict__, target.bindings)
+        live = dict(module.__dict__)
+        bindings = _with_imported_submodules(name, target.bindings, live)
+        restore_namespace(module.__dict__, bindings)
+        if restore is not None:
+            restore(name, target.number)
         registry.set_current(history, target.number)
         duration_ns = time.perf_counter_ns() - started
     if not report:
         return module
-    changes = compare(name, current.number, live, target.number, target.bindings)
+    changes = compare(name, current.number, live, target.number, bindings)
     registry.emit_all(
         [
             ModuleRolledBack(

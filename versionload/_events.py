@@ -147,6 +147,59 @@ class HistoryEnded(Event):
     cause: str
 
 
+@attrs.frozen
+class ModulePatched(Event):
+    """
+    An in-place reload updated old functions and classes; ``rebound`` lists those
+    that could not be updated and were rebound instead, each as ``"qualname: reason"``.
+    """
+
+    event: ClassVar[str] = "module.patched"
+
+    version: int
+    patched: tuple[str, ...]
+    rebound: tuple[str, ...]
+
+
+@attrs.frozen
+class CascadeReloaded(Event):
+    """
+    A group of modules (a cascade, or `reload_many`) was reloaded, all of them.
+
+    ``module`` is the cascade's trigger (for `reload_many`, the first module) and
+    ``trigger`` is None for `reload_many`.
+    """
+
+    event: ClassVar[str] = "cascade.reloaded"
+
+    trigger: str | None
+    modules: tuple[str, ...]
+    versions: tuple[int, ...]
+    update: str
+    duration_ms: float
+
+
+@attrs.frozen
+class CascadeFailed(Event):
+    """
+    A module of a group failed; every module of the group is as it was before.
+
+    ``undone`` are the modules whose new code had run and was undone, ``skipped``
+    the modules not attempted.
+    """
+
+    event: ClassVar[str] = "cascade.failed"
+    level: ClassVar[str] = "error"
+
+    trigger: str | None
+    modules: tuple[str, ...]
+    failed: str
+    error: str
+    undone: tuple[str, ...]
+    skipped: tuple[str, ...]
+    duration_ms: float
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ModuleLoaded,
     ModuleReloaded,
@@ -154,6 +207,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ModuleRolledBack,
     VersionPruned,
     HistoryEnded,
+    ModulePatched,
+    CascadeReloaded,
+    CascadeFailed,
 )
 
 Subscriber = Callable[[Event], object]
@@ -176,8 +232,13 @@ def wanted(subscribers: Iterable[Subscriber], level: str) -> bool:
     looks at every name), so it is skipped when nobody would receive it. Unconfigured
     structlog prints everything but debug events (see `emit`).
     """
-    if subscribers:
-        return True
+    return bool(subscribers) or logs(level)
+
+
+def logs(level: str) -> bool:
+    """
+    Whether structlog lets events of the ``versionload`` logger at ``level`` through.
+    """
     if not structlog.is_configured():
         return level != "debug"
     try:
@@ -186,6 +247,13 @@ def wanted(subscribers: Iterable[Subscriber], level: str) -> bool:
         return True if check is None else bool(check(_LEVEL_NUMBERS[level]))
     except Exception:  # noqa: BLE001 - a broken configuration is emit's to report
         return True
+
+
+def logs_debug() -> bool:
+    """
+    Whether structlog is configured to let debug events of the ``versionload`` logger through.
+    """
+    return logs("debug")
 
 
 def debug_wanted(subscribers: Iterable[Subscriber]) -> bool:
@@ -229,4 +297,3 @@ def report_error(error: BaseException, message: str) -> None:
             object=None,
         )
     )
-

@@ -16,8 +16,12 @@ under a microsecond.
 
 A reload by other code (``importlib.reload``, which IPython's autoreload and many
 frameworks call) runs no ``_initializing`` step, so for it alone the spec's loader
-is replaced by a stand-in until the moment the module's code starts; the stand-in
-puts the real loader back into the spec and the module before executing anything.
+is replaced by a stand-in until ``importlib._bootstrap._exec`` asks it for
+``exec_module``. At that moment the stand-in puts the real loader back into the spec
+and the module and hands out the real loader's own ``exec_module``, so the module's
+code runs with no frame of ours on the stack (a failing reload's traceback is the
+stdlib's). The end is observed when ``_exec``'s ``finally`` reads ``spec.name``; the
+exception being handled at that moment tells whether the code raised.
 """
 
 from __future__ import annotations
@@ -32,17 +36,23 @@ from types import CodeType, FrameType, ModuleType
 from typing import Any
 
 from ._events import report_error
+from ._snapshot import _SourceDigest
+from ._source import digest_of_loader_run
 
 #: Called once a first import ends: ``(spec, module)`` on success, ``(spec, None)`` on failure.
 LoadObserver = Callable[[ModuleSpec, "ModuleType | None"], None]
-#: Called once another tool's ``importlib.reload`` ran the module's code successfully.
-ReloadObserver = Callable[[ModuleSpec, ModuleType, int], None]
+#: Called once another tool's ``importlib.reload`` ran the module's code successfully:
+#: ``(spec, module, duration_ns, digest of what ran or None when not checked)``.
+ReloadObserver = Callable[[ModuleSpec, ModuleType, int, "_SourceDigest | None"], None]
 
 _OBSERVERS = "_versionload_observers"
 
 _FIND_SPEC_CODE: CodeType = _bootstrap._find_spec.__code__  # type: ignore[attr-defined]
 _IMPORT_CODE: CodeType = _bootstrap._find_and_load_unlocked.__code__  # type: ignore[attr-defined]
 _RELOAD_CODE: CodeType = importlib.reload.__code__
+
+_EXEC_CODE: CodeType = _bootstrap._exec.__code__  # type: ignore[attr-defined]
+_RELOAD_END = "_versionload_reload_end"
 
 _IMPORT, _RELOAD, _OTHER = "import", "reload", "other"
 
@@ -105,15 +115,51 @@ def observe_load(spec: ModuleSpec, observer: LoadObserver) -> None:
     state[_OBSERVERS] = (original, [observer])
 
 
+def _reload_observing_class(base: type[ModuleSpec]) -> type[ModuleSpec]:
+    """
+    A subclass of ``base`` that notices ``_exec`` reading ``name`` once the code ran.
+    """
+    cached = _RELOAD_OBSERVING_CLASSES.get(base)
+    if cached is not None:
+        return cached
+
+    def _get(self: ModuleSpec) -> Any:
+        state = self.__dict__
+        try:
+            name = state["name"]
+        except KeyError:
+            raise AttributeError("name") from None
+        pending = state.get(_RELOAD_END)
+        # Module code reading __spec__.name (relative imports do) must not count.
+        if pending is not None and sys._getframe(1).f_code is _EXEC_CODE:
+            del state[_RELOAD_END]
+            self.__class__ = pending[0]
+            pending[1]()
+        return name
+
+    def _set(self: ModuleSpec, value: Any) -> None:
+        self.__dict__["name"] = value
+
+    cls = type(base.__name__, (base,), {"name": property(_get, _set), "__module__": base.__module__})
+    cls.__qualname__ = base.__qualname__
+    _RELOAD_OBSERVING_CLASSES[base] = cls
+    return cls
+
+
+_RELOAD_OBSERVING_CLASSES: dict[type[ModuleSpec], type[ModuleSpec]] = {}
+
+
 class _LoaderStandIn:
     """
     Takes the place of ``spec.loader`` during another tool's ``importlib.reload``.
     """
 
-    def __init__(self, loader: Any, spec: ModuleSpec, observer: ReloadObserver) -> None:
+    def __init__(self, loader: Any, spec: ModuleSpec, module: ModuleType, observer: ReloadObserver) -> None:
         self._vl_loader = loader
         self._vl_spec = spec
-        self._vl_observer = observer
+        self._vl_module = module
+        # Every installed tracker's finder adds its observer to the one stand-in.
+        self._vl_observers = [observer]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._vl_loader, name)
@@ -121,18 +167,41 @@ class _LoaderStandIn:
     def __repr__(self) -> str:
         return repr(self._vl_loader)
 
-    def exec_module(self, module: ModuleType) -> None:
-        loader, spec = self._vl_loader, self._vl_spec
+    @property
+    def exec_module(self) -> Any:
+        """
+        The real loader's ``exec_module``, handed out once everything is put back.
+        """
+        loader, spec, module = self._vl_loader, self._vl_spec, self._vl_module
         # Put everything back before the module's code can look at it.
         spec.loader = loader
         if module.__dict__.get("__loader__") is self:
             module.__loader__ = loader
-        started = time.perf_counter_ns()
-        loader.exec_module(module)
+        original = type(spec)
         try:
-            self._vl_observer(spec, module, time.perf_counter_ns() - started)
-        except Exception as error:  # noqa: BLE001 - the reload itself succeeded
-            report_error(error, "versionload: recording a reload failed")
+            spec.__class__ = _reload_observing_class(original)
+        except TypeError:
+            return loader.exec_module  # an exotic spec class: run the reload unobserved
+        # Before running: the bytecode cache it runs may be stale for the source on disk.
+        digest = digest_of_loader_run(spec)
+        handled = sys.exc_info()[1]
+        observers = self._vl_observers
+        started = time.perf_counter_ns()
+
+        def on_end() -> None:
+            # In _exec's finally: an exception other than the one handled before the
+            # code ran means the code raised, and importlib.reload re-raises it.
+            if sys.exc_info()[1] is not handled:
+                return
+            duration_ns = time.perf_counter_ns() - started
+            for observer in observers:
+                try:
+                    observer(spec, module, duration_ns, digest)
+                except Exception as error:  # noqa: BLE001 - the reload itself succeeded
+                    report_error(error, "versionload: recording a reload failed")
+
+        spec.__dict__[_RELOAD_END] = (original, on_end)
+        return loader.exec_module
 
 
 def _caller() -> str:
@@ -143,8 +212,10 @@ def _caller() -> str:
         frame: FrameType | None = sys._getframe(2)
     except ValueError:  # called directly from a very shallow stack
         return _OTHER
-    while frame is not None and frame.f_code is _FINDER_CODE:
-        frame = frame.f_back  # several trackers' finders asking one another
+    # Several trackers' finders asking one another: skip their frames, both the
+    # find_spec and the loop over the later finders that called the next one.
+    while frame is not None and (frame.f_code is _FINDER_CODE or frame.f_code is _FIND_AFTER_SELF_CODE):
+        frame = frame.f_back
     if frame is None or frame.f_code is not _FIND_SPEC_CODE:
         return _OTHER
     frame = frame.f_back
@@ -200,12 +271,18 @@ class VersionedFinder:
             if fullname not in sys.modules:
                 observe_load(spec, self._on_load)
             return spec
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module") or isinstance(loader, _LoaderStandIn):
-            return spec
         assert target is not None
+        loader: object = spec.loader
+        if isinstance(loader, _LoaderStandIn):
+            # A later tracker's finder made it; checked first, since looking up its
+            # exec_module would start the reload's observation.
+            self._on_reload_start(target)
+            loader._vl_observers.append(self._on_reload)
+            return spec
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
         self._on_reload_start(target)
-        spec.loader = _LoaderStandIn(loader, spec, self._on_reload)  # type: ignore[assignment]
+        spec.loader = _LoaderStandIn(loader, spec, target, self._on_reload)  # type: ignore[assignment]
         return spec
 
     def _find_after_self(
@@ -227,3 +304,4 @@ class VersionedFinder:
 
 
 _FINDER_CODE: CodeType = VersionedFinder.find_spec.__code__
+_FIND_AFTER_SELF_CODE: CodeType = VersionedFinder._find_after_self.__code__

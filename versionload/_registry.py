@@ -30,6 +30,7 @@ from ._events import (
     VersionPruned,
     debug_wanted,
     emit,
+    logs_debug,
 )
 from ._history import ModuleHistory
 from ._snapshot import ModuleVersion, Reason, _SourceDigest, make_version, source_digest
@@ -126,21 +127,27 @@ class Registry:
     # -- reading -------------------------------------------------------------------
 
     def names(self) -> tuple[str, ...]:
+        events: list[Event] = []
         with self._lock:
-            self._forget_collected()
-            return tuple(self._histories)
+            self._forget_collected(events)
+            names = tuple(self._histories)
+        self.emit_all(events)
+        return names
 
     def find(self, name: str) -> tuple[ModuleType, ModuleHistory] | None:
         """
         The live module tracked under ``name`` and its history, or None.
         """
+        # Histories of collected modules end here too, and their events are emitted.
+        events: list[Event] = []
         with self._lock:
-            self._forget_collected()
+            self._forget_collected(events)
             history = self._histories.get(name)
             module = history.module_ref() if history is not None else None
-            if history is None or module is None:
-                return None
-            return module, history
+        self.emit_all(events)
+        if history is None or module is None:
+            return None
+        return module, history
 
     def history_of(self, name: str, module: ModuleType) -> ModuleHistory | None:
         """
@@ -207,7 +214,9 @@ class Registry:
                     version=number,
                     reason=reason,
                     origin=origin,
-                    source_sha256=version.source_sha256,
+                    # Hashing reads the file: do it only for a log line that shows it,
+                    # not for subscribers (a watcher would pay a read per import).
+                    source_sha256=version.source_sha256 if logs_debug() else version.known_source_sha256,
                     names=len(version.bindings),
                 )
             )

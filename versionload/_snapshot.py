@@ -84,6 +84,10 @@ class _SourceDigest:
         return self._pending
 
     @property
+    def known(self) -> str | None:
+        return None if self._pending else self._digest
+
+    @property
     def value(self) -> str | None:
         if self._pending:
             # Racing threads compute the same value; the last write wins harmlessly.
@@ -155,6 +159,14 @@ class ModuleVersion:
         """
         digest = self._digest
         return digest.value if isinstance(digest, _SourceDigest) else digest
+
+    @property
+    def known_source_sha256(self) -> str | None:
+        """
+        `source_sha256` if it is already known, without reading any file.
+        """
+        digest = self._digest
+        return digest.known if isinstance(digest, _SourceDigest) else digest
 
     @functools.cached_property
     def names(self) -> frozenset[str]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from ._snapshot import sha256_of
+from ._snapshot import _SourceDigest, sha256_of
 
 _TIMESTAMP_PYC_FLAGS = (0).to_bytes(4, "little")
 
@@ -159,3 +159,31 @@ def _refresh_bytecode_cache(
         return
     if identity == _cache_identity(cache_path):
         _written[cache_path] = (sha256, mtime, size, identity)
+
+
+def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest | None:
+    """
+    The digest of what ``spec.loader.exec_module`` is about to run, for a reload that
+    another tool runs with ``importlib.reload`` (which versionload leaves as it is).
+
+    Such a reload may run a ``.pyc`` that passes the mtime and size check although the
+    source changed. The code the loader will run is compared with the source compiled
+    afresh: equal, the source's hash is what runs; different, the bytecode is stale and
+    the source of what runs is unknown (a digest of None). Returns None for loaders this
+    cannot check, and when the loader cannot produce its code (its own run will fail).
+    """
+    loader: Any = spec.loader
+    if not reads_source_through_cache(loader):
+        return None
+    try:
+        path = loader.get_filename(spec.name)
+        running = loader.get_code(spec.name)
+    except Exception:  # noqa: BLE001 - exec_module reports the loader's own errors
+        return None
+    try:
+        data = loader.get_data(path)
+        sha256 = sha256_of(data)
+        fresh = _compile(loader, path, data, sha256)
+    except Exception:  # noqa: BLE001 - unreadable or broken source: what runs is the cache
+        return _SourceDigest()
+    return _SourceDigest(sha256 if running == fresh else None)

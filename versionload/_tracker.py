@@ -16,11 +16,15 @@ from types import ModuleType
 from ._engine import check_version_number, module_name, origin_of, record_external_reload, resolve_tracked
 from ._engine import reload as _reload
 from ._engine import rollback as _rollback
-from ._errors import NotAModuleError, VersionLoadError
+from ._errors import InvalidArgumentError, NotAModuleError, VersionLoadError
 from ._events import Subscriber
 from ._finder import VersionedFinder
+from ._graph import dependencies_of, dependency_map, dependents_of
+from ._group import cascade_targets, check_update, migrator, names_of, reload_group, restore_states
+from ._inplace import Ledger
 from ._registry import Registry, normalize_max_versions, normalize_patterns
 from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
+from ._stale import StaleReport, stale_report
 
 
 class Tracker:
@@ -56,6 +60,7 @@ class Tracker:
             self._registry.wants, self._on_load, self._on_external_reload_start, self._on_external_reload
         )
         self._install_lock = threading.Lock()
+        self._ledger = Ledger()  # states of objects updated in place, per version
 
     def __repr__(self) -> str:
         state = "installed" if self.installed else "not installed"
@@ -145,7 +150,9 @@ class Tracker:
         version, _ = self._registry.record(name, module, "adopted", origin_of(module), _SourceDigest())
         return version
 
-    def reload(self, module: ModuleType | str) -> ModuleType:
+    def reload(
+        self, module: ModuleType | str, *, cascade: bool = False, update: str | None = None
+    ) -> ModuleType:
         """
         Re-execute the module's current source in its existing namespace.
 
@@ -154,17 +161,118 @@ class Tracker:
         always runs the source on disk, records a new version, and leaves the
         module exactly as it was when the new code fails.
 
+        If the new code defines ``__versionload_migrate__(previous)``, it is called
+        once the new code has run, with a read-only mapping of the namespace as it
+        was before the reload; if it raises, the reload fails like any other.
+
+        Args:
+            cascade: Also reload every tracked module that depends on this one, each
+                after its dependencies (see `dependents`), as one atomic group: if
+                any of them fails, all are put back and a `GroupReloadError` names
+                the module that failed.
+            update: None (or ``"rebind"``): the namespace gets the new objects, as
+                ``importlib.reload`` does. ``"in-place"``: functions and classes the
+                module defined before keep their identity and take on the new code,
+                so references held elsewhere see it; see ``docs/update-modes.md``.
+
         Returns:
             ``sys.modules[name]`` afterwards (the module, unless it replaced itself).
 
         Raises:
             NotAModuleError: ``module`` is neither a module nor a string.
+            InvalidArgumentError: ``cascade`` is not a bool, or ``update`` is unknown.
             ModuleNotLoadedError: it (or its parent package) is not in ``sys.modules``.
             SpecNotFoundError: no finder finds it any more.
             ReloadError: the new code failed; the original exception is chained.
+            GroupReloadError: with ``cascade``, a module of the cascade failed.
         """
         try:
-            return _reload(self._registry, module)
+            if not isinstance(cascade, bool):
+                raise InvalidArgumentError(f"cascade must be a bool, got {cascade!r}")
+            mode = check_update(update)
+            if cascade:
+                targets = cascade_targets(self._registry, module)
+                return reload_group(self._registry, self._ledger, targets, update=mode, kind="cascade")[0]
+            if mode == "in-place":
+                return reload_group(self._registry, self._ledger, [module], update=mode)[0]
+            return _reload(self._registry, module, migrator)
+        except VersionLoadError as error:
+            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+
+    def reload_many(
+        self, modules: Iterable[ModuleType | str], *, update: str | None = None
+    ) -> tuple[ModuleType, ...]:
+        """
+        Reload several modules, in the order given, as one atomic group: all or none.
+
+        If any module fails, those already reloaded are put back (in-place updates
+        reverted, namespaces restored), no version is recorded for any of them, and
+        `GroupReloadError` names the one that failed. Emits one event per module
+        and a ``cascade.reloaded`` / ``cascade.failed`` event for the group.
+
+        Returns:
+            The modules, in the order given.
+
+        Raises:
+            InvalidArgumentError: ``modules`` is not an iterable of modules or names,
+                names a module twice, or ``update`` is unknown.
+            GroupReloadError: a module of the group failed; all are unchanged.
+            ReloadError: as `reload`, for a module that cannot be reloaded at all
+                (checked before anything runs).
+        """
+        try:
+            return reload_group(self._registry, self._ledger, names_of(modules), update=update, kind="many")
+        except VersionLoadError as error:
+            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+
+    def dependents(self, module: ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
+        """
+        The tracked modules that depend on ``module`` (import it, or bind names from it).
+
+        Edges come from each module's compiled code (every import statement, also
+        inside functions) and its namespace (modules and classes/functions from
+        other modules it binds); see ``docs/update-modes.md``.
+
+        Args:
+            transitive: Also the modules that depend on those, and so on.
+
+        Returns:
+            Module names, in the order they were first tracked.
+        """
+        try:
+            name, _ = self._graph_node(module)
+            return dependents_of(dependency_map(self._registry), name, transitive)
+        except VersionLoadError as error:
+            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+
+    def dependencies(self, module: ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
+        """
+        The tracked modules that ``module`` depends on; the converse of `dependents`.
+        """
+        try:
+            name, _ = self._graph_node(module)
+            return dependencies_of(dependency_map(self._registry), name, transitive)
+        except VersionLoadError as error:
+            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+
+    def _graph_node(self, module: ModuleType | str) -> tuple[str, ModuleType]:
+        name, obj, _ = resolve_tracked(self._registry, module)
+        return name, obj
+
+    def stale(self, module: ModuleType | str) -> StaleReport:
+        """
+        The live objects that still use code older than the module's current version.
+
+        Functions, classes and instances reachable from other modules' namespaces,
+        and frames of running threads executing old code; empty (and false) when
+        nothing old is in use. See `StaleReport`.
+
+        Raises:
+            NotTrackedError: the module has no history.
+        """
+        try:
+            name, obj, history = resolve_tracked(self._registry, module)
+            return stale_report(name, obj, history, self._ledger.code_versions(name, history))
         except VersionLoadError as error:
             raise error.with_traceback(None)  # noqa: B904 - keep our frames out
 
@@ -174,7 +282,8 @@ class Tracker:
 
         Names added since are removed, changed names get their old objects back and
         removed names come back. The history is kept; the next reload gets a new,
-        higher number.
+        higher number. Functions and classes updated in place since then get back
+        the code and attributes they had at version ``to``.
 
         Args:
             to: The version number; None means the highest version below the current one.
@@ -185,7 +294,7 @@ class Tracker:
             InvalidArgumentError: ``to`` is not an int.
         """
         try:
-            return _rollback(self._registry, module, to)
+            return _rollback(self._registry, module, to, restore_states(self._registry, self._ledger))
         except VersionLoadError as error:
             raise error.with_traceback(None)  # noqa: B904 - keep our frames out
 
@@ -270,5 +379,7 @@ class Tracker:
         if self._registry.history_of(name, module) is None:
             self._registry.record(name, module, "adopted", origin_of(module), _SourceDigest())
 
-    def _on_external_reload(self, spec: ModuleSpec, module: ModuleType, duration_ns: int) -> None:
-        record_external_reload(self._registry, spec.name, module, duration_ns)
+    def _on_external_reload(
+        self, spec: ModuleSpec, module: ModuleType, duration_ns: int, digest: _SourceDigest | None
+    ) -> None:
+        record_external_reload(self._registry, spec.name, module, duration_ns, digest)

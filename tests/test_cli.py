@@ -1,0 +1,443 @@
+"""
+The ``versionload`` command, started as a real subprocess: live reloading of a running
+program, its control channel, and its errors and exit codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+import versionload
+from versionload import _control
+from versionload._cli import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
+
+from .helpers import wait_for
+
+APP = """
+import sys, time
+import behaviour
+
+for tick in range(int(sys.argv[1]) if len(sys.argv) > 1 else 10**6):
+    print("tick", behaviour.answer(), flush=True)
+    time.sleep(0.05)
+"""
+
+BEHAVIOUR = """
+def answer():
+    return "one"
+"""
+
+
+@pytest.fixture(name="runtime")
+def _runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """
+    A private runtime directory for control sockets (short, for the socket path limit).
+    """
+    directory = Path(tempfile.mkdtemp(prefix="vl-"))
+    monkeypatch.setenv(_control.RUNTIME_DIR_ENV, str(directory))
+    monkeypatch.delenv(_control.SOCKET_ENV, raising=False)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(name="app")
+def _app(tmp_path: Path) -> Path:
+    """
+    A directory with a long-running script whose output comes from ``behaviour.py``.
+    """
+    directory = tmp_path / "app"
+    directory.mkdir()
+    (directory / "app.py").write_text(textwrap.dedent(APP))
+    (directory / "behaviour.py").write_text(textwrap.dedent(BEHAVIOUR))
+    return directory
+
+
+def cli(*arguments: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "versionload", *arguments], capture_output=True, text=True, timeout=timeout
+    )
+
+
+class Program:
+    """
+    ``versionload run --json`` in a subprocess; its events and output lines gathered as they come.
+    """
+
+    def __init__(self, *arguments: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "versionload", "run", "--json", *arguments],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.events: list[dict[str, Any]] = []
+        self.output: list[str] = []
+        self.other: list[str] = []
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
+        self._threads = [
+            threading.Thread(target=self._read, args=(self.process.stdout, self.output.append), daemon=True),
+            threading.Thread(target=self._read, args=(self.process.stderr, self._event), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @staticmethod
+    def _read(stream: IO[str], sink: Callable[[str], None]) -> None:
+        for line in stream:
+            sink(line.rstrip("\n"))
+
+    def _event(self, line: str) -> None:
+        try:
+            self.events.append(json.loads(line))
+        except ValueError:
+            self.other.append(line)
+
+    def event(self, name: str, **fields: Any) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            for event in list(self.events):
+                if event["event"] == name and all(event.get(k) == v for k, v in fields.items()):
+                    return event
+            return None
+
+        assert wait_for(found, timeout=20), (name, fields, self.events, self.other)
+        result = found()
+        assert result is not None
+        return result
+
+    def prints(self, text: str, after: int = 0) -> int:
+        """
+        Wait for an output line containing ``text`` at index ``after`` or later; return its index.
+        """
+
+        def index() -> int | None:
+            lines = list(self.output)
+            return next((i for i in range(after, len(lines)) if text in lines[i]), None)
+
+        assert wait_for(lambda: index() is not None, timeout=20), (text, self.output[-5:], self.other)
+        found = index()
+        assert found is not None
+        return found
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        code = self.process.wait(20)
+        for thread in self._threads:
+            thread.join(5)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        return code
+
+
+@pytest.fixture(name="running")
+def _running(app: Path, runtime: Path) -> Iterator[Program]:
+    program = Program("--watch", str(app), str(app / "app.py"))
+    program.event("control.listening")
+    program.prints("tick one")
+    yield program
+    program.stop()
+
+
+class TestRun:
+    def test_edit_reload_failure_and_deletion(self, app, running):
+        """A running program picks up an edit, survives a broken edit, and reports a deleted file."""
+        loaded = running.event("module.loaded", module="behaviour")
+        assert str(app / "behaviour.py") == loaded["origin"]
+
+        (app / "behaviour.py").write_text("def answer():\n    return 'two'\n")
+        reloaded = running.event("module.reloaded", module="behaviour")
+        assert (2, ["answer"]) == (reloaded["version"], reloaded["changed"])
+        line = running.prints("tick two")
+
+        (app / "behaviour.py").write_text("def answer():\n    return 'three'\nraise ValueError('broken')\n")
+        failed = running.event("module.reload_failed", module="behaviour")
+        assert f"{app / 'behaviour.py'}:3" == failed["location"]
+        assert "broken" in failed["error"]
+        # A line printed after the failure was handled (the one after the next, in case
+        # one was already on its way) still comes from the old code.
+        later = len(running.output) + 1
+        assert "tick two" == running.output[running.prints("tick", after=max(later, line + 1))]
+
+        (app / "behaviour.py").unlink()
+        running.event("watch.file_deleted", module="behaviour")
+        assert running.process.poll() is None
+
+    def test_run_module_with_arguments_and_exit_status(self, tmp_path, runtime, monkeypatch):
+        """-m MODULE runs a module as __main__ with its arguments; its exit status is kept."""
+        (tmp_path / "tool.py").write_text("import sys\nprint('args', sys.argv[1:])\nsys.exit(7)\n")
+        monkeypatch.chdir(tmp_path)
+        result = cli("run", "-m", "tool", "--flag", "x")
+        assert 7 == result.returncode, result.stderr
+        assert "args ['--flag', 'x']" in result.stdout
+
+    def test_program_exception_is_exit_1(self, tmp_path, runtime):
+        """A program that raises prints its traceback and exits with 1."""
+        (tmp_path / "bad.py").write_text("raise RuntimeError('program bug')\n")
+        result = cli("run", str(tmp_path / "bad.py"))
+        assert 1 == result.returncode
+        assert "RuntimeError: program bug" in result.stderr
+
+    def test_console_output_without_json(self, tmp_path, runtime):
+        """Without --json, events are rendered by structlog's console renderer (no colour on a pipe)."""
+        (tmp_path / "quick.py").write_text("print('done')\n")
+        result = cli("run", str(tmp_path / "quick.py"))
+        assert 0 == result.returncode, result.stderr
+        assert "watch.started" in result.stderr
+        assert "\x1b[" not in result.stderr
+
+
+class TestRunErrors:
+    def test_missing_script(self, tmp_path, runtime):
+        """A script that does not exist: a clear message and exit status 3."""
+        result = cli("run", str(tmp_path / "nope.py"))
+        assert EXIT_NOT_FOUND == result.returncode
+        assert "nope.py" in result.stderr
+        assert "no such file" in result.stderr
+
+    def test_unknown_module(self, tmp_path, runtime, monkeypatch):
+        """-m with a module that does not exist: exit status 3."""
+        monkeypatch.chdir(tmp_path)
+        result = cli("run", "-m", "no_such_module_anywhere")
+        assert EXIT_NOT_FOUND == result.returncode
+        assert "no module named 'no_such_module_anywhere'" in result.stderr
+
+    @pytest.mark.parametrize(
+        "arguments",
+        [["run", "--bogus", "x.py"], ["run"], ["run", "-m"], ["frobnicate"], [], ["rollback"]],
+    )
+    def test_bad_usage(self, arguments, runtime):
+        """A bad flag, a missing target or an unknown command: exit status 2 and a usage message."""
+        result = cli(*arguments)
+        assert EXIT_USAGE == result.returncode
+        assert "error" in result.stderr
+
+    @pytest.mark.parametrize(("flag", "option"), [("--cascade", "cascade"), ("--in-place", "update")])
+    def test_reload_mode_flags(self, app, runtime, flag, option):
+        """--cascade/--in-place run when this versionload's reload has the option, else exit 2 saying so."""
+        supported = option in inspect.signature(versionload.Tracker.reload).parameters
+        result = cli("run", flag, str(app / "app.py"), "1")
+        if supported:
+            assert (0, "tick one") == (result.returncode, result.stdout.strip()), result.stderr
+        else:
+            assert EXIT_USAGE == result.returncode
+            assert f"has no {option} option" in result.stderr
+
+    def test_watch_must_be_a_directory(self, app, runtime):
+        """--watch with something that is not a directory: exit status 2."""
+        result = cli("run", "--watch", str(app / "missing"), str(app / "app.py"), "1")
+        assert EXIT_USAGE == result.returncode
+        assert "not a directory" in result.stderr
+
+    def test_console_script_is_installed(self):
+        """The `versionload` console script exists and answers --help."""
+        script = shutil.which("versionload", path=str(Path(sys.executable).parent))
+        assert script is not None
+        result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=30)
+        assert 0 == result.returncode
+        assert "run" in result.stdout
+        assert "rollback" in result.stdout
+
+
+class TestControl:
+    def test_history_and_rollback(self, app, running):
+        """history lists the versions of the running program; rollback restores one of them."""
+        (app / "behaviour.py").write_text("def answer():\n    return 'two'\n")
+        running.event("module.reloaded", module="behaviour")
+        line = running.prints("tick two")
+        pid = str(running.process.pid)
+
+        result = cli("history", "--pid", pid, "--json")
+        assert 0 == result.returncode, result.stderr
+        [entry] = json.loads(result.stdout)
+        assert ("behaviour", 2, [1, 2]) == (
+            entry["module"],
+            entry["current"],
+            [v["number"] for v in entry["versions"]],
+        )
+
+        result = cli("rollback", "behaviour", "1")  # the only program running: found without --pid
+        assert 0 == result.returncode, result.stderr
+        assert "rolled behaviour back to version 1 (was 2)" in result.stdout
+        running.event("module.rolled_back", module="behaviour", version=1)
+        running.prints("tick one", after=line)
+
+        text = cli("history", "--pid", pid, "behaviour")
+        assert 0 == text.returncode
+        assert "current: version 1" in text.stdout
+
+    def test_unknown_module_and_version(self, running):
+        """Rolling back an untracked module or a missing version: exit status 5 and the reason."""
+        pid = str(running.process.pid)
+        unknown = cli("rollback", "--pid", pid, "no_such_module")
+        assert EXIT_REFUSED == unknown.returncode
+        assert "not tracked" in unknown.stderr
+        missing = cli("rollback", "--pid", pid, "behaviour", "9")
+        assert EXIT_REFUSED == missing.returncode
+        assert "no version 9" in missing.stderr
+        history = cli("history", "--pid", pid, "no_such_module")
+        assert EXIT_REFUSED == history.returncode
+
+    def test_no_program_running(self, runtime):
+        """With no program running, history says so and exits with status 4."""
+        result = cli("history")
+        assert EXIT_UNREACHABLE == result.returncode
+        assert "no running" in result.stderr
+        result = cli("rollback", "--pid", "999999", "x")
+        assert EXIT_UNREACHABLE == result.returncode
+
+    def test_socket_and_directory_are_private(self, running, runtime):
+        """The socket is mode 0600 and its directory 0700, both owned by the user."""
+        path = runtime / f"{running.process.pid}.sock"
+        info = os.stat(path)
+        assert stat.S_ISSOCK(info.st_mode)
+        assert (0o600, os.getuid()) == (stat.S_IMODE(info.st_mode), info.st_uid)
+        assert 0o700 == stat.S_IMODE(os.stat(runtime).st_mode)
+
+    def test_terminated_program_removes_its_socket(self, running, runtime):
+        """SIGTERM ends the program through its clean-up: status 143, no socket left behind."""
+        path = runtime / f"{running.process.pid}.sock"
+        assert path.exists()
+        assert 143 == running.stop()
+        assert not path.exists()
+
+    def test_stale_socket_is_ignored_and_removed(self, runtime):
+        """A socket left by a killed program is not taken for a running one, and is cleaned up."""
+        stale = runtime / "999999.sock"
+        stale.touch()
+        result = cli("history")
+        assert EXIT_UNREACHABLE == result.returncode
+        assert "no running" in result.stderr
+        assert not stale.exists()
+
+    def test_malformed_requests_are_answered(self, tmp_path, runtime):
+        """A request that is not a JSON object, or names no known op, gets an error answer."""
+        server = _control.ControlServer(versionload.Tracker(), (str(tmp_path),)).start()
+        try:
+            assert server.path is not None
+            for line in (b"not json\n", b"[1, 2]\n", b'{"op": "explode"}\n', b'{"op": "rollback"}\n'):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                    client.settimeout(10)
+                    client.connect(str(server.path))
+                    client.sendall(line)
+                    answer = json.loads(client.makefile().readline())
+                assert (False, "bad_request") == (answer["ok"], answer["kind"]), line
+            assert server.path.exists()
+        finally:
+            server.stop()
+        assert not server.path.exists()
+
+    def test_history_all_includes_modules_outside_the_roots(self, running):
+        """history --all also lists tracked modules from outside the watched directories."""
+        pid = str(running.process.pid)
+        watched = json.loads(cli("history", "--pid", pid, "--json").stdout)
+        everything = json.loads(cli("history", "--pid", pid, "--json", "--all").stdout)
+        assert ["behaviour"] == [entry["module"] for entry in watched]
+        assert len(everything) > len(watched)
+
+    def test_unsafe_runtime_directory_is_refused(self, runtime):
+        """A runtime directory open to other users is not trusted."""
+        os.chmod(runtime, 0o777)
+        with pytest.raises(_control.ControlError, match="open to other users"):
+            _control.runtime_dir(create=True)
+
+
+class TestPeerCredentials:
+    def test_check_peer_on_a_socketpair(self):
+        """The peer's uid comes from the kernel: our own uid passes, any other is refused."""
+        if not hasattr(socket, "SO_PEERCRED"):
+            pytest.skip("SO_PEERCRED is Linux only")
+        left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with left, right:
+            assert _control.check_peer(left) is None
+            assert (os.getpid(), os.getuid(), os.getgid()) == _control.peer_credentials(left)
+            refusal = _control.check_peer(left, uid=os.getuid() + 1)
+        assert refusal is not None
+        assert f"uid {os.getuid()}" in refusal
+
+    @pytest.mark.skipif(os.getuid() != 0 or not hasattr(socket, "SO_PEERCRED"), reason="needs root and Linux")
+    def test_other_user_is_refused(self, tmp_path, runtime):
+        """A process of another user cannot connect (0600), and is refused even when the file lets it."""
+        tracker = versionload.Tracker()
+        public = Path(tempfile.mkdtemp(prefix="vl-pub-"))
+        server = None
+        try:
+            os.chmod(public, 0o755)
+            server = _control.ControlServer(tracker, (str(tmp_path),), path=public / "s.sock").start()
+            assert "EACCES" == _connect_as_nobody(public / "s.sock")
+            os.chmod(public / "s.sock", 0o666)  # only the credential check is left
+            answer = json.loads(_connect_as_nobody(public / "s.sock"))
+            assert (False, "refused") == (answer["ok"], answer["kind"])
+            assert _control.request(public / "s.sock", {"op": "ping"})["ok"]
+        finally:
+            if server is not None:
+                server.stop()
+            shutil.rmtree(public, ignore_errors=True)
+
+
+def _connect_as_nobody(path: Path) -> str:
+    """
+    Connect to ``path`` from a forked child that switched to the user nobody; its answer.
+    """
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # fork with threads: the child only makes syscalls
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.settimeout(10)
+            try:
+                client.connect(str(path))
+            except PermissionError:
+                os.write(write_end, b"EACCES")
+            else:
+                with contextlib.suppress(OSError):
+                    client.sendall(b'{"op": "history"}\n')
+                os.write(write_end, client.recv(65536))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        data = reader.read()
+    os.waitpid(pid, 0)
+    return data.decode()
+
+
+def test_demo_runs(tmp_path):
+    """The README's main command (the live_app demo) completes: a load, a reload, a failure, a rollback."""
+    demo = Path(__file__).resolve().parent.parent / "examples" / "live_app" / "demo.py"
+    result = subprocess.run([sys.executable, str(demo)], capture_output=True, text=True, timeout=120)
+    assert 0 == result.returncode, result.stdout + result.stderr
+    for expected in (
+        "module.loaded",
+        "module.reloaded",
+        "module.reload_failed",
+        "module.rolled_back",
+        "demo complete",
+    ):
+        assert expected in result.stdout

@@ -1,0 +1,417 @@
+"""
+Structured events: exact structlog dicts, subscribers, and what an unconfigured program prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+import versionload
+
+from .helpers import ModuleTree
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _without_duration(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """
+    The captured dicts with ``duration_ms`` checked (a float, not negative) and taken out.
+    """
+    result = []
+    for entry in entries:
+        entry = dict(entry)
+        if "duration_ms" in entry:
+            duration = entry.pop("duration_ms")
+            assert isinstance(duration, float)
+            assert duration >= 0
+        result.append(entry)
+    return result
+
+
+def _named(entries: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    return _without_duration([entry for entry in entries if entry["event"] == event])
+
+
+class TestStructlogEvents:
+    """
+    The dicts each operation logs to the ``versionload`` structlog logger.
+    """
+
+    def test_module_loaded(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        A first import logs module.loaded at debug level, with the version and the source hash.
+        """
+        path = tree.module("ev_loaded", "X = 1\n")
+        with capture_logs() as logs:
+            import ev_loaded
+        names = len(vars(ev_loaded))
+        assert [
+            {
+                "event": "module.loaded",
+                "log_level": "debug",
+                "module": "ev_loaded",
+                "version": 1,
+                "reason": "import",
+                "origin": str(path),
+                "source_sha256": _sha("X = 1\n"),
+                "names": names,
+            }
+        ] == _named(logs, "module.loaded")
+
+    def test_module_adopted(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        track() logs module.loaded with reason "adopted" and no source hash.
+        """
+        tracker.uninstall()
+        path = tree.module("ev_adopted", "X = 1\n")
+        import ev_adopted
+
+        with capture_logs() as logs:
+            tracker.track(ev_adopted)
+        assert [
+            {
+                "event": "module.loaded",
+                "log_level": "debug",
+                "module": "ev_adopted",
+                "version": 1,
+                "reason": "adopted",
+                "origin": str(path),
+                "source_sha256": None,
+                "names": len(vars(ev_adopted)),
+            }
+        ] == logs
+
+    def test_module_reloaded(self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool) -> None:
+        """
+        A reload logs module.reloaded with both versions, the hash and the added/removed/changed names.
+        """
+        path = tree.module("ev_reloaded", "KEEP = 1\nGONE = 2\nCHANGE = [1]\n")
+        import ev_reloaded  # noqa: F401
+
+        path.write_text("KEEP = 1\nCHANGE = [2]\nNEW = 3\ndel GONE\n")
+        with capture_logs() as logs:
+            tracker.reload("ev_reloaded")
+        assert [
+            {
+                "event": "module.reloaded",
+                "log_level": "info",
+                "module": "ev_reloaded",
+                "version": 2,
+                "previous_version": 1,
+                "reason": "reload",
+                "origin": str(path),
+                "source_sha256": _sha("KEEP = 1\nCHANGE = [2]\nNEW = 3\ndel GONE\n"),
+                "added": ["NEW"],
+                "removed": ["GONE"],
+                "changed": ["CHANGE"],
+            }
+        ] == _without_duration(logs)
+
+    def test_module_reload_failed(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        A failed reload logs module.reload_failed at error level with the error and where it happened.
+        """
+        path = tree.module("ev_failed", "X = 1\n")
+        import ev_failed  # noqa: F401
+
+        path.write_text("X = 2\nraise ValueError('bad')\n")
+        with capture_logs() as logs, pytest.raises(versionload.ReloadError):
+            tracker.reload("ev_failed")
+        assert [
+            {
+                "event": "module.reload_failed",
+                "log_level": "error",
+                "module": "ev_failed",
+                "previous_version": 1,
+                "origin": str(path),
+                "source_sha256": _sha("X = 2\nraise ValueError('bad')\n"),
+                "error": "ValueError('bad')",
+                "location": f"{path}:2",
+            }
+        ] == _without_duration(logs)
+
+    def test_syntax_error_location(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        For a syntax error, the failure event's location is the file and line of the error.
+        """
+        path = tree.module("ev_syntax", "X = 1\n")
+        import ev_syntax  # noqa: F401
+
+        path.write_text("X = 1\nY = (\n")
+        with capture_logs() as logs, pytest.raises(versionload.ReloadError):
+            tracker.reload("ev_syntax")
+        (entry,) = _named(logs, "module.reload_failed")
+        assert f"{path}:2" == entry["location"]
+        assert entry["error"].startswith("SyntaxError(")
+
+    def test_module_rolled_back(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        A rollback logs module.rolled_back at warning level with the target version's details.
+        """
+        path = tree.module("ev_rollback", "A = 1\nB = [1]\n")
+        import ev_rollback  # noqa: F401
+
+        # A first import's hash is computed when first asked for, while the file is unchanged.
+        assert _sha("A = 1\nB = [1]\n") == tracker.current("ev_rollback").source_sha256
+        path.write_text("A = 1\nB = [2]\nC = 3\n")
+        tracker.reload("ev_rollback")
+        with capture_logs() as logs:
+            tracker.rollback("ev_rollback")
+        assert [
+            {
+                "event": "module.rolled_back",
+                "log_level": "warning",
+                "module": "ev_rollback",
+                "version": 1,
+                "previous_version": 2,
+                "reason": "import",
+                "origin": str(path),
+                "source_sha256": _sha("A = 1\nB = [1]\n"),
+                "added": [],
+                "removed": ["C"],
+                "changed": ["B"],
+            }
+        ] == _without_duration(logs)
+
+    def test_version_pruned(self, tree: ModuleTree) -> None:
+        """
+        A prune logs version.pruned at debug level naming the pruned and the current version.
+        """
+        tracker = versionload.Tracker(max_versions=1).install()
+        tree.module("ev_pruned", "X = 1\n")
+        import ev_pruned  # noqa: F401
+
+        with capture_logs() as logs:
+            tracker.reload("ev_pruned")
+        assert [
+            {
+                "event": "version.pruned",
+                "log_level": "debug",
+                "module": "ev_pruned",
+                "version": 1,
+                "current_version": 2,
+            }
+        ] == _named(logs, "version.pruned")
+        assert ["version.pruned", "module.reloaded"] == [entry["event"] for entry in logs]
+
+    def test_external_reload_logged(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        A plain importlib.reload by other code logs module.reloaded too.
+        """
+        import importlib
+
+        path = tree.module("ev_external", "X = 1\n")
+        import ev_external
+
+        path.write_text("X = 22\nY = 1\n")
+        with capture_logs() as logs:
+            importlib.reload(ev_external)
+        (entry,) = _named(logs, "module.reloaded")
+        assert (2, 1, ["Y"], ["X"]) == (
+            entry["version"],
+            entry["previous_version"],
+            entry["added"],
+            entry["changed"],
+        )
+
+
+class TestSubscribers:
+    """
+    Tracker.subscribe / Tracker.unsubscribe.
+    """
+
+    def test_receive_payload_objects(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        Subscribers get the frozen payload objects, in order, for every event.
+        """
+        received: list[versionload.Event] = []
+        tracker.subscribe(received.append)
+        path = tree.module("ev_sub", "X = 1\n")
+        import ev_sub  # noqa: F401
+
+        path.write_text("X = 2\n")
+        tracker.reload("ev_sub")
+        tracker.rollback("ev_sub")
+        kinds = [type(event) for event in received]
+        assert [versionload.ModuleLoaded, versionload.ModuleReloaded, versionload.ModuleRolledBack] == kinds
+        assert (
+            versionload.ModuleLoaded(
+                module="ev_sub",
+                version=1,
+                reason="import",
+                origin=str(path),
+                source_sha256=None,  # a first import's hash is not read from disk for subscribers
+                names=len(tracker.history("ev_sub")[0].bindings),
+            )
+            == received[0]
+        )
+        assert ("module.loaded", "module.reloaded", "module.rolled_back") == tuple(e.event for e in received)
+        assert ("X",) == received[1].changed
+        assert _sha("X = 2\n") == received[1].source_sha256
+
+    def test_raising_subscriber_does_not_break_reload(
+        self, tree: ModuleTree, tracker: versionload.Tracker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        A subscriber that raises is reported through sys.unraisablehook; the reload still succeeds.
+        """
+        reported: list[Any] = []
+        monkeypatch.setattr(sys, "unraisablehook", reported.append)
+        later: list[versionload.Event] = []
+
+        def broken(event: versionload.Event) -> None:
+            raise RuntimeError("subscriber bug")
+
+        tracker.subscribe(broken)
+        tracker.subscribe(later.append)
+        path = tree.module("ev_broken", "X = 1\n")
+        import ev_broken
+
+        path.write_text("X = 2\n")
+        assert ev_broken is tracker.reload(ev_broken)
+        assert 2 == ev_broken.X
+        assert 2 == tracker.current(ev_broken).number
+        assert [versionload.ModuleLoaded, versionload.ModuleReloaded] == [type(e) for e in later]
+        assert all(isinstance(r.exc_value, RuntimeError) for r in reported)
+        assert 2 == len(reported)
+        assert "subscriber" in reported[0].err_msg
+
+    def test_raising_subscriber_does_not_break_import(
+        self, tree: ModuleTree, tracker: versionload.Tracker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        A subscriber that raises on module.loaded does not make the import fail.
+        """
+        reported: list[Any] = []
+        monkeypatch.setattr(sys, "unraisablehook", reported.append)
+        tracker.subscribe(lambda event: 1 / 0)
+        tree.module("ev_broken_import", "X = 1\n")
+        import ev_broken_import
+
+        assert 1 == ev_broken_import.X
+        assert [ZeroDivisionError] == [type(r.exc_value) for r in reported]
+
+    def test_failing_log_processor_does_not_break_reload(
+        self, tree: ModuleTree, tracker: versionload.Tracker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        A structlog processor that raises is reported through sys.unraisablehook; the reload succeeds.
+        """
+        import structlog
+
+        reported: list[Any] = []
+        monkeypatch.setattr(sys, "unraisablehook", reported.append)
+
+        def broken(logger: object, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+            raise RuntimeError("processor bug")
+
+        structlog.configure(processors=[broken])
+        path = tree.module("ev_processor", "X = 1\n")
+        import ev_processor
+
+        path.write_text("X = 2\n")
+        assert ev_processor is tracker.reload(ev_processor)
+        assert 2 == ev_processor.X
+        assert {RuntimeError} == {type(r.exc_value) for r in reported}
+        assert any("module.reloaded" in r.err_msg for r in reported)
+
+    def test_unsubscribe(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        An unsubscribed callable gets nothing more; unsubscribing an unknown one is ignored.
+        """
+        received: list[versionload.Event] = []
+        tracker.subscribe(received.append)
+        tracker.unsubscribe(received.append)
+        tracker.unsubscribe(print)
+        tree.module("ev_unsub", "X = 1\n")
+        import ev_unsub  # noqa: F401
+
+        assert [] == received
+
+    def test_fields_are_json_friendly(self) -> None:
+        """
+        Event.fields() turns tuples into lists and keeps the flat field names.
+        """
+        event = versionload.ModuleRolledBack(
+            module="m",
+            version=1,
+            previous_version=2,
+            reason="import",
+            origin=None,
+            source_sha256=None,
+            duration_ms=0.5,
+            added=("a",),
+            removed=(),
+            changed=("b", "c"),
+        )
+        assert {
+            "module": "m",
+            "version": 1,
+            "previous_version": 2,
+            "reason": "import",
+            "origin": None,
+            "source_sha256": None,
+            "duration_ms": 0.5,
+            "added": ["a"],
+            "removed": [],
+            "changed": ["b", "c"],
+        } == event.fields()
+
+
+_PROGRAM = """
+import pathlib, sys
+import versionload
+
+versionload.install()
+import ev_program_mod
+import json, decimal, email.message
+path = pathlib.Path(ev_program_mod.__file__)
+path.write_text("X = 2\\n")
+versionload.reload(ev_program_mod)
+path.write_text("X = 3\\nraise ValueError('nope')\\n")
+try:
+    versionload.reload(ev_program_mod)
+except versionload.ReloadError:
+    pass
+versionload.rollback(ev_program_mod)
+print("done", ev_program_mod.X)
+"""
+
+
+class TestUnconfiguredProgram:
+    """
+    A real interpreter running a program that never configures structlog.
+    """
+
+    def test_no_line_per_import_but_reload_events(self, tmp_path: Path) -> None:
+        """
+        Imports print nothing; the reload, the failure and the rollback each print one line.
+        """
+        (tmp_path / "ev_program_mod.py").write_text("X = 1\n")
+        (tmp_path / "program.py").write_text(textwrap.dedent(_PROGRAM))
+        env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+        result = subprocess.run(
+            [sys.executable, "program.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert 0 == result.returncode, result.stderr
+        output = (result.stdout + result.stderr).splitlines()
+        assert "done 1" == result.stdout.splitlines()[-1]
+        assert [] == [line for line in output if "module.loaded" in line or "version.pruned" in line]
+        events = [line for line in output if "module." in line]
+        assert 3 == len(events), output
+        assert "module.reloaded" in events[0]
+        assert "module.reload_failed" in events[1]
+        assert "module.rolled_back" in events[2]

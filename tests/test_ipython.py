@@ -1,0 +1,148 @@
+"""
+The IPython extension (``%load_ext versionload``) in a real `InteractiveShell`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import versionload
+
+from .helpers import ModuleTree
+
+pytest.importorskip("IPython")
+
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+
+@pytest.fixture(name="ipython", scope="module")
+def _ipython() -> Iterator[Any]:
+    """
+    One real IPython shell (no history file) for the module, warmed up before the
+    per-test snapshot of ``sys.modules``, so IPython's lazily imported modules are
+    not dropped (and imported again as different classes) between tests.
+    """
+    shell = InteractiveShell.instance(config=Config({"HistoryManager": {"enabled": False}}))
+    shell.run_cell("1")
+    shell.run_line_magic("load_ext", "versionload")
+    shell.run_line_magic("unload_ext", "versionload")
+    versionload.uninstall()  # loading installed the hook; each test starts without it
+    yield shell
+    InteractiveShell.clear_instance()
+
+
+@pytest.fixture(name="shell")
+def _shell(ipython: Any, tree: ModuleTree) -> Iterator[Any]:
+    """
+    The shell with the extension loaded, and unloaded afterwards.
+    """
+    ipython.run_line_magic("load_ext", "versionload")
+    yield ipython
+    if "versionload" in ipython.extension_manager.loaded:
+        ipython.run_line_magic("unload_ext", "versionload")
+
+
+def run(shell: Any, code: str) -> Any:
+    result = shell.run_cell(code)
+    result.raise_error()
+    return result.result
+
+
+class TestBeforeEachCell:
+    def test_changed_module_is_reloaded_before_the_cell(self, shell, tree, capsys, bytecode):
+        """A module edited between cells is reloaded, as a new version, before the next cell runs."""
+        tree.module("nb_mod", "def f():\n    return 1\n")
+        run(shell, "import nb_mod")
+        tree.module("nb_mod", "def f():\n    return 2\n")
+        assert 2 == run(shell, "nb_mod.f()")
+        assert "reloaded nb_mod (version 2)" in capsys.readouterr().out
+        assert [1, 2] == [v.number for v in versionload.history("nb_mod")]
+
+    def test_unchanged_modules_are_left_alone(self, shell, tree):
+        """Cells without edits record no new versions."""
+        tree.module("nb_still", "A = 1\n")
+        run(shell, "import nb_still")
+        for _ in range(3):
+            run(shell, "nb_still.A")
+        assert 1 == len(versionload.history("nb_still"))
+
+    def test_failing_edit_keeps_the_old_version(self, shell, tree, capsys):
+        """An edit that fails is reported with file and line; the cell runs with the old version."""
+        path = tree.module("nb_bad", "def f():\n    return 'old'\n")
+        run(shell, "import nb_bad")
+        tree.module("nb_bad", "def f():\n    return 'new'\n1 / 0\n")
+        assert "old" == run(shell, "nb_bad.f()")
+        assert f"failed at {path}:3" in capsys.readouterr().err
+        assert 1 == versionload.current("nb_bad").number
+
+    def test_module_imported_before_load_ext_is_adopted(self, ipython, tree):
+        """A project module imported before the extension was loaded is adopted and reloaded."""
+        tree.module("nb_early", "A = 1\n")
+        run(ipython, "import nb_early")
+        ipython.run_line_magic("load_ext", "versionload")
+        try:
+            tree.module("nb_early", "A = 22\n")
+            assert 22 == run(ipython, "nb_early.A")
+            assert ["adopted", "reload"] == [v.reason for v in versionload.history("nb_early")]
+        finally:
+            ipython.run_line_magic("unload_ext", "versionload")
+
+    def test_unload_stops_reloading(self, shell, tree):
+        """After %unload_ext, edits are no longer picked up before cells."""
+        tree.module("nb_off", "A = 1\n")
+        run(shell, "import nb_off")
+        shell.run_line_magic("unload_ext", "versionload")
+        tree.module("nb_off", "A = 2\n")
+        assert 1 == run(shell, "nb_off.A")
+
+
+class TestMagics:
+    def test_history_diff_and_rollback(self, shell, tree, capsys):
+        """%vl_history lists versions, %vl_diff shows what changed, %vl_rollback restores one."""
+        tree.module("nb_magic", "def f():\n    return 1\n")
+        run(shell, "import nb_magic")
+        tree.module("nb_magic", "def f():\n    return 2\ndef g():\n    return 0\n")
+        run(shell, "nb_magic.f()")
+        capsys.readouterr()
+
+        shell.run_line_magic("vl_history", "nb_magic")
+        lines = capsys.readouterr().out.splitlines()
+        assert ["1  import", "2  reload"] == [line[2:].strip()[:9].strip() for line in lines]
+        assert lines[1].startswith("*")
+
+        shell.run_line_magic("vl_history", "")
+        assert "nb_magic: version 2" in capsys.readouterr().out
+
+        shell.run_line_magic("vl_diff", "nb_magic 1 2")
+        out = capsys.readouterr().out
+        assert "added: g" in out
+        assert "changed: f" in out
+
+        shell.run_line_magic("vl_rollback", "nb_magic 1")
+        assert "rolled nb_magic back to version 1 (was 2)" in capsys.readouterr().out
+        assert 1 == run(shell, "nb_magic.f()")
+        assert not hasattr(__import__("nb_magic"), "g")
+
+    @pytest.mark.parametrize(
+        ("magic", "line", "match"),
+        [
+            ("vl_rollback", "nb_unknown", "not tracked"),
+            ("vl_rollback", "", "usage"),
+            ("vl_diff", "nb_err 1", "usage"),
+            ("vl_diff", "nb_err 1 x", "version number"),
+            ("vl_diff", "nb_err 1 7", "no version 7"),
+            ("vl_history", "a b", "usage"),
+        ],
+    )
+    def test_bad_input_is_a_usage_error(self, shell, tree, magic, line, match):
+        """Bad magic arguments raise IPython's UsageError with the reason, changing nothing."""
+        tree.module("nb_err", "A = 1\n")
+        run(shell, "import nb_err")
+        with pytest.raises(UsageError, match=match):
+            shell.run_line_magic(magic, line)
+        assert 1 == versionload.current("nb_err").number

@@ -1,0 +1,12 @@
+"""
+``python -m versionload``: the same as the ``versionload`` command.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""
+The ``versionload`` command: run a program with live reloading, and drive it.
+
+    versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] (-m MODULE | SCRIPT) [ARGS...]
+    versionload history [--pid PID] [--all] [--json] [MODULE]
+    versionload rollback [--pid PID] MODULE [N]
+
+Exit codes: 0 success; 1 the program raised; 2 bad usage (a bad flag, no target);
+3 the script or module to run does not exist; 4 no running program could be reached
+(or it refused us); 5 the program refused the request (unknown module or version, or
+the rollback failed); 130 interrupted, 143 terminated. A program that exits with a
+status keeps its status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import runpy
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import MutableMapping, Sequence
+from typing import Any, NoReturn
+
+import structlog
+
+EXIT_OK = 0
+EXIT_PROGRAM_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_UNREACHABLE = 4
+EXIT_REFUSED = 5
+
+_RUN_VALUE_OPTIONS = {"--watch", "-w"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="versionload", description="Live, versioned module reloading for a running program."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run",
+        help="run a program with live reloading",
+        usage=(
+            "versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] "
+            "(-m MODULE | SCRIPT) [ARGS...]"
+        ),
+    )
+    run.add_argument(
+        "--watch",
+        "-w",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="reload modules whose file is under DIR (repeatable; default: the script's directory, "
+        "or the current directory with -m)",
+    )
+    run.add_argument(
+        "--cascade", action="store_true", help="also reload the modules that depend on a changed one"
+    )
+    run.add_argument("--in-place", action="store_true", help="update functions and classes in place")
+    run.add_argument("--json", action="store_true", help="print events as JSON lines")
+
+    history = commands.add_parser(
+        "history", help="list the tracked modules of a running program and their versions"
+    )
+    history.add_argument("module", nargs="?", help="only this module")
+    history.add_argument("--all", action="store_true", help="also modules outside the watched directories")
+    history.add_argument("--json", action="store_true", help="print the answer as JSON")
+    _target_options(history)
+
+    rollback = commands.add_parser("rollback", help="roll a module of a running program back")
+    rollback.add_argument("module")
+    rollback.add_argument(
+        "version", nargs="?", type=int, help="the version (default: the one before the current)"
+    )
+    _target_options(rollback)
+    return parser
+
+
+def _target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pid", type=int, help="the process id of the `versionload run` program")
+    parser.add_argument(
+        "--socket", help="the control socket's path (default: found from --pid or the only one)"
+    )
+
+
+def _split_run(argv: list[str]) -> tuple[list[str], str | None, str | None, list[str]]:
+    """
+    Split ``run``'s arguments into its own options, the target and the program's arguments.
+
+    Everything after the script (or ``-m MODULE``) belongs to the program, as with ``python``.
+    """
+    options: list[str] = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token == "--":
+            script = argv[index + 1] if index + 1 < len(argv) else None
+            return options, None, script, argv[index + 2 :]
+        if token == "-m":
+            module = argv[index + 1] if index + 1 < len(argv) else ""
+            return options, module, None, argv[index + 2 :]
+        if token.startswith("-m") and not token.startswith("--"):
+            return options, token[2:], None, argv[index + 1 :]
+        if token.startswith("-"):
+            options.append(token)
+            if token in _RUN_VALUE_OPTIONS and index + 1 < len(argv):
+                options.append(argv[index + 1])
+                index += 1
+            index += 1
+            continue
+        return options, None, token, argv[index + 1 :]
+    return options, None, None, []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Run the ``versionload`` command line; returns the exit status.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    try:
+        if arguments and arguments[0] == "run":
+            own, module, script, rest = _split_run(arguments[1:])
+            options = parser.parse_args(["run", *own])
+            if module == "" or (module is None and script is None):
+                return _fail(EXIT_USAGE, "run: give a script to run, or -m MODULE")
+            return _run(options, module, script, rest)
+        options = parser.parse_args(arguments)
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else EXIT_USAGE
+    if options.command == "history":
+        return _history(options)
+    return _rollback(options)
+
+
+# -- run --------------------------------------------------------------------------------
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"versionload: error: {message}", file=sys.stderr)
+    return code
+
+
+def _configure_logging(json_lines: bool, roots: tuple[str, ...]) -> None:
+    def only_watched_loads(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        # Loads of the standard library and of installed packages would drown the
+        # lines that matter: show debug events only for files under the watched roots.
+        if event.get("level") == "debug":
+            origin = event.get("origin")
+            if not isinstance(origin, str) or not any(
+                os.path.abspath(origin).startswith(root.rstrip(os.sep) + os.sep) for root in roots
+            ):
+                raise structlog.DropEvent
+        return event
+
+    renderer: Any
+    if json_lines:
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            only_watched_loads,
+            structlog.processors.TimeStamper(fmt="iso" if json_lines else "%H:%M:%S", utc=json_lines),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _terminated(signum: int, _: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _run(options: argparse.Namespace, module: str | None, script: str | None, rest: list[str]) -> int:
+    import versionload
+
+    from ._control import SOCKET_ENV, ControlError, ControlServer
+    from ._errors import InvalidArgumentError
+    from ._watch import make_watcher
+
+    if script is not None:
+        script = os.path.abspath(script)
+        if not os.path.isfile(script):
+            return _fail(EXIT_NOT_FOUND, f"can't open file {script!r}: no such file")
+        program_path = os.path.dirname(script)
+    else:
+        program_path = os.getcwd()
+    roots_given = options.watch or [program_path]
+    for root in roots_given:
+        if not os.path.isdir(root):
+            return _fail(EXIT_USAGE, f"--watch {root}: not a directory")
+    sys.path[0:1] = [program_path]  # as python does: the script's directory, or the cwd for -m
+    tracker = versionload.install()
+    if module is not None:
+        try:
+            found = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            return _fail(EXIT_NOT_FOUND, f"no module named {module!r}")
+    try:
+        watcher = make_watcher(
+            roots_given,
+            cascade=options.cascade,
+            update="in-place" if options.in_place else None,
+            tracker=tracker,
+            debounce=0.05,
+            force_polling=False,
+            on_change=None,
+        )
+    except InvalidArgumentError as error:
+        return _fail(EXIT_USAGE, str(error))
+    _configure_logging(options.json, watcher.roots)
+    logger = structlog.get_logger("versionload")
+    try:
+        control = ControlServer(tracker, watcher.roots).start()
+    except (ControlError, OSError) as error:
+        return _fail(EXIT_UNREACHABLE, f"cannot open the control socket: {error}")
+    os.environ[SOCKET_ENV] = str(control.path)
+    if threading.current_thread() is threading.main_thread():
+        # Ended by `kill` or a service manager: leave through the same clean-up as
+        # any other exit, so the socket file does not outlive the program.
+        signal.signal(signal.SIGTERM, _terminated)
+    watcher.start()
+    logger.info("control.listening", pid=os.getpid(), socket=str(control.path))
+    try:
+        if module is not None:
+            sys.argv = [module, *rest]
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        else:
+            assert script is not None
+            sys.argv = [script, *rest]
+            runpy.run_path(script, run_name="__main__")
+    except SystemExit as exit:
+        code = exit.code
+        if code is None:
+            return EXIT_OK
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
+        return EXIT_PROGRAM_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BaseException:  # noqa: BLE001 - shown as python shows it; the exit status says it failed
+        traceback.print_exc()
+        return EXIT_PROGRAM_FAILED
+    finally:
+        watcher.stop()
+        control.stop()
+        os.environ.pop(SOCKET_ENV, None)
+    return EXIT_OK
+
+
+# -- history and rollback ----------------------------------------------------------------
+
+
+def _ask(options: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any] | int:
+    from ._control import ControlError, find_socket, request
+
+    try:
+        path = find_socket(options.pid, options.socket)
+        answer = request(path, payload)
+    except ControlError as error:
+        return _fail(EXIT_UNREACHABLE, str(error))
+    if not answer.get("ok"):
+        code = EXIT_UNREACHABLE if answer.get("kind") == "refused" else EXIT_REFUSED
+        return _fail(code, str(answer.get("error")))
+    return answer
+
+
+def _history(options: argparse.Namespace) -> int:
+    answer = _ask(options, {"op": "history", "module": options.module, "all": options.all})
+    if isinstance(answer, int):
+        return answer
+    if options.json:
+        print(json_dumps(answer["modules"]))
+        return EXIT_OK
+    if not answer["modules"]:
+        print(f"no tracked modules under the watched directories of process {answer['pid']} (try --all)")
+    for entry in answer["modules"]:
+        print(f"{entry['module']}  (current: version {entry['current']})")
+        for version in entry["versions"]:
+            marker = "*" if version["number"] == entry["current"] else " "
+            sha = (version["source_sha256"] or "")[:12] or "-"
+            created = version["created_at"][11:19]
+            print(f"  {marker} {version['number']:>3}  {version['reason']:<8} {created}  source {sha}")
+    return EXIT_OK
+
+
+def json_dumps(value: object) -> str:
+    import json
+
+    return json.dumps(value, indent=2)
+
+
+def _rollback(options: argparse.Namespace) -> int:
+    answer = _ask(options, {"op": "rollback", "module": options.module, "to": options.version})
+    if isinstance(answer, int):
+        return answer
+    print(f"rolled {answer['module']} back to version {answer['version']} (was {answer['previous']})")
+    return EXIT_OK

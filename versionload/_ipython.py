@@ -1,0 +1,187 @@
+"""
+The IPython extension: ``%load_ext versionload``.
+
+Before each cell, the tracked modules whose source file changed are reloaded, each
+atomically and as a new version (like ``%autoreload``, but a module whose new code
+fails keeps its old version, and every reload can be rolled back). Magics:
+
+- ``%vl_history [MODULE]``: the watched modules and their current versions, or one
+  module's versions;
+- ``%vl_diff MODULE A B``: the names added, removed and changed from version A to B;
+- ``%vl_rollback MODULE [N]``: restore version N (default: the one before the current).
+
+Which modules: those whose file lies under the directories of ``sys.path`` outside the
+standard library and site-packages (the current directory included). Modules of
+those directories imported before the extension was loaded are adopted as version 1.
+Changes are found by statting the files of those modules only (your project's, not
+everything in ``sys.modules``), once per cell; no thread, so a reload always runs
+between cells, in the shell's own thread.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+from ._errors import VersionLoadError
+from ._tracker import Tracker
+from ._watch import FileChange, PathIndex, Watcher, default_roots
+
+_ACTIVE: dict[int, LiveReload] = {}
+
+
+class LiveReload:
+    """
+    The per-shell state of the extension.
+    """
+
+    def __init__(self, shell: Any, tracker: Tracker) -> None:
+        self.shell = shell
+        self.tracker = tracker
+        self.watcher = Watcher(tracker, default_roots(), force_polling=True)
+        self.watcher.attach()
+        self._adopt_loaded()
+
+    def _adopt_loaded(self) -> None:
+        # Modules of the project imported before %load_ext: without a version 1 they
+        # could not be reloaded atomically (there would be nothing to go back to).
+        index = PathIndex(self.watcher.roots, self.watcher.counters)
+        for name, module in list(sys.modules.items()):
+            if (
+                isinstance(module, ModuleType)
+                and index.wants(getattr(module, "__file__", None))
+                and self.tracker._registry.history_of(name, module) is None
+            ):
+                self.tracker.track(module)
+        self.watcher._index_existing()
+
+    def pre_run_cell(self, *_: object) -> None:
+        for change in self.watcher.poll():
+            _report(change)
+
+    def close(self) -> None:
+        self.watcher.detach()
+
+
+def _report(change: FileChange) -> None:
+    if change.outcome == "reloaded":
+        print(f"versionload: reloaded {change.module} (version {change.version})")
+    elif change.outcome == "failed":
+        where = f" at {change.location}" if change.location else ""
+        print(
+            f"versionload: reloading {change.module} failed{where}: {change.error}; "
+            f"the previous version keeps running",
+            file=sys.stderr,
+        )
+    elif change.outcome == "deleted":
+        print(f"versionload: {change.path} was deleted; {change.module} keeps running", file=sys.stderr)
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """
+    Install the hook, reload changed modules before each cell, and add the magics.
+    """
+    if id(shell) in _ACTIVE:
+        return
+    import versionload
+
+    live = LiveReload(shell, versionload.install())
+    _ACTIVE[id(shell)] = live
+    shell.events.register("pre_run_cell", live.pre_run_cell)
+    for name, function in (("vl_history", _history), ("vl_diff", _diff), ("vl_rollback", _rollback)):
+        shell.register_magic_function(_bind(function, live), magic_kind="line", magic_name=name)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    """
+    Stop reloading before each cell (the magics stay; histories are kept).
+    """
+    live = _ACTIVE.pop(id(shell), None)
+    if live is not None:
+        shell.events.unregister("pre_run_cell", live.pre_run_cell)
+        live.close()
+
+
+def _bind(function: Any, live: LiveReload) -> Any:
+    def magic(line: str) -> None:
+        from IPython.core.error import UsageError
+
+        try:
+            function(live, line.split())
+        except VersionLoadError as error:
+            raise UsageError(str(error)) from None
+
+    magic.__doc__ = function.__doc__
+    return magic
+
+
+def _usage(message: str) -> Exception:
+    from IPython.core.error import UsageError
+
+    return UsageError(message)
+
+
+def _number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise _usage(f"expected a version number, got {text!r}") from None
+
+
+def _history(live: LiveReload, args: list[str]) -> None:
+    """
+    %vl_history [MODULE]: the watched modules and their versions, or one module's versions.
+    """
+    if len(args) > 1:
+        raise _usage("usage: %vl_history [MODULE]")
+    if not args:
+        registry = live.tracker._registry
+        shown = 0
+        for name in registry.names():
+            found = registry.find(name)
+            if found is not None and live.watcher._index.wants(found[1].current.origin):
+                print(f"{name}: version {found[1].current_number} ({len(found[1].versions)} kept)")
+                shown += 1
+        if not shown:
+            print("no watched modules yet: import a module of your project")
+        return
+    current = live.tracker.current(args[0]).number
+    for version in live.tracker.history(args[0]):
+        marker = "*" if version.number == current else " "
+        sha = (version.source_sha256 or "-")[:12]
+        print(
+            f"{marker} {version.number:>3}  {version.reason:<8} {version.created_at:%H:%M:%S}  source {sha}"
+        )
+
+
+def _diff(live: LiveReload, args: list[str]) -> None:
+    """
+    %vl_diff MODULE A B: the names added, removed and changed from version A to version B.
+    """
+    if len(args) != 3:
+        raise _usage("usage: %vl_diff MODULE A B")
+    changes = live.tracker.diff(args[0], _number(args[1]), _number(args[2]))
+    print(f"{changes.module}: version {changes.from_version} -> {changes.to_version}")
+    if not changes:
+        print("  no changes")
+    for label, names in (
+        ("added", changes.added),
+        ("removed", changes.removed),
+        ("changed", changes.changed),
+    ):
+        if names:
+            print(f"  {label}: {', '.join(names)}")
+
+
+def _rollback(live: LiveReload, args: list[str]) -> None:
+    """
+    %vl_rollback MODULE [N]: restore version N (default: the one before the current).
+    """
+    if len(args) not in (1, 2):
+        raise _usage("usage: %vl_rollback MODULE [N]")
+    previous = live.tracker.current(args[0]).number
+    to = _number(args[1]) if len(args) == 2 else None
+    live.tracker.rollback(args[0], to)
+    now = live.tracker.current(args[0]).number
+    print(f"versionload: rolled {args[0]} back to version {now} (was {previous})")

@@ -1,0 +1,609 @@
+"""
+Live reloading: watch source files and reload exactly the modules whose file changed.
+
+The cost of a change must not depend on how many modules are loaded. So the watcher
+never scans modules: it keeps an index from file path to module names, built once
+when it starts and then kept up to date by the tracker's own events (a load adds a
+file, the end of a history removes it), and the operating system tells it which files
+changed (through ``watchfiles``). Handling a change is then one dictionary lookup per
+changed file, plus the reload itself.
+
+Without ``watchfiles`` installed the watcher polls instead: it stats the files of the
+tracked modules under the watched roots (only those), which is the one place where
+the cost grows with the number of watched modules; install the ``watch`` extra to
+avoid it.
+
+Reloads go through `Tracker.reload`, so each one is atomic: a module whose new source
+fails keeps running its old version, and the core reports the failure with its
+location (``module.reload_failed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import itertools
+import os
+import sys
+import sysconfig
+import threading
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from importlib.machinery import SOURCE_SUFFIXES
+from types import ModuleType
+from typing import Any, Literal
+
+import attrs
+import structlog
+
+from ._errors import InvalidArgumentError, VersionLoadError
+from ._events import Event, HistoryEnded, ModuleLoaded, ModuleReloaded, ModuleReloadFailed, report_error
+from ._tracker import Tracker
+
+Outcome = Literal["reloaded", "failed", "deleted", "unchanged"]
+Backend = Literal["watchfiles", "polling"]
+
+#: How long a burst of writes must be quiet before it is handled (editors write a file
+#: several times per save), and the longest a continuous burst is held back.
+DEFAULT_DEBOUNCE = 0.05
+_MAX_BURST_MS = 1600
+#: How often the polling fallback looks at the files.
+POLL_INTERVAL = 0.3
+
+_LOGGER = "versionload"
+
+
+@attrs.frozen
+class FileChange:
+    """
+    What the watcher did about one changed file of one module.
+
+    ``outcome`` is ``"reloaded"`` (``version`` is the new version), ``"failed"`` (the
+    old version keeps running; ``error`` and ``location``, ``file:line``, say why),
+    ``"deleted"`` (the file is gone; the module keeps running) or ``"unchanged"`` (the
+    file was written with the source the current version already runs).
+
+    .. versionadded:: 0.1.0
+    """
+
+    module: str
+    path: str
+    outcome: Outcome
+    version: int | None = None
+    error: str | None = None
+    location: str | None = None
+
+
+@attrs.define
+class WatchCounters:
+    """
+    Work the watcher did, counted (not timed) so tests can check it does not grow.
+
+    Attributes:
+        path_lookups: Index lookups of changed files.
+        stat_calls: Files statted (only by polling: the fallback thread, or `Watcher.poll`).
+        files_read: Changed files read (to skip writes that changed nothing).
+        modules_indexed: Modules added to the path index.
+    """
+
+    path_lookups: int = 0
+    stat_calls: int = 0
+    files_read: int = 0
+    modules_indexed: int = 0
+
+
+def _normalize(path: str) -> str:
+    return os.path.normcase(os.path.abspath(path))
+
+
+def _is_under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """
+    Directories whose modules are never live-reloaded: the standard library,
+    site-packages, and versionload itself (reloading it would drop its state).
+    """
+    paths = sysconfig.get_paths()
+    found = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
+    found.add(os.path.dirname(os.path.abspath(__file__)))
+    return tuple(sorted({_normalize(p) for p in found} | {os.path.realpath(_normalize(p)) for p in found}))
+
+
+def default_roots() -> tuple[str, ...]:
+    """
+    The directories watched when no paths are given: the entries of ``sys.path`` that
+    are directories, except the standard library and site-packages.
+    """
+    libraries = _library_dirs()
+    roots: list[str] = []
+    for entry in sys.path:
+        path = _normalize(entry or os.getcwd())
+        if not os.path.isdir(path) or any(_is_under(path, lib) for lib in libraries):
+            continue
+        roots.append(path)
+    return _outermost(roots)
+
+
+def _outermost(roots: Iterable[str]) -> tuple[str, ...]:
+    # A root inside another root would report each change twice.
+    unique = sorted(set(roots), key=len)
+    kept: list[str] = []
+    for root in unique:
+        if not any(_is_under(root, outer) for outer in kept):
+            kept.append(root)
+    return tuple(kept)
+
+
+def check_roots(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None) -> tuple[str, ...]:
+    """
+    Validate the paths to watch and make them absolute.
+
+    Raises:
+        InvalidArgumentError: a path is not a string or path, or is not an existing directory or file.
+    """
+    if paths is None:
+        return default_roots()
+    if isinstance(paths, (str, os.PathLike)):
+        items: list[object] = [paths]
+    else:
+        try:
+            items = list(paths)
+        except TypeError:
+            raise InvalidArgumentError(
+                f"paths must be a path or an iterable of paths, got {paths!r}"
+            ) from None
+    roots: list[str] = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise InvalidArgumentError(f"paths must be a path or an iterable of paths, got {item!r}")
+        path = _normalize(os.fspath(item))
+        if not os.path.exists(path):
+            raise InvalidArgumentError(f"cannot watch {path!r}: no such file or directory")
+        roots.append(path)
+    if not roots:
+        raise InvalidArgumentError("paths is empty: give at least one directory, or None for the defaults")
+    return _outermost(roots)
+
+
+class PathIndex:
+    """
+    File path to the tracked modules executed from it, for the modules under the roots.
+
+    Kept current by the tracker's events, so it is never rebuilt: a load costs one
+    ``realpath``, a change one dictionary lookup.
+    """
+
+    def __init__(self, roots: tuple[str, ...], counters: WatchCounters) -> None:
+        self.roots = roots
+        self._counters = counters
+        # Both spellings of each root, so that a module found through a symlinked
+        # sys.path entry is recognised without resolving every module's path.
+        self._prefixes = tuple(sorted(set(roots) | {os.path.realpath(r) for r in roots}))
+        libraries = _library_dirs()
+        # A virtual environment inside a watched project is not part of the project.
+        self._excluded = tuple(
+            lib for lib in libraries if any(_is_under(lib, root) and lib != root for root in self._prefixes)
+        )
+        self._names: dict[str, dict[str, int]] = {}
+        self._path_of: dict[str, str] = {}
+        self._order = itertools.count()
+        self._lock = threading.Lock()
+
+    def key(self, path: str) -> str:
+        return os.path.normcase(os.path.realpath(path))
+
+    def wants(self, origin: str | None) -> bool:
+        if origin is None or not origin.endswith(tuple(SOURCE_SUFFIXES)):
+            return False
+        path = _normalize(origin)
+        return any(_is_under(path, p) for p in self._prefixes) and not any(
+            _is_under(path, lib) for lib in self._excluded
+        )
+
+    def add(self, name: str, origin: str | None) -> str | None:
+        """
+        Index ``name`` under its file if that is under the roots; returns the file's
+        key when it was newly added.
+        """
+        if not self.wants(origin):
+            self.remove(name)
+            return None
+        key = self.key(origin)  # type: ignore[arg-type]
+        with self._lock:
+            old = self._path_of.get(name)
+            if old == key:
+                return None
+            if old is not None:
+                self._discard(name, old)
+            self._path_of[name] = key
+            self._names.setdefault(key, {})[name] = next(self._order)
+            self._counters.modules_indexed += 1
+        return key
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            old = self._path_of.pop(name, None)
+            if old is not None:
+                self._discard(name, old)
+
+    def _discard(self, name: str, key: str) -> None:
+        names = self._names.get(key)
+        if names is not None:
+            names.pop(name, None)
+            if not names:
+                del self._names[key]
+
+    def lookup(self, path: str) -> list[tuple[int, str, str]]:
+        """
+        ``(order, name, key)`` for each module executed from ``path``.
+        """
+        key = self.key(path)
+        with self._lock:
+            self._counters.path_lookups += 1
+            return [(order, name, key) for name, order in self._names.get(key, {}).items()]
+
+    def paths(self) -> list[str]:
+        with self._lock:
+            return list(self._names)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._path_of)
+
+
+class Watcher:
+    """
+    Watches source files and reloads the tracked modules whose file changed.
+
+    Made by `versionload.watch` (started in a background thread) or used by
+    `versionload.awatch`. Use it as a context manager, or call `stop`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        roots: tuple[str, ...],
+        *,
+        cascade: bool = False,
+        update: str | None = None,
+        debounce: float = DEFAULT_DEBOUNCE,
+        force_polling: bool = False,
+        on_change: Callable[[FileChange], object] | None = None,
+    ) -> None:
+        if isinstance(debounce, bool) or not isinstance(debounce, (int, float)) or not 0 < debounce <= 10:
+            raise InvalidArgumentError(f"debounce must be a number of seconds in (0, 10], got {debounce!r}")
+        if on_change is not None and not callable(on_change):
+            raise InvalidArgumentError(f"on_change must be callable, got {on_change!r}")
+        self.tracker = tracker
+        self.roots = roots
+        self.counters = WatchCounters()
+        self.backend: Backend = "polling" if force_polling or not _have_watchfiles() else "watchfiles"
+        self._reload_options: dict[str, Any] = {}
+        # Passed on only when asked for, so the watcher works with trackers whose
+        # reload has no such options.
+        if cascade:
+            self._reload_options["cascade"] = True
+        if update is not None:
+            self._reload_options["update"] = update
+        accepted = inspect.signature(tracker.reload).parameters
+        unsupported = sorted(option for option in self._reload_options if option not in accepted)
+        if unsupported:
+            raise InvalidArgumentError(
+                f"this tracker's reload has no {' or '.join(unsupported)} option; "
+                f"it needs a versionload with cascade and in-place reloads"
+            )
+        self._debounce = float(debounce)
+        self._on_change = on_change
+        self._index = PathIndex(roots, self.counters)
+        self._failures = threading.local()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._deliver: Callable[[set[str]], None] = self._process_and_report
+        self._attached = False
+        # File states for polling (the fallback thread, or `poll`): a file is first
+        # statted when its module is indexed, so an edit made right after an import
+        # is not mistaken for the file's first state.
+        self._states: dict[str, tuple[int, int] | None] = {}
+        self._logger = structlog.get_logger(_LOGGER)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        roots = list(self.roots)
+        return f"<versionload.Watcher {state} {self.backend} roots={roots} modules={len(self._index)}>"
+
+    # -- life cycle --------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """
+        Whether the watching thread is alive.
+        """
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> Watcher:
+        """
+        Index the tracked modules and start watching in a daemon thread.
+
+        Returns once the operating system's watch is in place, so a file written
+        after this returns is seen. A stopped watcher can be started again.
+        """
+        if self._thread is not None:
+            return self
+        self._stop.clear()
+        self._ready.clear()
+        self.attach()
+        self._thread = threading.Thread(target=self._run, name="versionload-watch", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        self._logger.info(
+            "watch.started", roots=list(self.roots), backend=self.backend, modules=len(self._index)
+        )
+        return self
+
+    def attach(self) -> None:
+        """
+        Index the tracked modules under the roots and follow the tracker's events,
+        without a thread: `poll` then finds the changes (the IPython extension's way).
+        """
+        if not self._attached:
+            self._attached = True
+            self.tracker.subscribe(self._on_event)
+            self._index_existing()
+
+    def detach(self) -> None:
+        """
+        Stop following the tracker's events.
+        """
+        self._attached = False
+        self.tracker.unsubscribe(self._on_event)
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """
+        Stop watching and wait (up to ``timeout`` seconds) for the thread to end.
+        """
+        self._stop.set()
+        self.detach()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if not thread.is_alive() and self._thread is thread:
+                self._logger.info("watch.stopped", roots=list(self.roots))
+                self._thread = None
+
+    def __enter__(self) -> Watcher:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- the index ---------------------------------------------------------------------
+
+    def _index_existing(self) -> None:
+        registry = self.tracker._registry
+        for name in registry.names():
+            found = registry.find(name)
+            if found is not None:
+                self._add(name, found[1].current.origin)
+
+    def _add(self, name: str, origin: str | None) -> None:
+        key = self._index.add(name, origin)
+        if key is not None and self.backend == "polling":
+            self._states[key] = self._stat(key)
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, (ModuleLoaded, ModuleReloaded)):
+            self._add(event.module, event.origin)
+        elif isinstance(event, HistoryEnded):
+            self._index.remove(event.module)
+        elif isinstance(event, ModuleReloadFailed):
+            self._failures.last = event
+
+    @property
+    def watched_modules(self) -> int:
+        """
+        How many tracked modules have their file under the roots.
+        """
+        return len(self._index)
+
+    # -- watching ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            if self.backend == "watchfiles":
+                self._run_watchfiles()
+            else:
+                self._run_polling()
+        except Exception as error:  # noqa: BLE001 - a dying watcher is reported, not silent
+            report_error(error, "versionload: the file watcher stopped")
+        finally:
+            self._ready.set()
+
+    def _run_watchfiles(self) -> None:
+        import watchfiles
+
+        watch_filter = watchfiles.PythonFilter()
+        changes = watchfiles.watch(
+            *self.roots,
+            watch_filter=watch_filter,
+            debounce=_MAX_BURST_MS,
+            step=max(1, int(self._debounce * 1000)),
+            stop_event=self._stop,
+            rust_timeout=200,
+            yield_on_timeout=True,
+            raise_interrupt=False,
+        )
+        # The first iteration only returns after the watch is set up (with
+        # yield_on_timeout, at the latest after rust_timeout): signal readiness then.
+        for batch in changes:
+            self._ready.set()
+            paths = {path for _, path in batch}
+            if paths:
+                self._deliver(paths)
+            if self._stop.is_set():
+                break
+
+    def _stat(self, path: str) -> tuple[int, int] | None:
+        self.counters.stat_calls += 1
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _poll_changed(self) -> set[str]:
+        changed: set[str] = set()
+        for path in self._index.paths():
+            state = self._stat(path)
+            if self._states.setdefault(path, state) != state:
+                changed.add(path)
+                self._states[path] = state
+        return changed
+
+    def poll(self) -> list[FileChange]:
+        """
+        Stat the watched modules' files now and reload those that changed since the
+        last look (or since their module was indexed); see `process`.
+        """
+        return self.process(self._poll_changed())
+
+    def _run_polling(self) -> None:
+        self._ready.set()
+        while not self._stop.wait(POLL_INTERVAL):
+            changed = self._poll_changed()
+            # Wait for the burst to end: no further change for one debounce period.
+            while changed and not self._stop.wait(self._debounce):
+                more = self._poll_changed()
+                if not more:
+                    break
+                changed |= more
+            if changed and not self._stop.is_set():
+                self._deliver(changed)
+
+    # -- handling a change -------------------------------------------------------------
+
+    def _process_and_report(self, paths: set[str]) -> None:
+        self.process(paths)
+
+    def process(self, paths: Iterable[str]) -> list[FileChange]:
+        """
+        Reload the modules executed from ``paths``, in the order they were first
+        loaded; files of no watched module are ignored.
+
+        Returns what was done, one `FileChange` per module.
+        """
+        found: list[tuple[int, str, str]] = []
+        for path in set(paths):
+            found.extend(self._index.lookup(path))
+        results = [self._handle(name, path) for _, name, path in sorted(found)]
+        changes = [change for change in results if change is not None]
+        if self._on_change is not None:
+            for change in changes:
+                try:
+                    self._on_change(change)
+                except Exception as error:  # noqa: BLE001 - reported, the watcher goes on
+                    report_error(error, f"versionload: watch callback {self._on_change!r} failed")
+        return changes
+
+    def _handle(self, name: str, path: str) -> FileChange | None:
+        found = self.tracker._registry.find(name)
+        if found is None:
+            self._index.remove(name)
+            return None
+        module, history = found
+        if sys.modules.get(name) is not module:
+            return None  # replaced by a new import: that one has its own history
+        self.counters.files_read += 1
+        try:
+            with open(path, "rb") as file:
+                source = file.read()
+        except FileNotFoundError:
+            self._logger.warning("watch.file_deleted", module=name, path=path)
+            return FileChange(name, path, "deleted")
+        except OSError as error:
+            self._logger.error("watch.file_unreadable", module=name, path=path, error=repr(error))
+            return FileChange(name, path, "failed", error=repr(error))
+        if hashlib.sha256(source).hexdigest() == history.current.source_sha256:
+            return FileChange(name, path, "unchanged", version=history.current_number)
+        return self._reload(name, module, path)
+
+    def _reload(self, name: str, module: ModuleType, path: str) -> FileChange:
+        self._failures.last = None
+        try:
+            self.tracker.reload(module, **self._reload_options)
+        except VersionLoadError as error:
+            failure: ModuleReloadFailed | None = self._failures.last
+            cause = error.__cause__ if error.__cause__ is not None else error
+            location = failure.location if failure is not None else None
+            return FileChange(name, path, "failed", error=repr(cause), location=location)
+        return FileChange(name, path, "reloaded", version=self.tracker.current(module).number)
+
+    # -- async form --------------------------------------------------------------------
+
+    async def changes(self) -> AsyncIterator[list[FileChange]]:
+        """
+        Watch until stopped, reloading in the event loop's thread; yield each batch.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[set[str] | None] = asyncio.Queue()
+
+        def deliver(paths: set[str]) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, paths)
+
+        self._deliver = deliver
+        await loop.run_in_executor(None, self.start)
+        stopper = threading.Thread(
+            target=lambda: (self._stop.wait(), loop.call_soon_threadsafe(queue.put_nowait, None)),
+            daemon=True,
+        )
+        stopper.start()
+        try:
+            while True:
+                paths = await queue.get()
+                if paths is None:
+                    return
+                changes = self.process(paths)
+                if changes:
+                    yield changes
+        finally:
+            self._stop.set()
+            await loop.run_in_executor(None, self.stop)
+
+
+def _have_watchfiles() -> bool:
+    try:
+        import watchfiles  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_watcher(
+    paths: str | os.PathLike[str] | Collection[str | os.PathLike[str]] | None,
+    *,
+    cascade: bool,
+    update: str | None,
+    tracker: Tracker,
+    debounce: float,
+    force_polling: bool,
+    on_change: Callable[[FileChange], object] | None,
+) -> Watcher:
+    if not isinstance(cascade, bool):
+        raise InvalidArgumentError(f"cascade must be True or False, got {cascade!r}")
+    if update is not None and not isinstance(update, str):
+        raise InvalidArgumentError(f"update must be None or a mode name, got {update!r}")
+    if not isinstance(tracker, Tracker):
+        raise InvalidArgumentError(f"tracker must be a versionload.Tracker, got {tracker!r}")
+    return Watcher(
+        tracker,
+        check_roots(paths),
+        cascade=cascade,
+        update=update,
+        debounce=debounce,
+        force_polling=force_polling,
+        on_change=on_change,
+    )
