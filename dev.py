@@ -4,11 +4,15 @@ Set-up and tasks for versionload, with nothing installed beforehand.
 
     python3 dev.py demo        # the main job: `versionload run --watch` on examples/live_app
     python3 dev.py quickstart  # load, edit, reload, failed reload, rollback (examples/quickstart.py)
-    python3 dev.py test     # run the whole test suite (extra arguments go to pytest)
-    python3 dev.py lint     # ruff and mypy
+    python3 dev.py plugins     # upgrade plugins while a host runs (examples/plugin_host/host.py)
+    python3 dev.py test        # run the whole test suite (extra arguments go to pytest)
+    python3 dev.py lint        # ruff and mypy
+    python3 dev.py docs        # build the documentation site into site/ (mkdocs, strict)
 
 Each task first makes ``.venv`` (a virtual environment with versionload installed in
-editable mode and its dev extras), and remakes it when pyproject.toml changes.
+editable mode with its dev and docs extras, and the example plugins of
+examples/plugin_host installed in editable mode), and remakes it when pyproject.toml
+or an example plugin's pyproject.toml changes.
 """
 
 from __future__ import annotations
@@ -25,10 +29,15 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".versionload-installed"
+# Real distributions with entry points, for examples/plugin_host and its tests.
+EXAMPLE_PLUGINS = [ROOT / "examples" / "plugin_host" / "plugins" / name for name in ("greeter", "wordcount")]
 
 
 def _fingerprint() -> str:
-    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    for plugin in EXAMPLE_PLUGINS:
+        digest.update((plugin / "pyproject.toml").read_bytes())
+    return digest.hexdigest()
 
 
 def ensure_venv() -> None:
@@ -39,7 +48,8 @@ def ensure_venv() -> None:
     print(f"setting up {VENV.relative_to(ROOT)} (first run, or pyproject.toml changed)...", flush=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    result = subprocess.run([*pip, "-e", f"{ROOT}[dev]"], capture_output=True, text=True)
+    editables = [f"--editable={ROOT}[dev,docs]", *(f"--editable={path}" for path in EXAMPLE_PLUGINS)]
+    result = subprocess.run([*pip, *editables], capture_output=True, text=True)
     # Some machines list find-links folders that do not exist; pip warns about each.
     noise = "WARNING: Location "
     for stream, text in ((sys.stdout, result.stdout), (sys.stderr, result.stderr)):
@@ -58,17 +68,25 @@ def main(argv: list[str]) -> int:
     if task in {"help", "-h", "--help"}:
         print(__doc__)
         return 0
-    if task not in {"demo", "quickstart", "test", "lint"}:
-        print(f"unknown task {task!r}; tasks: demo, quickstart, test, lint", file=sys.stderr)
+    tasks = ("demo", "quickstart", "plugins", "test", "lint", "docs")
+    if task not in tasks:
+        print(f"unknown task {task!r}; tasks: {', '.join(tasks)}", file=sys.stderr)
         return 2
     ensure_venv()
     if task == "demo":
         return run(str(PYTHON), "examples/live_app/demo.py", *rest)
     if task == "quickstart":
         return run(str(PYTHON), "examples/quickstart.py", *rest)
+    if task == "plugins":
+        return run(str(PYTHON), "examples/plugin_host/host.py", *rest)
+    if task == "docs":
+        os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")  # mkdocs-material's banner about its future
+        return run(str(BIN / "mkdocs"), "build", "--strict", *rest)
     if task == "test":
         return run(str(PYTHON), "-m", "pytest", *rest)
-    return run(str(BIN / "ruff"), "check", "versionload", "tests", "examples", "benchmarks", "dev.py") or run(
+    return run(
+        str(BIN / "ruff"), "check", "versionload", "tests", "examples", "tools", "benchmarks", "dev.py"
+    ) or run(
         str(PYTHON), "-m", "mypy"
     )
 

@@ -8,6 +8,7 @@ place. The functions here act on one default `Tracker`.
 from __future__ import annotations
 
 # Imported under private names: every public name of the facade is in __all__.
+import os as _os
 from collections.abc import Iterable as _Iterable
 from types import ModuleType as _ModuleType
 from typing import TYPE_CHECKING as _TYPE_CHECKING
@@ -19,6 +20,7 @@ from ._errors import (
     NotAModuleError,
     NotTrackedError,
     ReloadError,
+    ReloadRefusedError,
     SpecNotFoundError,
     VersionLoadError,
     VersionNotFoundError,
@@ -62,6 +64,7 @@ def install(
     include: str | _Iterable[str] | None = None,
     exclude: str | _Iterable[str] | None = None,
     max_versions: int | None = None,
+    allowed_roots: _Iterable[str | _os.PathLike[str]] | None = None,
 ) -> Tracker:
     """
     Configure the default tracker and put its finder first on ``sys.meta_path``.
@@ -74,14 +77,19 @@ def install(
             ``app`` and everything below it); None tracks every module.
         exclude: Patterns never to track.
         max_versions: Versions kept per module; None means the default (10).
+        allowed_roots: Directories (or zip files) that `reload` may run code from;
+            None allows any origin. See ``docs/security.md``.
 
     Returns:
         The default `Tracker`.
 
     Raises:
-        InvalidArgumentError: a pattern is not a string, or ``max_versions`` is below 1.
+        InvalidArgumentError: a pattern is not a string, a root is not a path, or
+            ``max_versions`` is below 1.
     """
-    _DEFAULT.configure(include=include, exclude=exclude, max_versions=max_versions)
+    _DEFAULT.configure(
+        include=include, exclude=exclude, max_versions=max_versions, allowed_roots=allowed_roots
+    )
     return _DEFAULT.install()
 
 
@@ -290,6 +298,7 @@ __all__ = [
     "NotAModuleError",
     "NotTrackedError",
     "ReloadError",
+    "ReloadRefusedError",
     "SpecNotFoundError",
     "StaleObject",
     "StaleReport",

@@ -35,11 +35,12 @@ from ._errors import (
     NotAModuleError,
     NotTrackedError,
     ReloadError,
+    ReloadRefusedError,
     SpecNotFoundError,
 )
 from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack, wanted
 from ._history import ModuleHistory
-from ._registry import Registry
+from ._registry import Registry, is_under
 from ._snapshot import ModuleVersion, _SourceDigest, compare, source_digest
 from ._source import fresh_code
 
@@ -67,10 +68,13 @@ def module_name(module: ModuleType) -> str:
     """
     The name the import system knows the module by: its spec's name, else ``__name__``.
     """
-    spec = getattr(module, "__spec__", None)
+    # The module's own dict, never attribute lookup: a module-level __getattr__
+    # (lazy loading) would otherwise run for a missing name, and may raise anything.
+    own = vars(module)
+    spec = own.get("__spec__")
     name = getattr(spec, "name", None) if spec is not None else None
     if not isinstance(name, str):
-        name = getattr(module, "__name__", None)
+        name = own.get("__name__")
     if not isinstance(name, str):
         raise NotAModuleError(module)
     return name
@@ -179,10 +183,13 @@ def reload(registry: Registry, obj: object, finish: Finish | None = None) -> Mod
         finally:
             in_progress.discard(name)
         version, duration_ns = commit(registry, staged)
+        # The module may have replaced itself in sys.modules while executing. Read the
+        # entry while still holding the lock: once it is released another thread may
+        # delete it, and a reload that succeeded must not end in a KeyError.
+        result = sys.modules.get(name, module)
     if wanted(registry.subscribers, ModuleReloaded.level):
         registry.emit_all([_reloaded_event(previous, version, duration_ns)])
-    # The module may have replaced itself in sys.modules while executing.
-    return sys.modules[name]
+    return result
 
 
 def current_or_adopt(registry: Registry, name: str, module: ModuleType) -> ModuleVersion:
@@ -212,11 +219,12 @@ def _parent_path(name: str) -> MutableSequence[str] | None:
 
 
 def origin_of(module: ModuleType) -> str | None:
-    spec = getattr(module, "__spec__", None)
+    own = vars(module)  # not getattr: see module_name
+    spec = own.get("__spec__")
     if spec is not None and getattr(spec, "has_location", False):
         origin = getattr(spec, "origin", None)
         return origin if isinstance(origin, str) else None
-    file = getattr(module, "__file__", None)
+    file = own.get("__file__")
     return file if isinstance(file, str) else None
 
 
@@ -267,6 +275,14 @@ def execute(
         if spec is None:
             raise SpecNotFoundError(f"spec not found for the module {name!r}", module=name)
         origin = spec.origin if spec.has_location else None
+        roots = registry.allowed_roots
+        if roots is not None and (origin is None or not is_under(origin, roots)):
+            # Checked before the code is read: a refused module runs nothing new.
+            raise ReloadRefusedError(
+                f"refusing to reload {name!r}: its code at {origin!r} lies outside the allowed roots",
+                module=name,
+                path=origin,
+            )
         fresh = fresh_code(spec)
         sha256 = fresh.sha256
         module.__spec__ = spec

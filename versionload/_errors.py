@@ -12,7 +12,8 @@ system already catch::
     ├── VersionNotFoundError        (LookupError)     no such version in the history
     └── ReloadError                 (ImportError)     a reload could not run, or failed
         ├── ModuleNotLoadedError                      not in sys.modules (or its parent)
-        └── SpecNotFoundError       (ModuleNotFoundError)  the finders no longer find it
+        ├── SpecNotFoundError       (ModuleNotFoundError)  the finders no longer find it
+        └── ReloadRefusedError                        its file lies outside the allowed roots
 
 Errors are raised before anything is changed, except ``ReloadError`` for code that
 failed while executing, which is raised after the namespace was put back.
@@ -97,6 +98,14 @@ class ModuleNotLoadedError(ReloadError):
 class SpecNotFoundError(ReloadError, ModuleNotFoundError):
     """
     No finder finds the module any more, for example because its file was deleted.
+    """
+
+
+class ReloadRefusedError(ReloadError):
+    """
+    The module's code, as the finders find it now, lies outside the tracker's allowed roots.
+
+    Raised before the module's code is read or run; the namespace is unchanged.
     """
 
 

@@ -267,22 +267,26 @@ class VersionedFinder:
             return None
         if caller is _IMPORT:
             # If a parent's import already imported this name, _find_spec hands out
-            # the existing module's spec and our spec is never loaded.
-            if fullname not in sys.modules:
+            # the existing module's spec and our spec is never loaded. A legacy loader
+            # (load_module only) is loaded without the _initializing step, so an observer
+            # would stay on its spec for good: such modules are adopted on first reload.
+            loader = spec.loader
+            if fullname not in sys.modules and (loader is None or hasattr(loader, "exec_module")):
                 observe_load(spec, self._on_load)
             return spec
         assert target is not None
-        loader: object = spec.loader
-        if isinstance(loader, _LoaderStandIn):
+        stand_in: object = spec.loader
+        if isinstance(stand_in, _LoaderStandIn):
             # A later tracker's finder made it; checked first, since looking up its
             # exec_module would start the reload's observation.
             self._on_reload_start(target)
-            loader._vl_observers.append(self._on_reload)
+            stand_in._vl_observers.append(self._on_reload)
             return spec
-        if loader is None or not hasattr(loader, "exec_module"):
+        real_loader = spec.loader
+        if real_loader is None or not hasattr(real_loader, "exec_module"):
             return spec
         self._on_reload_start(target)
-        spec.loader = _LoaderStandIn(loader, spec, target, self._on_reload)  # type: ignore[assignment]
+        spec.loader = _LoaderStandIn(real_loader, spec, target, self._on_reload)  # type: ignore[assignment]
         return spec
 
     def _find_after_self(

@@ -12,6 +12,7 @@ deadlock with the import system's module locks.
 from __future__ import annotations
 
 import fnmatch
+import os
 import threading
 import time
 import weakref
@@ -57,6 +58,39 @@ def normalize_patterns(value: str | Iterable[str] | None, argument: str) -> tupl
     return patterns
 
 
+def normalize_roots(value: object) -> tuple[str, ...] | None:
+    """
+    Validate ``allowed_roots``: None, one path, or an iterable of paths; each becomes
+    an absolute path with symlinks resolved, so a link cannot lead a reload outside.
+    """
+    if value is None:
+        return None
+    items: Iterable[object] = (value,) if isinstance(value, (str, os.PathLike)) else value  # type: ignore[assignment]
+    if not _iterable(items):
+        raise InvalidArgumentError(f"allowed_roots must be a path or an iterable of paths, got {value!r}")
+    roots = []
+    for item in items:
+        path = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+        if not isinstance(path, str) or not path:
+            raise InvalidArgumentError(f"allowed_roots must be text paths, got {item!r} in {value!r}")
+        roots.append(os.path.realpath(path))
+    return tuple(roots)
+
+
+def is_under(path: str, roots: tuple[str, ...]) -> bool:
+    """
+    Whether ``path`` (resolved as `normalize_roots` resolves the roots) lies in one of ``roots``.
+    """
+    real = os.path.realpath(path)
+    for root in roots:
+        try:
+            if os.path.commonpath([real, root]) == root:
+                return True
+        except ValueError:
+            continue  # different drives on Windows
+    return False
+
+
 def normalize_max_versions(value: object) -> int:
     if value is None:
         return DEFAULT_MAX_VERSIONS
@@ -91,6 +125,8 @@ class Registry:
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] | None = None
     max_versions: int = DEFAULT_MAX_VERSIONS
+    #: Reloads run only code whose file lies under one of these (resolved) paths; None allows all.
+    allowed_roots: tuple[str, ...] | None = None
     subscribers: list[Subscriber] = attrs.Factory(list)
     _histories: dict[str, ModuleHistory] = attrs.Factory(dict)
     _last_number: dict[str, int] = attrs.Factory(dict)
@@ -105,10 +141,16 @@ class Registry:
     # -- filters -------------------------------------------------------------------
 
     def configure(
-        self, include: tuple[str, ...] | None, exclude: tuple[str, ...] | None, max_versions: int
+        self,
+        include: tuple[str, ...] | None,
+        exclude: tuple[str, ...] | None,
+        max_versions: int,
+        *,
+        allowed_roots: tuple[str, ...] | None = None,
     ) -> None:
         with self._lock:
             self.include, self.exclude = include, exclude
+            self.allowed_roots = allowed_roots
             self._wanted = {}
         self.set_max_versions(max_versions)
 

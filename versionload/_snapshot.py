@@ -232,7 +232,7 @@ class NamespaceDiff:
 
 
 #: Import-system attributes that every reload rebinds to new but equal objects.
-_IMPORT_ATTRIBUTES = frozenset({"__spec__", "__loader__"})
+_IMPORT_ATTRIBUTES = frozenset({"__spec__", "__loader__", "__path__"})
 
 
 def _unchanged(name: str, old: object, new: object) -> bool:

@@ -7,6 +7,7 @@ applications that want isolated state create their own.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterable
@@ -22,7 +23,7 @@ from ._finder import VersionedFinder
 from ._graph import dependencies_of, dependency_map, dependents_of
 from ._group import cascade_targets, check_update, migrator, names_of, reload_group, restore_states
 from ._inplace import Ledger
-from ._registry import Registry, normalize_max_versions, normalize_patterns
+from ._registry import Registry, normalize_max_versions, normalize_patterns, normalize_roots
 from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
 from ._stale import StaleReport, stale_report
 
@@ -37,6 +38,9 @@ class Tracker:
         exclude: Patterns never to track, even if included.
         max_versions: Versions kept per module (default 10); the oldest are pruned,
             never the current one.
+        allowed_roots: Directories (or zip files) that `reload` may run code from; a
+            reload of a module whose file, as the finders find it now, lies elsewhere
+            (or that has no file) raises `ReloadRefusedError`. None allows any origin.
 
     Creating a tracker changes nothing in ``sys``; `install` puts its finder in front
     of ``sys.meta_path``.
@@ -50,11 +54,13 @@ class Tracker:
         include: str | Iterable[str] | None = None,
         exclude: str | Iterable[str] | None = None,
         max_versions: int | None = None,
+        allowed_roots: Iterable[str | os.PathLike[str]] | None = None,
     ) -> None:
         self._registry = Registry(
             include=normalize_patterns(include, "include"),
             exclude=normalize_patterns(exclude, "exclude"),
             max_versions=normalize_max_versions(max_versions),
+            allowed_roots=normalize_roots(allowed_roots),
         )
         self._finder = VersionedFinder(
             self._registry.wants, self._on_load, self._on_external_reload_start, self._on_external_reload
@@ -104,15 +110,27 @@ class Tracker:
         include: str | Iterable[str] | None = None,
         exclude: str | Iterable[str] | None = None,
         max_versions: int | None = None,
+        allowed_roots: Iterable[str | os.PathLike[str]] | None = None,
     ) -> None:
         """
-        Replace the filters and the retention; fewer versions are pruned at once.
+        Replace the filters, the retention and the allowed roots; fewer versions are pruned at once.
+
+        Raises:
+            InvalidArgumentError: a pattern or a root has the wrong type, or ``max_versions`` is below 1.
         """
         self._registry.configure(
             normalize_patterns(include, "include"),
             normalize_patterns(exclude, "exclude"),
             normalize_max_versions(max_versions),
+            allowed_roots=normalize_roots(allowed_roots),
         )
+
+    @property
+    def allowed_roots(self) -> tuple[str, ...] | None:
+        """
+        The resolved directories `reload` may run code from, or None when any origin is allowed.
+        """
+        return self._registry.allowed_roots
 
     @property
     def max_versions(self) -> int:
@@ -183,6 +201,7 @@ class Tracker:
             InvalidArgumentError: ``cascade`` is not a bool, or ``update`` is unknown.
             ModuleNotLoadedError: it (or its parent package) is not in ``sys.modules``.
             SpecNotFoundError: no finder finds it any more.
+            ReloadRefusedError: its file lies outside the tracker's ``allowed_roots``.
             ReloadError: the new code failed; the original exception is chained.
             GroupReloadError: with ``cascade``, a module of the cascade failed.
         """

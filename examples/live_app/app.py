@@ -9,6 +9,8 @@ Each tick calls ``greeting.message()`` through the module, so a reload of
 ``greeting`` changes the very next line this prints.
 """
 
+# no-run: runs until stopped; tests/test_docs.py runs demo.py, which drives this script.
+
 from __future__ import annotations
 
 import sys

@@ -1,0 +1,2 @@
+GREETING = "Good morning"
+FAREWELL = "See you"
