@@ -84,7 +84,9 @@ def main(argv: list[str]) -> int:
         return run(str(BIN / "mkdocs"), "build", "--strict", *rest)
     if task == "test":
         return run(str(PYTHON), "-m", "pytest", *rest)
-    return run(str(BIN / "ruff"), "check", "versionload", "tests", "examples", "tools", "dev.py") or run(
+    return run(
+        str(BIN / "ruff"), "check", "versionload", "tests", "examples", "tools", "benchmarks", "dev.py"
+    ) or run(
         str(PYTHON), "-m", "mypy"
     )
 

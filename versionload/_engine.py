@@ -38,7 +38,7 @@ from ._errors import (
     ReloadRefusedError,
     SpecNotFoundError,
 )
-from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack
+from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack, wanted
 from ._history import ModuleHistory
 from ._registry import Registry, is_under
 from ._snapshot import ModuleVersion, _SourceDigest, compare, source_digest
@@ -128,11 +128,14 @@ def restore_namespace(namespace: dict[str, object], bindings: Mapping[str, objec
     Names are rebound before extra names are deleted, and unchanged names are never
     touched, so code running in other threads never sees an unchanged name missing.
     """
-    for name, value in bindings.items():
-        if namespace.get(name, _MISSING) is not value:
-            namespace[name] = value
-    for name in [name for name in list(namespace) if name not in bindings]:
-        namespace.pop(name, None)
+    get = namespace.get
+    # Comprehensions and set operations rather than statement loops: a rollback of a
+    # large module is mostly this comparison, which runs about twice as fast this way.
+    namespace.update({name: value for name, value in bindings.items() if get(name, _MISSING) is not value})
+    # Every name of ``bindings`` is in the namespace now: any more names are extra.
+    if len(namespace) > len(bindings):
+        for name in namespace.keys() - bindings.keys():
+            namespace.pop(name, None)
 
 
 def _without_own_frames(tb: TracebackType | None) -> TracebackType | None:
@@ -184,7 +187,8 @@ def reload(registry: Registry, obj: object, finish: Finish | None = None) -> Mod
         # entry while still holding the lock: once it is released another thread may
         # delete it, and a reload that succeeded must not end in a KeyError.
         result = sys.modules.get(name, module)
-    registry.emit_all([_reloaded_event(previous, version, duration_ns)])
+    if wanted(registry.subscribers, ModuleReloaded.level):
+        registry.emit_all([_reloaded_event(previous, version, duration_ns)])
     return result
 
 
@@ -382,7 +386,8 @@ def record_external_reload(
     if digest is None:
         digest = source_digest(origin, time.time_ns())
     version, _ = registry.record(name, module, "reload", origin, digest)
-    registry.emit_all([_reloaded_event(previous, version, duration_ns)])
+    if wanted(registry.subscribers, ModuleReloaded.level):
+        registry.emit_all([_reloaded_event(previous, version, duration_ns)])
 
 
 # -- rollback -----------------------------------------------------------------------------
@@ -424,6 +429,8 @@ def rollback(
         history = registry.require(name, module)
         current = history.current
         target = history.get(to) if isinstance(to, int) else history.before(current.number)
+        # The event's diff is computed only when somebody would receive the event.
+        report = wanted(registry.subscribers, ModuleRolledBack.level)
         started = time.perf_counter_ns()
         live = dict(module.__dict__)
         bindings = _with_imported_submodules(name, target.bindings, live)
@@ -432,6 +439,8 @@ def rollback(
             restore(name, target.number)
         registry.set_current(history, target.number)
         duration_ns = time.perf_counter_ns() - started
+    if not report:
+        return module
     changes = compare(name, current.number, live, target.number, bindings)
     registry.emit_all(
         [

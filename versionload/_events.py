@@ -215,22 +215,52 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 Subscriber = Callable[[Event], object]
 
 
-def debug_wanted(subscribers: Iterable[Subscriber]) -> bool:
+#: The stdlib level numbers of the event levels, for structlog's level checks.
+_LEVEL_NUMBERS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def wanted(subscribers: Iterable[Subscriber], level: str) -> bool:
     """
-    Whether a debug-level event (a load, a prune) would reach anybody.
+    Whether an event at ``level`` would reach anybody: a subscriber, or structlog.
+
+    Building an event can cost more than the operation it reports (a reload's diff
+    looks at every name), so it is skipped when nobody would receive it. Unconfigured
+    structlog prints everything but debug events (see `emit`).
     """
-    return bool(subscribers) or logs_debug()
+    return bool(subscribers) or logs(level)
+
+
+def logs(level: str) -> bool:
+    """
+    Whether structlog lets events of the ``versionload`` logger at ``level`` through.
+    """
+    if not structlog.is_configured():
+        return level != "debug"
+    try:
+        bound = structlog.get_logger(LOGGER_NAME).bind()
+        check = getattr(bound, "is_enabled_for", None) or getattr(bound, "isEnabledFor", None)
+        return True if check is None else bool(check(_LEVEL_NUMBERS[level]))
+    except Exception:  # noqa: BLE001 - a broken configuration is emit's to report
+        return True
 
 
 def logs_debug() -> bool:
     """
     Whether structlog is configured to let debug events of the ``versionload`` logger through.
     """
-    if not structlog.is_configured():
-        return False
-    bound = structlog.get_logger(LOGGER_NAME).bind()
-    check = getattr(bound, "is_enabled_for", None) or getattr(bound, "isEnabledFor", None)
-    return True if check is None else bool(check(logging.DEBUG))
+    return logs("debug")
+
+
+def debug_wanted(subscribers: Iterable[Subscriber]) -> bool:
+    """
+    Whether a debug-level event (a load, a prune) would reach anybody.
+    """
+    return wanted(subscribers, "debug")
 
 
 def emit(event: Event, subscribers: Iterable[Subscriber]) -> None:

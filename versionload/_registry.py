@@ -18,6 +18,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from types import ModuleType
+from typing import cast
 
 import attrs
 
@@ -33,10 +34,14 @@ from ._events import (
     logs_debug,
 )
 from ._history import ModuleHistory
-from ._snapshot import ModuleVersion, Reason, _SourceDigest, make_version
+from ._snapshot import ModuleVersion, Reason, _SourceDigest, make_version, source_digest
 
 #: How many versions a module keeps by default; the current one is never pruned.
 DEFAULT_MAX_VERSIONS = 10
+
+#: A first import not yet made into a history takes this many consecutive items of
+#: ``Registry._pending``: name, weak reference to the module, namespace copy, origin, when.
+_PENDING_FIELDS = 5
 
 
 def normalize_patterns(value: str | Iterable[str] | None, argument: str) -> tuple[str, ...] | None:
@@ -127,6 +132,7 @@ class Registry:
     _last_number: dict[str, int] = attrs.Factory(dict)
     _wanted: dict[str, bool] = attrs.Factory(dict)
     _collected: list[tuple[str, weakref.ref[ModuleType]]] = attrs.Factory(list)
+    _pending: list[object] = attrs.Factory(list)
     _lock: threading.RLock = attrs.Factory(threading.RLock)
 
     def __repr__(self) -> str:
@@ -202,6 +208,24 @@ class Registry:
 
     # -- writing -------------------------------------------------------------------
 
+    def record_import(self, name: str, module: ModuleType, origin: str | None) -> None:
+        """
+        Record the first import of ``module`` as version 1 (or the next number).
+
+        This runs for every import the hook sees, so when nobody listens for load
+        events it only copies the namespace and queues it; the next operation on
+        the registry turns the queue into histories, in order, before it looks at
+        anything. What anybody can observe is the same as recording at once.
+        """
+        recorded_ns = time.time_ns()
+        if debug_wanted(self.subscribers):
+            self.record(name, module, "import", origin, source_digest(origin, recorded_ns))
+            return
+        # One list.extend is atomic, so no lock on the import path; and a flat list
+        # rather than a tuple per entry leaves one object fewer per import for the
+        # garbage collector to traverse, which is most of what the hook costs.
+        self._pending.extend((name, weakref.ref(module), dict(module.__dict__), origin, recorded_ns))
+
     def record(
         self,
         name: str,
@@ -220,20 +244,10 @@ class Registry:
         created_ns = time.time_ns()
         with self._lock:
             self._forget_collected(events)
-            history = self._histories.get(name)
-            if history is not None and history.module_ref() is not module:
-                ended = HistoryEnded(module=name, last_version=history.current_number, cause="replaced")
-                events.append(ended)
-                history = None
-            previous = history.current_number if history is not None else None
-            if history is None:
-                history = ModuleHistory(name, weakref.ref(module, self._collected_callback(name)))
-                self._histories[name] = history
-            number = self._last_number.get(name, 0) + 1
-            self._last_number[name] = number
-            version = make_version(name, number, reason, module.__dict__, origin, digest, created_ns)
-            history.append(version)
-            pruned = history.prune(self.max_versions)
+            version, previous, pruned = self._append(
+                name, module, reason, origin, digest, created_ns, dict(module.__dict__), events
+            )
+        number = version.number
         events.extend(VersionPruned(module=name, version=v.number, current_version=number) for v in pruned)
         if reason != "reload" and debug_wanted(self.subscribers):
             events.append(
@@ -251,6 +265,62 @@ class Registry:
         self.emit_all(events)
         return version, previous
 
+    def _append(
+        self,
+        name: str,
+        module: ModuleType,
+        reason: Reason,
+        origin: str | None,
+        digest: _SourceDigest,
+        created_ns: int,
+        namespace: dict[str, object],
+        events: list[Event] | None,
+    ) -> tuple[ModuleVersion, int | None, list[ModuleVersion]]:
+        # Called with the lock held; ``namespace`` is a copy the version may keep.
+        history = self._histories.get(name)
+        if history is not None and history.module_ref() is not module:
+            if events is not None:
+                last = history.current_number
+                events.append(HistoryEnded(module=name, last_version=last, cause="replaced"))
+            history = None
+        previous = history.current_number if history is not None else None
+        if history is None:
+            history = ModuleHistory(name, weakref.ref(module, self._collected_callback(name)))
+            self._histories[name] = history
+        number = self._last_number.get(name, 0) + 1
+        self._last_number[name] = number
+        version = make_version(name, number, reason, namespace, origin, digest, created_ns, copy=False)
+        history.append(version)
+        return version, previous, history.prune(self.max_versions)
+
+    def _materialize(self) -> None:
+        """
+        Turn the queued first imports into histories, oldest first (lock held).
+
+        They were queued because nobody listened for debug events, so the debug
+        events recording them would have made (a history replaced, or ended by
+        the module's collection before anybody looked) are not made now either.
+        """
+        pending = self._pending
+        # Imports in other threads only ever extend the list at its end.
+        count = len(pending) // _PENDING_FIELDS * _PENDING_FIELDS
+        if not count:
+            return
+        entries = pending[:count]
+        del pending[:count]
+        for index in range(0, count, _PENDING_FIELDS):
+            name, ref, namespace, origin, recorded_ns = cast(
+                "tuple[str, weakref.ref[ModuleType], dict[str, object], str | None, int]",
+                tuple(entries[index : index + _PENDING_FIELDS]),
+            )
+            module = ref()
+            if module is None:
+                # Its version number was taken all the same: numbers never repeat.
+                self._last_number[name] = self._last_number.get(name, 0) + 1
+                continue
+            digest = source_digest(origin, recorded_ns)
+            self._append(name, module, "import", origin, digest, recorded_ns, namespace, None)
+
     def set_current(self, history: ModuleHistory, number: int) -> None:
         with self._lock:
             history.current_number = number
@@ -258,6 +328,7 @@ class Registry:
     def set_max_versions(self, max_versions: int) -> None:
         events: list[Event] = []
         with self._lock:
+            self._forget_collected(events)
             self.max_versions = max_versions
             for name, history in self._histories.items():
                 events.extend(
@@ -270,10 +341,13 @@ class Registry:
         """
         Drop the history of ``name``; numbering continues if it is tracked again.
         """
+        events: list[Event] = []
         with self._lock:
+            self._forget_collected(events)
             history = self._histories.pop(name, None)
         if history is not None:
-            self.emit_all([HistoryEnded(module=name, last_version=history.current_number, cause="forgotten")])
+            events.append(HistoryEnded(module=name, last_version=history.current_number, cause="forgotten"))
+        self.emit_all(events)
         return history is not None
 
     def clear(self) -> None:
@@ -281,6 +355,7 @@ class Registry:
             self._histories.clear()
             self._last_number.clear()
             self._collected.clear()
+            self._pending.clear()
 
     def emit_all(self, events: list[Event]) -> None:
         if not events:
@@ -303,6 +378,8 @@ class Registry:
         return on_collected
 
     def _forget_collected(self, events: list[Event] | None = None) -> None:
+        # Every operation starts here (lock held), so queued imports are histories by now.
+        self._materialize()
         while self._collected:
             name, ref = self._collected.pop()
             history = self._histories.get(name)

@@ -25,6 +25,7 @@ Reason = Literal["import", "adopted", "reload"]
 #: Types whose equal values count as "unchanged" in a diff even when a reload
 #: produced new objects: re-executing ``TIMEOUT = 3.5`` is not a change.
 _VALUE_TYPES = (int, float, complex, str, bytes, bool, type(None), range)
+_SCALAR_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
 def _same_value(old: object, new: object, depth: int = 0) -> bool:
@@ -41,6 +42,12 @@ def _same_value(old: object, new: object, depth: int = 0) -> bool:
             return False
         if isinstance(old, frozenset):
             return all(isinstance(x, _VALUE_TYPES) for x in old) and old == new
+        if type(old) is tuple and depth < 3:
+            # The common case, a tuple of plain scalars, in C: element types pairwise
+            # identical and all builtin scalars, then the elements' own (builtin) ==.
+            old_types = tuple(map(type, old))
+            if _SCALAR_TYPES.issuperset(old_types) and old_types == tuple(map(type, new)):  # type: ignore[call-overload]
+                return old == new
         return all(_same_value(a, b, depth + 1) for a, b in zip(old, new, strict=True))  # type: ignore[call-overload]
     return False
 
@@ -68,6 +75,13 @@ class _SourceDigest:
         self._path = path
         self._not_after_ns = not_after_ns
         self._pending = path is not None
+
+    @property
+    def pending(self) -> bool:
+        """
+        Whether the hash is still to be computed.
+        """
+        return self._pending
 
     @property
     def known(self) -> str | None:
@@ -131,7 +145,8 @@ class ModuleVersion:
     created_at: datetime
     origin: str | None
     bindings: Mapping[str, object] = attrs.field(eq=False)
-    _digest: _SourceDigest = attrs.field(eq=False, alias="digest")
+    # The hash itself once known (a reload): a _SourceDigest would cost ~64 bytes more.
+    _digest: str | _SourceDigest | None = attrs.field(eq=False, alias="digest")
 
     @property
     def source_sha256(self) -> str | None:
@@ -142,14 +157,16 @@ class ModuleVersion:
         it is computed on first access from the file, if the file has not been modified
         since the import; for an adopted module, or code without source, it is None.
         """
-        return self._digest.value
+        digest = self._digest
+        return digest.value if isinstance(digest, _SourceDigest) else digest
 
     @property
     def known_source_sha256(self) -> str | None:
         """
         `source_sha256` if it is already known, without reading any file.
         """
-        return self._digest.known
+        digest = self._digest
+        return digest.known if isinstance(digest, _SourceDigest) else digest
 
     @functools.cached_property
     def names(self) -> frozenset[str]:
@@ -173,9 +190,12 @@ def make_version(
     origin: str | None,
     digest: _SourceDigest,
     created_ns: int,
+    *,
+    copy: bool = True,
 ) -> ModuleVersion:
     """
-    Record ``namespace`` (copied shallowly here) as version ``number`` of ``module``.
+    Record ``namespace`` (copied shallowly here, unless ``copy`` is false because the
+    caller passes a copy of its own) as version ``number`` of ``module``.
     """
     return ModuleVersion(
         module=module,
@@ -183,8 +203,8 @@ def make_version(
         reason=reason,
         created_at=datetime.fromtimestamp(created_ns / 1e9, tz=timezone.utc),
         origin=origin,
-        bindings=types.MappingProxyType(dict(namespace)),
-        digest=digest,
+        bindings=types.MappingProxyType(dict(namespace) if copy else namespace),
+        digest=digest if digest.pending else digest.value,
     )
 
 
@@ -236,8 +256,12 @@ def compare(
     """
     old_keys = old.keys()
     new_keys = new.keys()
+    # Most names of a reloaded module are bound to the very same object (constants
+    # folded into the code, imported modules): test identity before anything else.
     changed = [
-        name for name in old_keys & new_keys if not _unchanged(name, old[name], new[name])
+        name
+        for name in old_keys & new_keys
+        if (before := old[name]) is not (after := new[name]) and not _unchanged(name, before, after)
     ]
     return NamespaceDiff(
         module=module,

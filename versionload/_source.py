@@ -11,10 +11,10 @@ stale cache so that later imports in any process see the new code too.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.machinery
 import importlib.util
 import marshal
+import os
 import sys
 from importlib._bootstrap_external import SourceLoader as _SourceLoaderBase
 from types import CodeType
@@ -52,6 +52,18 @@ def reads_source_through_cache(loader: object) -> bool:
     )
 
 
+#: The code last compiled for each source path, with the sha256 of exactly the bytes it
+#: was compiled from. Compiling is a pure function of the bytes, the path and the
+#: interpreter's flags, so equal bytes at the same path give equal code: a reload of
+#: unchanged source runs the code object compiled before instead of compiling again.
+#: One entry per module file ever reloaded, replaced on each edit.
+_compiled: dict[str, tuple[str, CodeType]] = {}
+#: For each bytecode cache this process wrote: the sha256 of the source it holds, the
+#: (mtime, size) in its header, and the cache file's (inode, size, mtime_ns) right
+#: after writing. While all of these still hold, rewriting it would write the same bytes.
+_written: dict[str, tuple[str, int, int, tuple[int, int, int]]] = {}
+
+
 def fresh_code(spec: importlib.machinery.ModuleSpec) -> FreshCode:
     """
     Compile the module's current source, bypassing the bytecode cache.
@@ -70,14 +82,37 @@ def fresh_code(spec: importlib.machinery.ModuleSpec) -> FreshCode:
     except OSError:
         stats = None
     data = loader.get_data(path)
-    code = loader.source_to_code(data, path)
+    sha256 = sha256_of(data)
+    code = _compile(loader, path, data, sha256)
     if stats is not None:
-        _refresh_bytecode_cache(loader, path, code, int(stats["mtime"]), len(data))
-    return FreshCode(code=code, sha256=sha256_of(data), path=path)
+        _refresh_bytecode_cache(loader, path, code, int(stats["mtime"]), len(data), sha256)
+    return FreshCode(code=code, sha256=sha256, path=path)
+
+
+def _compile(loader: Any, path: str, data: bytes, sha256: str) -> CodeType:
+    # Only the stdlib's own compile step is known to depend on nothing but the bytes;
+    # a loader that transforms source in source_to_code may consult other state.
+    pure = getattr(type(loader), "source_to_code", None) is _SourceLoaderBase.source_to_code
+    if pure:
+        known = _compiled.get(path)
+        if known is not None and known[0] == sha256:
+            return known[1]
+    code: CodeType = loader.source_to_code(data, path)
+    if pure:
+        _compiled[path] = (sha256, code)
+    return code
+
+
+def _cache_identity(cache_path: str) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(cache_path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _refresh_bytecode_cache(
-    loader: Any, source_path: str, code: CodeType, mtime: int, size: int
+    loader: Any, source_path: str, code: CodeType, mtime: int, size: int, sha256: str
 ) -> None:
     if sys.dont_write_bytecode:
         return
@@ -85,6 +120,11 @@ def _refresh_bytecode_cache(
         cache_path = importlib.util.cache_from_source(source_path)
     except NotImplementedError:
         return
+    written = _written.get(cache_path)
+    if written is not None and written[:3] == (sha256, mtime, size) and written[3] == _cache_identity(
+        cache_path
+    ):
+        return  # the cache still holds what we wrote for exactly this source
     try:
         with open(cache_path, "rb") as existing:
             header = existing.read(8)
@@ -102,8 +142,23 @@ def _refresh_bytecode_cache(
         )
     )
     # An unwritable cache only costs later imports a recompile.
-    with contextlib.suppress(OSError, NotImplementedError):
+    try:
         loader.set_data(cache_path, payload)
+    except (OSError, NotImplementedError):
+        return
+    # SourceFileLoader.set_data gives up silently on some errors: remember the cache
+    # only if the file there now is the one just written.
+    identity = _cache_identity(cache_path)
+    if identity is None or identity[1] != len(payload):
+        return
+    try:
+        with open(cache_path, "rb") as check:
+            if check.read() != payload:
+                return
+    except OSError:
+        return
+    if identity == _cache_identity(cache_path):
+        _written[cache_path] = (sha256, mtime, size, identity)
 
 
 def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest | None:
@@ -127,7 +182,8 @@ def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest 
         return None
     try:
         data = loader.get_data(path)
-        fresh = loader.source_to_code(data, path)
+        sha256 = sha256_of(data)
+        fresh = _compile(loader, path, data, sha256)
     except Exception:  # noqa: BLE001 - unreadable or broken source: what runs is the cache
         return _SourceDigest()
-    return _SourceDigest(sha256_of(data) if running == fresh else None)
+    return _SourceDigest(sha256 if running == fresh else None)

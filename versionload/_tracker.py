@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 from collections.abc import Iterable
 from importlib.machinery import ModuleSpec
 from types import ModuleType
@@ -25,7 +24,7 @@ from ._graph import dependencies_of, dependency_map, dependents_of
 from ._group import cascade_targets, check_update, migrator, names_of, reload_group, restore_states
 from ._inplace import Ledger
 from ._registry import Registry, normalize_max_versions, normalize_patterns, normalize_roots
-from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare, source_digest
+from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
 from ._stale import StaleReport, stale_report
 
 
@@ -392,7 +391,7 @@ class Tracker:
         if module is None:
             return  # the import failed, or put something that is not a module in sys.modules
         origin = spec.origin if spec.has_location else None
-        self._registry.record(spec.name, module, "import", origin, source_digest(origin, time.time_ns()))
+        self._registry.record_import(spec.name, module, origin)
 
     def _on_external_reload_start(self, module: ModuleType) -> None:
         name = module_name(module)

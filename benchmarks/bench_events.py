@@ -1,0 +1,122 @@
+"""
+What the structlog event of a reload costs: reloads with the event delivered against
+reloads in which nobody listens (so no event is built at all).
+
+Logging configurations compared, each in its own fresh interpreter:
+
+- ``silent``: structlog filters below CRITICAL and nobody subscribed: no event is built.
+- ``default``: structlog never configured: its default console renderer prints
+  each event to stdout (here a pipe), as for a program that did not set up logging.
+- ``json``: timestamp, level and ``JSONRenderer`` to a file, a typical production set-up.
+
+The source is rewritten (same size, later mtime) before each reload, so every event
+carries a real diff: one changed constant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import _harness as h
+from _modules import module_with_names
+
+SCRIPT = Path(__file__).resolve()
+
+
+def worker(config: dict[str, Any]) -> None:
+    import importlib
+    import logging
+
+    h.ensure_importable()
+    import structlog
+
+    import versionload
+
+    mode = config["mode"]
+    sink = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
+    if mode == "silent":
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    elif mode == "json":
+        structlog.configure(
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.JSONRenderer(),
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+            logger_factory=structlog.PrintLoggerFactory(file=sink),
+            cache_logger_on_first_use=True,
+        )
+    path = Path(config["path"])
+    name = config["module"]
+    source = path / f"{name}.py"
+    sys.path.insert(0, str(path))
+    versionload.install()
+    module = importlib.import_module(name)
+    base_mtime = int(source.stat().st_mtime)
+    times = []
+    for step in range(1, config["reloads"] + 1):
+        source.write_text(module_with_names(config["names"], edit=step))
+        os.utime(source, (base_mtime + step, base_mtime + step))
+        started = h.now_ns()
+        versionload.reload(module)
+        times.append((h.now_ns() - started) / 1e6)
+    assert module.EDIT == config["reloads"]
+    h.worker_result({"ms": h.Stats.of(times[1:]).median})
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    sizes = (10,) if quick else (10, 1000)
+    rounds = 2 if quick else 11
+    reloads = 6 if quick else 30
+    rows: list[dict[str, Any]] = []
+    h.header("events: cost of the reload event (delivered vs nobody listening)")
+    with tempfile.TemporaryDirectory(prefix="vlbench-events-") as tmp:
+        for names in sizes:
+            for mode in ("default", "json"):
+                directory = Path(tmp, f"{mode}-{names}")
+                directory.mkdir()
+                module = f"vlbench_events_{names}"
+                (directory / f"{module}.py").write_text(module_with_names(names))
+                config = {"path": str(directory), "module": module, "names": names, "reloads": reloads}
+
+                def sampler(mode: str, config: dict[str, Any] = config) -> Any:
+                    return lambda: float(h.run_worker(SCRIPT, {**config, "mode": mode})["ms"])
+
+                comparison = h.compare(
+                    f"reload + event ({mode}), {names} names",
+                    rounds,
+                    sampler(mode),
+                    sampler("silent"),
+                    a_name=mode,
+                    b_name="silent",
+                )
+                row = comparison.row()
+                cost_us = (row["a_median"] - row["b_median"]) * 1000
+                print(
+                    h.format_comparison(comparison) + f"  => event ~{cost_us:.0f} us per reload", flush=True
+                )
+                rows.append({**row, "event_us": cost_us})
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    config = h.is_worker(argv)
+    if config is not None:
+        worker(config)
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
+    args = parser.parse_args(argv[1:])
+    print(h.machine())
+    run(args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

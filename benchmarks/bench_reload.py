@@ -1,0 +1,199 @@
+"""
+Reload and rollback: ``versionload.reload`` against ``importlib.reload``, and the
+time of ``versionload.rollback`` against the time of one reload.
+
+Each sample is one fresh interpreter that imports a generated module with N
+top-level names, reloads it a few times untimed, then times R reloads one by one
+and reports their median. Bytecode writing is on, as users have it. Two scenarios:
+
+- ``unchanged``: the source is not touched and its ``.pyc`` is valid, so
+  ``importlib.reload`` unmarshals the cache while versionload, which never trusts
+  the cache for a reload, reads the source (and, for a source it has not compiled
+  before, compiles it).
+- ``edited``: before each reload the source is rewritten with a different value
+  (same size, a later mtime, untimed), so both sides must compile and write the cache.
+
+The versionload workers then time rollbacks between the last two versions. A third
+variant calls ``importlib.reload`` with the hook installed, as other tools do.
+Logging is configured at CRITICAL, so no event reaches anybody and none is built;
+``bench_events.py`` measures rendering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import _harness as h
+from _modules import module_with_names
+
+SCRIPT = Path(__file__).resolve()
+RELOAD_TARGET = 1.10  # at 1,000 names
+ROLLBACK_TARGET = 0.05  # of one reload
+
+
+def _median(values: list[float]) -> float:
+    return h.Stats.of(values).median
+
+
+def worker(config: dict[str, Any]) -> None:
+    import importlib
+    import logging
+
+    h.ensure_importable()
+    import structlog
+
+    import versionload
+
+    # Events are measured by bench_events.py; here nobody listens, so none is built.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    path = Path(config["path"])
+    name = config["module"]
+    source = path / f"{name}.py"
+    sys.path.insert(0, str(path))
+    use_versionload = config["variant"] == "versionload"
+    if config["variant"] != "stdlib":
+        versionload.install()
+    module = importlib.import_module(name)
+    reload = versionload.reload if use_versionload else importlib.reload
+    edited = config["scenario"] == "edited"
+    stat = source.stat()
+    size, base_mtime = stat.st_size, int(stat.st_mtime)
+
+    def prepare(step: int) -> None:
+        if edited:
+            text = module_with_names(config["names"], edit=step)
+            source.write_text(text)
+            # A whole second later each time: the bytecode cache check sees every edit.
+            os.utime(source, (base_mtime + step, base_mtime + step))
+            assert source.stat().st_size == size
+
+    step = 1
+    first = 0.0
+    for index in range(config["warmup"]):
+        prepare(step)
+        step += 1
+        started = h.now_ns()
+        reload(module)
+        if index == 0:
+            first = (h.now_ns() - started) / 1e6
+    times = []
+    for _ in range(config["reloads"]):
+        prepare(step)
+        step += 1
+        started = h.now_ns()
+        reload(module)
+        times.append((h.now_ns() - started) / 1e6)
+    if edited:
+        assert step - 1 == module.EDIT, "the reload did not run the edited source"
+    result: dict[str, Any] = {"ms": _median(times), "first_ms": first}
+    if use_versionload:
+        numbers = [v.number for v in versionload.history(module)]
+        a, b = numbers[-2], numbers[-1]
+        rollbacks = []
+        for index in range(config["reloads"]):
+            started = h.now_ns()
+            versionload.rollback(module, to=a if index % 2 == 0 else b)
+            rollbacks.append((h.now_ns() - started) / 1e6)
+        result["rollback_ms"] = _median(rollbacks)
+    h.worker_result(result)
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    sizes = (10, 1000) if quick else (10, 1000, 10000)
+    rounds = 2 if quick else 11
+    reloads = 5 if quick else 25
+    hooked_up_to = 10 if quick else 1000
+    rows: list[dict[str, Any]] = []
+    h.header("reload: versionload.reload vs importlib.reload; rollback vs one reload")
+    env = {"PYTHONDONTWRITEBYTECODE": ""}  # bytecode writing on, as users have it
+    with tempfile.TemporaryDirectory(prefix="vlbench-reload-") as tmp:
+        for scenario in ("unchanged", "edited"):
+            for names in sizes:
+                directory = Path(tmp, f"{scenario}-{names}")
+                directory.mkdir()
+                module = f"vlbench_names_{names}"
+                (directory / f"{module}.py").write_text(module_with_names(names))
+                config = {
+                    "path": str(directory),
+                    "module": module,
+                    "names": names,
+                    "scenario": scenario,
+                    "warmup": 2,
+                    "reloads": reloads,
+                }
+                samples: dict[str, list[dict[str, Any]]] = {"versionload": [], "stdlib": [], "hooked": []}
+
+                def sampler(
+                    variant: str, key: str = "ms", config: dict[str, Any] = config, samples: Any = samples
+                ) -> Any:
+                    def sample() -> float:
+                        result = h.run_worker(SCRIPT, {**config, "variant": variant}, env)
+                        samples[variant].append(result)
+                        return float(result[key])
+
+                    return sample
+
+                comparison = h.compare(
+                    f"reload {scenario}, {names} names", rounds, sampler("versionload"), sampler("stdlib")
+                )
+                target = RELOAD_TARGET if names == 1000 else None
+                print(h.format_comparison(comparison, target), flush=True)
+                rows.append({**comparison.row(), "target": target})
+                first = h.Comparison(
+                    f"  first reload after import, {names} names",
+                    "versionload",
+                    "stdlib",
+                    tuple(r["first_ms"] for r in samples["versionload"]),
+                    tuple(r["first_ms"] for r in samples["stdlib"]),
+                )
+                print(h.format_comparison(first), flush=True)
+                rows.append(first.row())
+                rollback = h.Comparison(
+                    f"rollback vs reload ({scenario}), {names} names",
+                    "rollback",
+                    "reload",
+                    tuple(r["rollback_ms"] for r in samples["versionload"]),
+                    tuple(r["ms"] for r in samples["versionload"]),
+                )
+                # The target is against a reload of edited source, the reason to reload at
+                # all; against a reload of unchanged source the ratio is shown for information.
+                rollback_target = ROLLBACK_TARGET if scenario == "edited" else None
+                print(h.format_comparison(rollback, rollback_target), flush=True)
+                rows.append({**rollback.row(), "target": rollback_target})
+                if names > hooked_up_to:
+                    continue
+                # Other tools (IPython's autoreload, frameworks) call importlib.reload
+                # while the hook is installed: the hook records those reloads too.
+                hooked = h.compare(
+                    f"importlib.reload + hook ({scenario}), {names} names",
+                    rounds,
+                    sampler("hooked"),
+                    sampler("stdlib"),
+                    a_name="hooked",
+                    b_name="stdlib",
+                )
+                print(h.format_comparison(hooked), flush=True)
+                rows.append(hooked.row())
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    config = h.is_worker(argv)
+    if config is not None:
+        worker(config)
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
+    args = parser.parse_args(argv[1:])
+    print(h.machine())
+    run(args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,199 @@
+"""
+The shortcuts the benchmarks led to change nothing anybody can observe: code reused
+for identical source, the bytecode cache left alone when it already holds our code,
+events built only for listeners, and first imports queued while nobody listens.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import logging
+import marshal
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+import versionload
+
+from .helpers import ModuleTree
+
+
+def _cached_value(source_path: str, name: str) -> Any:
+    """
+    Execute the code in the bytecode cache of ``source_path`` and return ``name`` from it.
+    """
+    with open(importlib.util.cache_from_source(source_path), "rb") as cache:
+        code = marshal.loads(cache.read()[16:])
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    return namespace[name]
+
+
+class TestCompiledCodeReuse:
+    """
+    Reloads of unchanged source reuse the code compiled from the same bytes.
+    """
+
+    def test_unchanged_source_runs_the_same_code_object(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        Two reloads of the same bytes run one code object: no second compile.
+        """
+        tree.module("fp_same", "def f():\n    return 1\n")
+        import fp_same  # type: ignore[import-not-found]
+
+        tracker.reload(fp_same)
+        first = fp_same.f
+        tracker.reload(fp_same)
+
+        assert first is not fp_same.f
+        assert first.__code__ is fp_same.f.__code__
+
+    def test_edit_invisible_to_the_cache_check_still_runs_new_code(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        After a reload filled the reuse table, a same-size, same-mtime edit still runs.
+        """
+        path = tree.module("fp_stat", "VALUE = 1\n")
+        import fp_stat  # type: ignore[import-not-found]
+
+        tracker.reload(fp_stat)
+        tree.edit_keeping_stat(path, "VALUE = 2\n")
+        tracker.reload(fp_stat)
+
+        assert 2 == fp_stat.VALUE
+
+    def test_cache_overwritten_by_others_is_rewritten(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A stale cache written by someone else after our reload is replaced at the next reload.
+        """
+        sys.dont_write_bytecode = False
+        path = tree.module("fp_cache", "VALUE = 1\n")
+        import fp_cache  # type: ignore[import-not-found]
+
+        cache = Path(importlib.util.cache_from_source(str(path)))
+        stale = cache.read_bytes()
+        tree.edit_keeping_stat(path, "VALUE = 2\n")
+        tracker.reload(fp_cache)
+        assert 2 == _cached_value(str(path), "VALUE")
+        # Another process writes the old code with a header that still passes the check.
+        cache.write_bytes(stale)
+        tracker.reload(fp_cache)
+
+        assert 2 == _cached_value(str(path), "VALUE")
+
+
+class TestEventsForListenersOnly:
+    """
+    Events are skipped only when the log level would drop them and nobody subscribed.
+    """
+
+    def test_levels_decide_which_events_are_logged(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        At WARNING a reload logs nothing and a rollback logs its full diff.
+        """
+        path = tree.module("fp_levels", "A = 1\nB = [1]\n")
+        import fp_levels  # type: ignore[import-not-found]
+
+        logged: list[dict[str, Any]] = []
+
+        def capture(logger: object, method: str, event_dict: dict[str, Any]) -> Any:
+            logged.append(dict(event_dict))
+            raise structlog.DropEvent
+
+        structlog.configure(
+            processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)
+        )
+        path.write_text("A = 1\nC = 2\nB = [2]\n")
+        tracker.reload(fp_levels)
+        tracker.rollback(fp_levels)
+
+        assert [("module.rolled_back", ["C"], [], ["B"])] == [
+            (entry["event"], entry["removed"], entry["added"], entry["changed"]) for entry in logged
+        ]
+
+    def test_subscriber_gets_reload_event_when_logging_drops_it(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A subscriber receives the reload event even when structlog would drop it.
+        """
+        path = tree.module("fp_sub", "A = 1\n")
+        import fp_sub  # type: ignore[import-not-found]
+
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        path.write_text("A = 1\nB = 2\n")
+        tracker.reload(fp_sub)
+
+        assert [("B",)] == [e.added for e in events if isinstance(e, versionload.ModuleReloaded)]
+
+
+class TestQueuedImports:
+    """
+    First imports recorded while nobody listens become histories on the next operation.
+    """
+
+    def test_histories_in_import_order(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        Queued imports become version 1 of each module, in the order they were imported.
+        """
+        tree.write(
+            {
+                "fp_order/__init__.py": "from . import b, a\n",
+                "fp_order/a.py": "X = 1\n",
+                "fp_order/b.py": "Y = 2\n",
+            }
+        )
+        __import__("fp_order")
+
+        assert ("fp_order.b", "fp_order.a", "fp_order") == tracker.tracked()
+        assert {"import"} == {tracker.current(m).reason for m in tracker.tracked()}
+        assert 2 == tracker.current("fp_order.b").bindings["Y"]
+
+    def test_collected_before_anybody_looked_keeps_numbering(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A module imported, dropped and collected unseen still used up version 1.
+        """
+        tree.module("fp_gone", "X = 1\n")
+        __import__("fp_gone")
+        del sys.modules["fp_gone"]
+        gc.collect()
+        module = __import__("fp_gone")
+
+        assert (2,) == tuple(v.number for v in tracker.history(module))
+
+    def test_subscriber_sees_loads_at_once(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        With a subscriber the import is recorded at once and reported.
+        """
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        tree.module("fp_seen", "X = 1\n")
+        __import__("fp_seen")
+
+        assert [("fp_seen", 1)] == [
+            (e.module, e.version) for e in events if isinstance(e, versionload.ModuleLoaded)
+        ]
+
+    def test_forget_drops_queued_import(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        Forgetting a module whose import is still queued forgets it for good.
+        """
+        tree.module("fp_forget", "X = 1\n")
+        __import__("fp_forget")
+
+        assert tracker.forget("fp_forget")
+        assert "fp_forget" not in tracker.tracked()
