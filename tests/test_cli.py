@@ -230,6 +230,13 @@ class TestRunErrors:
         assert EXIT_USAGE == result.returncode
         assert "error" in result.stderr
 
+    def test_unknown_run_flag_shows_runs_usage(self, runtime):
+        """An unknown flag of run is reported with run's usage line, not the top-level one."""
+        result = cli("run", "--bogus", "x.py")
+        assert EXIT_USAGE == result.returncode
+        assert result.stderr.startswith("usage: versionload run [--watch DIR ...]")
+        assert "versionload: error: run: unrecognized arguments: --bogus" in result.stderr
+
     @pytest.mark.parametrize(("flag", "option"), [("--cascade", "cascade"), ("--in-place", "update")])
     def test_reload_mode_flags(self, app, runtime, flag, option):
         """--cascade/--in-place run when this versionload's reload has the option, else exit 2 saying so."""
