@@ -291,6 +291,22 @@ class TestControl:
         assert 0 == text.returncode
         assert "current: version 1" in text.stdout
 
+    def test_closed_output_pipe(self, running):
+        """history into a pipe whose reader has gone (`| head`): exit 0 and no traceback."""
+        reader, writer = os.pipe()
+        os.close(reader)
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "versionload", "history", "--all", "--pid", str(running.process.pid)],
+                stdout=writer,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=30,
+            )
+        finally:
+            os.close(writer)
+        assert (0, "") == (result.returncode, result.stderr)
+
     def test_unknown_module_and_version(self, running):
         """Rolling back an untracked module or a missing version: exit status 5 and the reason."""
         pid = str(running.process.pid)

@@ -148,9 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = parser.parse_args(arguments)
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else EXIT_USAGE
-    if options.command == "history":
-        return _history(options)
-    return _rollback(options)
+    try:
+        if options.command == "history":
+            return _history(options)
+        return _rollback(options)
+    except BrokenPipeError:
+        # The reader went away (`versionload history --all | head`): stop quietly, and
+        # point stdout at devnull so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 # -- run --------------------------------------------------------------------------------
