@@ -312,7 +312,8 @@ class TestControl:
         pid = str(running.process.pid)
         unknown = cli("rollback", "--pid", pid, "no_such_module")
         assert EXIT_REFUSED == unknown.returncode
-        assert "not tracked" in unknown.stderr
+        assert f"module 'no_such_module' is not tracked by process {pid}" in unknown.stderr
+        assert "versionload history --all" in unknown.stderr
         missing = cli("rollback", "--pid", pid, "behaviour", "9")
         assert EXIT_REFUSED == missing.returncode
         assert "no version 9" in missing.stderr
