@@ -374,7 +374,12 @@ class Tracker:
     def subscribe(self, subscriber: Subscriber) -> None:
         """
         Call ``subscriber(event)`` with each event payload this tracker emits.
+
+        Raises:
+            InvalidArgumentError: ``subscriber`` is not callable.
         """
+        if not callable(subscriber):
+            raise InvalidArgumentError(f"subscriber must be callable, got {subscriber!r}")
         self._registry.subscribers.append(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
