@@ -9,6 +9,7 @@ import contextlib
 import inspect
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -195,6 +196,26 @@ class TestRun:
         result = cli("run", str(tmp_path / "bad.py"))
         assert 1 == result.returncode
         assert "RuntimeError: program bug" in result.stderr
+
+    def test_program_traceback_starts_in_the_program(self, tmp_path, runtime):
+        """The traceback of a program that raises shows the program's frames, not versionload's or runpy's."""
+        (tmp_path / "helper.py").write_text("def fail():\n    raise RuntimeError('deep bug')\n")
+        (tmp_path / "bad.py").write_text("import helper\nhelper.fail()\n")
+        result = cli("run", str(tmp_path / "bad.py"))
+        assert 1 == result.returncode
+        traceback = result.stderr[result.stderr.index("Traceback") :]
+        files = re.findall(r'File "([^"]+)"', traceback)
+        assert [str(tmp_path / "bad.py"), str(tmp_path / "helper.py")] == files
+        assert "RuntimeError: deep bug" in traceback
+
+    def test_program_syntax_error(self, tmp_path, runtime):
+        """A script that does not compile: python's SyntaxError report with file and line, exit 1."""
+        (tmp_path / "broken.py").write_text("x = (\n")
+        result = cli("run", str(tmp_path / "broken.py"))
+        assert 1 == result.returncode
+        assert f'File "{tmp_path / "broken.py"}", line 1' in result.stderr
+        assert "SyntaxError" in result.stderr
+        assert "runpy" not in result.stderr
 
     def test_console_output_without_json(self, tmp_path, runtime):
         """Without --json, events are rendered by structlog's console renderer (no colour on a pipe)."""

@@ -271,14 +271,29 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         return EXIT_PROGRAM_FAILED
     except KeyboardInterrupt:
         return 130
-    except BaseException:  # noqa: BLE001 - shown as python shows it; the exit status says it failed
-        traceback.print_exc()
+    except BaseException as error:  # noqa: BLE001 - shown as python shows it; the exit status says it failed
+        _print_program_error(error)
         return EXIT_PROGRAM_FAILED
     finally:
         watcher.stop()
         control.stop()
         os.environ.pop(SOCKET_ENV, None)
     return EXIT_OK
+
+
+def _print_program_error(error: BaseException) -> None:
+    """
+    Print the program's traceback as ``python SCRIPT`` would: from the program's first frame.
+    """
+    ours = {os.path.abspath(__file__), os.path.abspath(runpy.__file__)}
+    frames = error.__traceback__
+    # Our frames and runpy's come first; a reader would take them for a versionload bug.
+    while frames is not None:
+        filename = frames.tb_frame.f_code.co_filename
+        if filename != "<frozen runpy>" and os.path.abspath(filename) not in ours:
+            break
+        frames = frames.tb_next
+    traceback.print_exception(type(error), error, frames)
 
 
 # -- history and rollback ----------------------------------------------------------------
