@@ -114,8 +114,8 @@ def main() -> None:
 
     step("the history, and what changed between versions")
     for version in versionload.history(greetings):
-        marker = "<- current" if version.number == versionload.current(greetings).number else ""
-        print(f"  #{version.number} {version.reason:8} {len(version.names)} names {marker}")
+        marker = "  <- current" if version.number == versionload.current(greetings).number else ""
+        print(f"  #{version.number} {version.reason:8} {len(version.names)} names{marker}")
     print(" ", versionload.diff(greetings, 1, 2))
 
     versionload.uninstall()

@@ -9,6 +9,7 @@ import contextlib
 import inspect
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -196,6 +197,26 @@ class TestRun:
         assert 1 == result.returncode
         assert "RuntimeError: program bug" in result.stderr
 
+    def test_program_traceback_starts_in_the_program(self, tmp_path, runtime):
+        """The traceback of a program that raises shows the program's frames, not versionload's or runpy's."""
+        (tmp_path / "helper.py").write_text("def fail():\n    raise RuntimeError('deep bug')\n")
+        (tmp_path / "bad.py").write_text("import helper\nhelper.fail()\n")
+        result = cli("run", str(tmp_path / "bad.py"))
+        assert 1 == result.returncode
+        traceback = result.stderr[result.stderr.index("Traceback") :]
+        files = re.findall(r'File "([^"]+)"', traceback)
+        assert [str(tmp_path / "bad.py"), str(tmp_path / "helper.py")] == files
+        assert "RuntimeError: deep bug" in traceback
+
+    def test_program_syntax_error(self, tmp_path, runtime):
+        """A script that does not compile: python's SyntaxError report with file and line, exit 1."""
+        (tmp_path / "broken.py").write_text("x = (\n")
+        result = cli("run", str(tmp_path / "broken.py"))
+        assert 1 == result.returncode
+        assert f'File "{tmp_path / "broken.py"}", line 1' in result.stderr
+        assert "SyntaxError" in result.stderr
+        assert "runpy" not in result.stderr
+
     def test_console_output_without_json(self, tmp_path, runtime):
         """Without --json, events are rendered by structlog's console renderer (no colour on a pipe)."""
         (tmp_path / "quick.py").write_text("print('done')\n")
@@ -229,6 +250,13 @@ class TestRunErrors:
         result = cli(*arguments)
         assert EXIT_USAGE == result.returncode
         assert "error" in result.stderr
+
+    def test_unknown_run_flag_shows_runs_usage(self, runtime):
+        """An unknown flag of run is reported with run's usage line, not the top-level one."""
+        result = cli("run", "--bogus", "x.py")
+        assert EXIT_USAGE == result.returncode
+        assert result.stderr.startswith("usage: versionload run [--watch DIR ...]")
+        assert "versionload: error: run: unrecognized arguments: --bogus" in result.stderr
 
     @pytest.mark.parametrize(("flag", "option"), [("--cascade", "cascade"), ("--in-place", "update")])
     def test_reload_mode_flags(self, app, runtime, flag, option):
@@ -284,12 +312,29 @@ class TestControl:
         assert 0 == text.returncode
         assert "current: version 1" in text.stdout
 
+    def test_closed_output_pipe(self, running):
+        """history into a pipe whose reader has gone (`| head`): exit 0 and no traceback."""
+        reader, writer = os.pipe()
+        os.close(reader)
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "versionload", "history", "--all", "--pid", str(running.process.pid)],
+                stdout=writer,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=30,
+            )
+        finally:
+            os.close(writer)
+        assert (0, "") == (result.returncode, result.stderr)
+
     def test_unknown_module_and_version(self, running):
         """Rolling back an untracked module or a missing version: exit status 5 and the reason."""
         pid = str(running.process.pid)
         unknown = cli("rollback", "--pid", pid, "no_such_module")
         assert EXIT_REFUSED == unknown.returncode
-        assert "not tracked" in unknown.stderr
+        assert f"module 'no_such_module' is not tracked by process {pid}" in unknown.stderr
+        assert "versionload history --all" in unknown.stderr
         missing = cli("rollback", "--pid", pid, "behaviour", "9")
         assert EXIT_REFUSED == missing.returncode
         assert "no version 9" in missing.stderr

@@ -233,6 +233,14 @@ class TestSubscribers:
     Tracker.subscribe / Tracker.unsubscribe.
     """
 
+    def test_not_callable_is_refused(self, tracker: versionload.Tracker) -> None:
+        """
+        A subscriber that cannot be called raises InvalidArgumentError and is not added.
+        """
+        with pytest.raises(versionload.InvalidArgumentError, match="subscriber must be callable, got 5"):
+            tracker.subscribe(5)  # type: ignore[arg-type]
+        assert [] == tracker._registry.subscribers
+
     def test_receive_payload_objects(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
         """
         Subscribers get the frozen payload objects, in order, for every event.

@@ -529,6 +529,12 @@ class TestReload:
         with pytest.raises(PluginNotFoundError):
             PluginHost(GROUP, tracker=tracker).reload("ghost")
 
+    def test_before_load_all(self, site, tracker):
+        """Asking for a plugin before load_all ran says that nothing is loaded yet."""
+        install_shout(site)
+        with pytest.raises(PluginNotFoundError, match=r"nothing has been loaded yet \(load_all\(\)"):
+            PluginHost(GROUP, tracker=tracker).reload("shout")
+
     def test_events(self, site, tracker):
         """A successful reload emits plugin.reloaded with the new module versions."""
         install_shout(site)

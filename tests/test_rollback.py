@@ -149,8 +149,9 @@ class TestRollback:
         tree.module("rb_first", "X = 1\n")
         import rb_first
 
-        with pytest.raises(versionload.VersionNotFoundError):
+        with pytest.raises(versionload.VersionNotFoundError) as caught:
             tracker.rollback(rb_first)
+        assert "module 'rb_first' has no version before version 1 (available: 1)" == str(caught.value)
         assert 1 == tracker.current(rb_first).number
         assert 1 == rb_first.X
 

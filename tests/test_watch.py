@@ -255,6 +255,7 @@ class TestWatchOptions:
             ({"paths": []}, "paths is empty"),
             ({"cascade": "yes"}, "cascade"),
             ({"update": 3}, "update"),
+            ({"update": "sideways"}, "update must be None, 'rebind' or 'in-place', got 'sideways'"),
             ({"debounce": 0}, "debounce"),
             ({"tracker": object()}, "tracker"),
             ({"on_change": 3}, "on_change"),

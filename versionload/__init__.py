@@ -2,7 +2,17 @@
 versionload: module reloading with a version history per module, and rollback.
 
 Importing this package changes nothing in ``sys``; `install` puts the import hook in
-place. The functions here act on one default `Tracker`.
+place. The functions here act on one default `Tracker`:
+
+    versionload.install()                # every import from now on is version 1
+    versionload.reload(module)           # run the source on disk; a failure changes nothing
+    versionload.rollback(module, to=1)   # restore what version 1 bound
+    versionload.history(module)          # the recorded versions, oldest first
+
+Functions that take a module accept the module or its name. Bad input raises a
+`VersionLoadError` subclass that is also the stdlib error callers expect (`TypeError`,
+`LookupError`, `ImportError`). See also `versionload.plugins` (hot-swapped plugins),
+`versionload.testing`, and the ``versionload`` command (``versionload --help``).
 """
 
 from __future__ import annotations

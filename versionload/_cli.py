@@ -2,8 +2,8 @@
 The ``versionload`` command: run a program with live reloading, and drive it.
 
     versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] (-m MODULE | SCRIPT) [ARGS...]
-    versionload history [--pid PID] [--all] [--json] [MODULE]
-    versionload rollback [--pid PID] MODULE [N]
+    versionload history [--pid PID] [--socket PATH] [--all] [--json] [MODULE]
+    versionload rollback [--pid PID] [--socket PATH] MODULE [N]
 
 Exit codes: 0 success; 1 the program raised; 2 bad usage (a bad flag, no target);
 3 the script or module to run does not exist; 4 no running program could be reached
@@ -36,6 +36,9 @@ EXIT_UNREACHABLE = 4
 EXIT_REFUSED = 5
 
 _RUN_VALUE_OPTIONS = {"--watch", "-w"}
+_RUN_USAGE = (
+    "versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] (-m MODULE | SCRIPT) [ARGS...]"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,10 +56,9 @@ def _parser() -> _Parser:
     run = commands.add_parser(
         "run",
         help="run a program with live reloading",
-        usage=(
-            "versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] "
-            "(-m MODULE | SCRIPT) [ARGS...]"
-        ),
+        usage=_RUN_USAGE,
+        description="Run SCRIPT (or -m MODULE) with ARGS as python would, reloading its modules "
+        "when their files under a watched directory change.",
     )
     run.add_argument(
         "--watch",
@@ -82,7 +84,7 @@ def _parser() -> _Parser:
     _target_options(history)
 
     rollback = commands.add_parser("rollback", help="roll a module of a running program back")
-    rollback.add_argument("module")
+    rollback.add_argument("module", help="the module's name, as in sys.modules")
     rollback.add_argument(
         "version", nargs="?", type=int, help="the version (default: the one before the current)"
     )
@@ -135,16 +137,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if arguments and arguments[0] == "run":
             own, module, script, rest = _split_run(arguments[1:])
-            options = parser.parse_args(["run", *own])
+            options, unknown = parser.parse_known_args(["run", *own])
+            if unknown:
+                # parse_args would blame the top-level parser and show its usage, not run's.
+                print(f"usage: {_RUN_USAGE}", file=sys.stderr)
+                return _fail(EXIT_USAGE, f"run: unrecognized arguments: {' '.join(unknown)}")
             if module == "" or (module is None and script is None):
                 return _fail(EXIT_USAGE, "run: give a script to run, or -m MODULE")
             return _run(options, module, script, rest)
         options = parser.parse_args(arguments)
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else EXIT_USAGE
-    if options.command == "history":
-        return _history(options)
-    return _rollback(options)
+    try:
+        if options.command == "history":
+            return _history(options)
+        return _rollback(options)
+    except BrokenPipeError:
+        # The reader went away (`versionload history --all | head`): stop quietly, and
+        # point stdout at devnull so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 # -- run --------------------------------------------------------------------------------
@@ -259,14 +271,29 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         return EXIT_PROGRAM_FAILED
     except KeyboardInterrupt:
         return 130
-    except BaseException:  # noqa: BLE001 - shown as python shows it; the exit status says it failed
-        traceback.print_exc()
+    except BaseException as error:  # noqa: BLE001 - shown as python shows it; the exit status says it failed
+        _print_program_error(error)
         return EXIT_PROGRAM_FAILED
     finally:
         watcher.stop()
         control.stop()
         os.environ.pop(SOCKET_ENV, None)
     return EXIT_OK
+
+
+def _print_program_error(error: BaseException) -> None:
+    """
+    Print the program's traceback as ``python SCRIPT`` would: from the program's first frame.
+    """
+    ours = {os.path.abspath(__file__), os.path.abspath(runpy.__file__)}
+    frames = error.__traceback__
+    # Our frames and runpy's come first; a reader would take them for a versionload bug.
+    while frames is not None:
+        filename = frames.tb_frame.f_code.co_filename
+        if filename != "<frozen runpy>" and os.path.abspath(filename) not in ours:
+            break
+        frames = frames.tb_next
+    traceback.print_exception(type(error), error, frames)
 
 
 # -- history and rollback ----------------------------------------------------------------

@@ -218,7 +218,15 @@ class ControlServer:
                 return {"ok": True, "pid": os.getpid(), "modules": self._history(request)}
             if op == "rollback":
                 return self._rollback(request)
-        except (NotTrackedError, VersionNotFoundError) as error:
+        except NotTrackedError as error:
+            # The library's advice (import it with the hook, or track() it) means nothing
+            # to someone at the command line: say where to find the names that exist.
+            message = (
+                f"module {error.module!r} is not tracked by process {os.getpid()} "
+                "(`versionload history --all` lists the modules it tracks)"
+            )
+            return {"ok": False, "kind": "not_found", "error": message}
+        except VersionNotFoundError as error:
             return {"ok": False, "kind": "not_found", "error": str(error)}
         except VersionLoadError as error:
             return {"ok": False, "kind": "failed", "error": str(error)}

@@ -64,9 +64,15 @@ class VersionNotFoundError(VersionLoadError, LookupError):
     The module's history has no version with that number.
     """
 
-    def __init__(self, module: str, version: int, available: tuple[int, ...]) -> None:
+    def __init__(
+        self, module: str, version: int, available: tuple[int, ...], *, below: int | None = None
+    ) -> None:
         shown = ", ".join(map(str, available)) or "none"
-        super().__init__(f"module {module!r} has no version {version} (available: {shown})")
+        if below is None:
+            super().__init__(f"module {module!r} has no version {version} (available: {shown})")
+        else:
+            # A default rollback asked for no number: name what it looked for instead.
+            super().__init__(f"module {module!r} has no version before version {below} (available: {shown})")
         self.module = module
         self.version = version
         self.available = available

@@ -58,7 +58,7 @@ class ModuleHistory:
         for version in reversed(self._versions):
             if version.number < number:
                 return version
-        raise VersionNotFoundError(self.name, number - 1, self.numbers)
+        raise VersionNotFoundError(self.name, number - 1, self.numbers, below=number)
 
     def append(self, version: ModuleVersion) -> None:
         """

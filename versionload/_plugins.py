@@ -946,6 +946,8 @@ class PluginHost:
         known = ", ".join(sorted(self._view)) or "none"
         error = self._errors.get(name)
         hint = f"; it failed to load: {error}" if error is not None else ""
+        if not self._entries and not self._errors:
+            hint = "; nothing has been loaded yet (load_all() loads the group's plugins)"
         return PluginNotFoundError(
             f"no plugin {name!r} in group {self._group!r} (loaded: {known}){hint}", plugin=name
         )

@@ -320,6 +320,10 @@ class Tracker:
     def history(self, module: ModuleType | str) -> tuple[ModuleVersion, ...]:
         """
         The module's versions, oldest first.
+
+        Raises:
+            NotTrackedError: the module has no history (see `track`).
+            NotAModuleError: ``module`` is neither a module nor a string.
         """
         try:
             return resolve_tracked(self._registry, module)[2].versions
@@ -329,6 +333,10 @@ class Tracker:
     def current(self, module: ModuleType | str) -> ModuleVersion:
         """
         The module's current version (the last one recorded or rolled back to).
+
+        Raises:
+            NotTrackedError: the module has no history (see `track`).
+            NotAModuleError: ``module`` is neither a module nor a string.
         """
         try:
             return resolve_tracked(self._registry, module)[2].current
@@ -338,6 +346,11 @@ class Tracker:
     def diff(self, module: ModuleType | str, a: int, b: int) -> NamespaceDiff:
         """
         The names added, removed and changed from version ``a`` to version ``b``.
+
+        Raises:
+            NotTrackedError: the module has no history (see `track`).
+            VersionNotFoundError: ``a`` or ``b`` is not in the history (or was pruned).
+            InvalidArgumentError: ``a`` or ``b`` is not an int.
         """
         try:
             check_version_number(a, "a")
@@ -374,7 +387,12 @@ class Tracker:
     def subscribe(self, subscriber: Subscriber) -> None:
         """
         Call ``subscriber(event)`` with each event payload this tracker emits.
+
+        Raises:
+            InvalidArgumentError: ``subscriber`` is not callable.
         """
+        if not callable(subscriber):
+            raise InvalidArgumentError(f"subscriber must be callable, got {subscriber!r}")
         self._registry.subscribers.append(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:

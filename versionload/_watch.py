@@ -38,6 +38,7 @@ import structlog
 
 from ._errors import InvalidArgumentError, VersionLoadError
 from ._events import Event, HistoryEnded, ModuleLoaded, ModuleReloaded, ModuleReloadFailed, report_error
+from ._group import check_update
 from ._tracker import Tracker
 
 Outcome = Literal["reloaded", "failed", "deleted", "unchanged"]
@@ -594,8 +595,9 @@ def make_watcher(
 ) -> Watcher:
     if not isinstance(cascade, bool):
         raise InvalidArgumentError(f"cascade must be True or False, got {cascade!r}")
-    if update is not None and not isinstance(update, str):
-        raise InvalidArgumentError(f"update must be None or a mode name, got {update!r}")
+    if update is not None:
+        # Checked now: an unknown mode would otherwise fail every reload the watcher starts.
+        check_update(update)
     if not isinstance(tracker, Tracker):
         raise InvalidArgumentError(f"tracker must be a versionload.Tracker, got {tracker!r}")
     return Watcher(

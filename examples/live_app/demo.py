@@ -60,6 +60,7 @@ class Program:
     """
 
     def __init__(self, directory: Path) -> None:
+        # app.py's arguments: at most 100000 ticks, 0.3 seconds apart.
         command = [
             sys.executable,
             "-m",
@@ -68,10 +69,12 @@ class Program:
             "--watch",
             str(directory),
             str(directory / "app.py"),
+            "100000",
+            "0.3",
         ]
         print("$ " + " ".join(["versionload", *command[3:]]), flush=True)
         self.process = subprocess.Popen(
-            [*command, "100000", "0.3"],
+            command,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -87,17 +90,24 @@ class Program:
         for line in stream:
             self.lines.put((label, line.rstrip("\n")))
 
-    def wait_for(self, what: str, predicate: Callable[[str, str], bool]) -> None:
+    def wait_for(self, what: str, *predicates: Callable[[str, str], bool]) -> None:
+        """
+        Print the program's lines until each of ``predicates`` has matched one of them.
+
+        The two pipes are read by two threads, so lines written close together may
+        arrive in either order: waiting for all of them keeps each step's lines under
+        its own heading.
+        """
+        pending = list(predicates)
         deadline = time.monotonic() + STEP_TIMEOUT
-        while True:
+        while pending:
             remaining = deadline - time.monotonic()
             try:
                 label, line = self.lines.get(timeout=max(0.0, remaining))
             except queue.Empty:
                 raise SystemExit(f"demo failed: no {what} within {STEP_TIMEOUT:.0f} seconds") from None
             print(f"{label} | {line}", flush=True)
-            if predicate(label, line):
-                return
+            pending = [predicate for predicate in pending if not predicate(label, line)]
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -135,12 +145,19 @@ def main() -> int:
     program = Program(workdir)
     pid = str(program.process.pid)
     try:
-        program.wait_for("first tick", lambda label, line: label == "app" and "version 1" in line)
+        program.wait_for(
+            "first import and tick",
+            lambda label, line: "module.loaded" in line and "greeting" in line,
+            lambda label, line: label == "app" and "version 1" in line,
+        )
 
         step("edit greeting.py: the running program reloads it")
         target.write_text(VERSION_2)
-        program.wait_for("reload event", lambda label, line: "module.reloaded" in line and "greeting" in line)
-        program.wait_for("new message", lambda label, line: label == "app" and "VERSION 2" in line)
+        program.wait_for(
+            "reload event and new message",
+            lambda label, line: "module.reloaded" in line and "greeting" in line,
+            lambda label, line: label == "app" and "VERSION 2" in line,
+        )
 
         step("break greeting.py: the reload fails, version 2 keeps running")
         target.write_text(BROKEN)
@@ -154,12 +171,16 @@ def main() -> int:
 
         step("roll greeting back to version 1 from another terminal")
         versionload("rollback", "--pid", pid, "greeting", "1")
-        program.wait_for("rollback event", lambda label, line: "module.rolled_back" in line)
-        program.wait_for("old message", lambda label, line: label == "app" and "version 1" in line)
+        program.wait_for(
+            "rollback event and old message",
+            lambda label, line: "module.rolled_back" in line,
+            lambda label, line: label == "app" and "version 1" in line,
+        )
     finally:
         step("stop the program")
         status = program.stop()
-        print(f"program exited with status {status}", flush=True)
+        how = " (stopped by SIGINT, as Ctrl-C would)" if status == 130 else ""
+        print(f"program exited with status {status}{how}", flush=True)
         shutil.rmtree(workdir, ignore_errors=True)
     print(
         "\ndemo complete: a load, a reload, a failed reload that changed nothing, and a rollback", flush=True

@@ -2,10 +2,10 @@
 A host application that upgrades its plugins while it serves requests.
 
 The two plugins in ``plugins/`` are real distributions, installed in editable mode
-(``python3 dev.py`` does it; by hand: ``pip install -e examples/plugin_host/plugins/greeter
--e examples/plugin_host/plugins/wordcount``). The host finds them through their
-``plugin_host_demo.plugins`` entry points, serves requests from a background thread,
-and meanwhile deploys new code into the plugins' checkouts:
+(``python3 dev.py plugins`` does it; by hand, in a virtual environment: ``pip install -e .
+-e examples/plugin_host/plugins/greeter -e examples/plugin_host/plugins/wordcount``).
+The host finds them through their ``plugin_host_demo.plugins`` entry points, serves
+requests from a background thread, and meanwhile deploys new code into the plugins' checkouts:
 
 1. greeter 2.0 passes the host's check and replaces 1.0 without a restart;
 2. wordcount 2.0 breaks the host's contract (it returns a number), so the host puts
