@@ -6,7 +6,7 @@ Set-up and tasks for versionload, with nothing installed beforehand.
     python3 dev.py quickstart  # load, edit, reload, failed reload, rollback (examples/quickstart.py)
     python3 dev.py plugins     # upgrade plugins while a host runs (examples/plugin_host/host.py)
     python3 dev.py test        # run the whole test suite (extra arguments go to pytest)
-    python3 dev.py lint        # ruff and mypy
+    python3 dev.py lint        # ruff (lint and format check) and mypy
     python3 dev.py docs        # build the documentation site into site/ (mkdocs, strict)
 
 Each task first makes ``.venv`` (a virtual environment with versionload installed in
@@ -84,10 +84,11 @@ def main(argv: list[str]) -> int:
         return run(str(BIN / "mkdocs"), "build", "--strict", *rest)
     if task == "test":
         return run(str(PYTHON), "-m", "pytest", *rest)
-    return run(
-        str(BIN / "ruff"), "check", "versionload", "tests", "examples", "tools", "benchmarks", "dev.py"
-    ) or run(
-        str(PYTHON), "-m", "mypy"
+    sources = ("versionload", "tests", "examples", "tools", "benchmarks", "dev.py")
+    return (
+        run(str(BIN / "ruff"), "check", *sources)
+        or run(str(BIN / "ruff"), "format", "--check", *sources)
+        or run(str(PYTHON), "-m", "mypy")
     )
 
 

@@ -6,6 +6,7 @@ program, its control channel, and its errors and exit codes.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import inspect
 import json
 import os
@@ -283,6 +284,13 @@ class TestRunErrors:
         assert 0 == result.returncode
         assert "run" in result.stdout
         assert "rollback" in result.stdout
+
+    def test_version_flag(self):
+        """--version prints the installed distribution's version and exits 0."""
+        result = cli("--version")
+
+        assert 0 == result.returncode
+        assert f"versionload {importlib.metadata.version('versionload')}" == result.stdout.strip()
 
 
 class TestControl:

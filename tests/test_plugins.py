@@ -751,7 +751,6 @@ class TestDependencyOrder:
 
         assert ordered.index("dep_pkg.base") < ordered.index("dep_pkg.child")
 
-
     def test_absolute_import_of_a_sibling(self, tree):
         """A submodule doing ``import pkg.other`` still comes before the package, after the sibling."""
         tree.write(

@@ -194,7 +194,7 @@ class TestConfiguringRoots:
         with pytest.raises(versionload.InvalidArgumentError):
             versionload.install(allowed_roots=value)  # type: ignore[arg-type]
         assert not versionload.default_tracker().installed
-        assert (str(Path('/srv/plugins').resolve()),) == tracker.allowed_roots
+        assert (str(Path("/srv/plugins").resolve()),) == tracker.allowed_roots
 
     def test_error_is_exported_and_in_the_tree(self) -> None:
         """ReloadRefusedError is public and documented in the error tree."""

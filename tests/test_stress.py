@@ -89,7 +89,12 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         operations = [
-            self.do_import, self.do_reload, self.do_reload, self.do_rollback, self.do_delete, self.do_edit
+            self.do_import,
+            self.do_reload,
+            self.do_reload,
+            self.do_rollback,
+            self.do_delete,
+            self.do_edit,
         ]
         if self.external:
             operations += [self.do_external_reload, self.do_external_reload]

@@ -406,9 +406,7 @@ def _with_imported_submodules(
     extra = {
         key: value
         for key, value in live.items()
-        if key not in bindings
-        and isinstance(value, ModuleType)
-        and sys.modules.get(f"{name}.{key}") is value
+        if key not in bindings and isinstance(value, ModuleType) and sys.modules.get(f"{name}.{key}") is value
     }
     return {**bindings, **extra} if extra else bindings
 

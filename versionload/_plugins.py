@@ -617,11 +617,15 @@ class PluginHost:
                 name = entry_point.name
                 if name in self._entries:
                     if self._entries[name].plugin.distribution != _distribution(entry_point)[0]:
-                        self._fail(entry_point, PluginLoadError(
-                            f"plugin {name!r}: a second entry point {entry_point.value!r} "
-                            f"({_describe_dist(entry_point)}) has the same name and is ignored",
-                            plugin=name,
-                        ), clash=True)
+                        self._fail(
+                            entry_point,
+                            PluginLoadError(
+                                f"plugin {name!r}: a second entry point {entry_point.value!r} "
+                                f"({_describe_dist(entry_point)}) has the same name and is ignored",
+                                plugin=name,
+                            ),
+                            clash=True,
+                        )
                     continue
                 self._errors.pop(name, None)
                 self._emit(PluginDiscovered(**self._fields(entry_point, ()), value=entry_point.value))
@@ -799,7 +803,8 @@ class PluginHost:
         for entry in entries:
             name = entry.plugin.name
             matches = [
-                ep for ep in available
+                ep
+                for ep in available
                 if ep.name == name and _distribution(ep)[0] == entry.plugin.distribution
             ]
             if not matches:

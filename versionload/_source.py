@@ -121,8 +121,10 @@ def _refresh_bytecode_cache(
     except NotImplementedError:
         return
     written = _written.get(cache_path)
-    if written is not None and written[:3] == (sha256, mtime, size) and written[3] == _cache_identity(
-        cache_path
+    if (
+        written is not None
+        and written[:3] == (sha256, mtime, size)
+        and written[3] == _cache_identity(cache_path)
     ):
         return  # the cache still holds what we wrote for exactly this source
     try:
