@@ -207,3 +207,27 @@ def ensure_importable() -> None:
     """
     if str(ROOT) not in sys.path:
         sys.path.insert(1, str(ROOT))
+
+
+def script_main(
+    argv: Sequence[str],
+    doc: str | None,
+    worker: Callable[[dict[str, Any]], None],
+    run: Callable[[bool], object],
+) -> int:
+    """
+    The ``main`` of every ``bench_*.py``: a worker sample when started with ``--worker``,
+    else the benchmark itself (``--quick`` for small sizes).
+    """
+    import argparse
+
+    config = is_worker(argv)
+    if config is not None:
+        worker(config)
+        return 0
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
+    args = parser.parse_args(argv[1:])
+    print(machine())
+    run(args.quick)
+    return 0

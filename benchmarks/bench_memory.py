@@ -14,7 +14,6 @@ Both are measured with ``tracemalloc`` in fresh interpreters.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -125,16 +124,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
-    config = h.is_worker(argv)
-    if config is not None:
-        worker(config)
-        return 0
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
-    args = parser.parse_args(argv[1:])
-    print(h.machine())
-    run(args.quick)
-    return 0
+    return h.script_main(argv, __doc__, worker, run)
 
 
 if __name__ == "__main__":

@@ -65,12 +65,13 @@ class ModuleLoaded(Event):
 
 
 @attrs.frozen
-class ModuleReloaded(Event):
+class NamespaceChanged(Event):
     """
-    A reload succeeded and recorded a new version.
-    """
+    Base of the events that moved a module from one version to another.
 
-    event: ClassVar[str] = "module.reloaded"
+    ``added``/``removed``/``changed`` are the names, from ``previous_version``'s
+    namespace to ``version``'s.
+    """
 
     version: int
     previous_version: int
@@ -81,6 +82,15 @@ class ModuleReloaded(Event):
     added: tuple[str, ...]
     removed: tuple[str, ...]
     changed: tuple[str, ...]
+
+
+@attrs.frozen
+class ModuleReloaded(NamespaceChanged):
+    """
+    A reload succeeded and recorded a new version.
+    """
+
+    event: ClassVar[str] = "module.reloaded"
 
 
 @attrs.frozen
@@ -101,23 +111,13 @@ class ModuleReloadFailed(Event):
 
 
 @attrs.frozen
-class ModuleRolledBack(Event):
+class ModuleRolledBack(NamespaceChanged):
     """
     A module's namespace was restored to an earlier version.
     """
 
     event: ClassVar[str] = "module.rolled_back"
     level: ClassVar[str] = "warning"
-
-    version: int
-    previous_version: int
-    reason: str
-    origin: str | None
-    source_sha256: str | None
-    duration_ms: float
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
-    changed: tuple[str, ...]
 
 
 @attrs.frozen
