@@ -157,6 +157,22 @@ class TestStructlogEvents:
         assert f"{path}:2" == entry["location"]
         assert entry["error"].startswith("SyntaxError(")
 
+    def test_syntax_error_names_the_bytes_that_failed(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A source that does not compile is still read first, so the failure event carries its hash.
+        """
+        path = tree.module("ev_syntax_hash", "X = 1\n")
+        import ev_syntax_hash  # noqa: F401
+
+        path.write_text("X = 1\nY = (\n")
+        with capture_logs() as logs, pytest.raises(versionload.ReloadError):
+            tracker.reload("ev_syntax_hash")
+
+        (entry,) = _named(logs, "module.reload_failed")
+        assert _sha("X = 1\nY = (\n") == entry["source_sha256"]
+
     def test_module_rolled_back(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
         """
         A rollback logs module.rolled_back at warning level with the target version's details.

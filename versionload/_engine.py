@@ -42,7 +42,7 @@ from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack, wante
 from ._history import ModuleHistory
 from ._registry import Registry, is_under
 from ._snapshot import ModuleVersion, _SourceDigest, compare, source_digest
-from ._source import fresh_code
+from ._source import compile_source, read_source
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _MISSING = object()
@@ -283,8 +283,10 @@ def execute(
                 module=name,
                 path=origin,
             )
-        fresh = fresh_code(spec)
-        sha256 = fresh.sha256
+        source = read_source(spec)
+        # Known before compiling, so a failure event names the bytes that failed too.
+        sha256 = source.sha256 if source is not None else None
+        fresh = compile_source(spec, source)
         module.__spec__ = spec
         _bootstrap._init_module_attrs(spec, module, override=True)
         loader = spec.loader

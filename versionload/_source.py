@@ -64,28 +64,52 @@ _compiled: dict[str, tuple[str, CodeType]] = {}
 _written: dict[str, tuple[str, int, int, tuple[int, int, int]]] = {}
 
 
-def fresh_code(spec: importlib.machinery.ModuleSpec) -> FreshCode:
+@attrs.frozen
+class SourceRead:
     """
-    Compile the module's current source, bypassing the bytecode cache.
+    The source bytes a reload is about to compile, and what is needed to compile them.
+    """
 
-    Raises whatever reading or compiling raises (``OSError``, ``SyntaxError``,
-    ``ValueError`` for null bytes); the caller turns that into a ``ReloadError``.
+    loader: Any
+    path: str
+    data: bytes
+    sha256: str
+    mtime: int | None
+
+
+def read_source(spec: importlib.machinery.ModuleSpec) -> SourceRead | None:
+    """
+    Read the module's current source, for loaders whose cache check can run stale
+    bytecode; None for every other loader (its own ``exec_module`` runs).
+
+    Raises what reading raises (``OSError``); the caller turns that into a ``ReloadError``.
     """
     loader: Any = spec.loader
     if not reads_source_through_cache(loader):
-        return FreshCode(code=None, sha256=None, path=spec.origin if spec.has_location else None)
+        return None
     path = loader.get_filename(spec.name)
     # Stat before reading, as the stdlib does: if the file changes in between, the
     # cache we write records the older mtime and the next import recompiles.
     try:
-        stats = loader.path_stats(path)
+        mtime: int | None = int(loader.path_stats(path)["mtime"])
     except OSError:
-        stats = None
+        mtime = None
     data = loader.get_data(path)
-    sha256 = sha256_of(data)
+    return SourceRead(loader=loader, path=path, data=data, sha256=sha256_of(data), mtime=mtime)
+
+
+def compile_source(spec: importlib.machinery.ModuleSpec, source: SourceRead | None) -> FreshCode:
+    """
+    Compile what `read_source` read, bypassing the bytecode cache, and refresh the cache.
+
+    Raises what compiling raises (``SyntaxError``, ``ValueError`` for null bytes).
+    """
+    if source is None:
+        return FreshCode(code=None, sha256=None, path=spec.origin if spec.has_location else None)
+    loader, path, data, sha256 = source.loader, source.path, source.data, source.sha256
     code = _compile(loader, path, data, sha256)
-    if stats is not None:
-        _refresh_bytecode_cache(loader, path, code, int(stats["mtime"]), len(data), sha256)
+    if source.mtime is not None:
+        _refresh_bytecode_cache(loader, path, code, source.mtime, len(data), sha256)
     return FreshCode(code=code, sha256=sha256, path=path)
 
 
