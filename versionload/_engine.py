@@ -26,6 +26,7 @@ import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableSequence
 from types import ModuleType, TracebackType
+from typing import TypeVar
 
 import attrs
 
@@ -38,7 +39,7 @@ from ._errors import (
     ReloadRefusedError,
     SpecNotFoundError,
 )
-from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack, wanted
+from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack, NamespaceChanged, wanted
 from ._history import ModuleHistory
 from ._registry import Registry, is_under
 from ._snapshot import ModuleVersion, _SourceDigest, compare, source_digest
@@ -356,12 +357,26 @@ def commit(registry: Registry, staged: Staged) -> tuple[ModuleVersion, int]:
     return version, duration_ns
 
 
-def _reloaded_event(previous: ModuleVersion, version: ModuleVersion, duration_ns: int) -> ModuleReloaded:
-    changes = compare(version.module, previous.number, previous.bindings, version.number, version.bindings)
-    return ModuleReloaded(
+_Change = TypeVar("_Change", bound=NamespaceChanged)
+
+
+def _change_event(
+    kind: type[_Change],
+    previous_number: int,
+    old: Mapping[str, object],
+    version: ModuleVersion,
+    new: Mapping[str, object],
+    duration_ns: int,
+) -> _Change:
+    """
+    The event of a move from namespace ``old`` (version ``previous_number``) to
+    ``new``, now current as ``version``.
+    """
+    changes = compare(version.module, previous_number, old, version.number, new)
+    return kind(
         module=version.module,
         version=version.number,
-        previous_version=previous.number,
+        previous_version=previous_number,
         reason=version.reason,
         origin=version.origin,
         source_sha256=version.source_sha256,
@@ -369,6 +384,12 @@ def _reloaded_event(previous: ModuleVersion, version: ModuleVersion, duration_ns
         added=changes.added,
         removed=changes.removed,
         changed=changes.changed,
+    )
+
+
+def _reloaded_event(previous: ModuleVersion, version: ModuleVersion, duration_ns: int) -> ModuleReloaded:
+    return _change_event(
+        ModuleReloaded, previous.number, previous.bindings, version, version.bindings, duration_ns
     )
 
 
@@ -441,21 +462,5 @@ def rollback(
         duration_ns = time.perf_counter_ns() - started
     if not report:
         return module
-    changes = compare(name, current.number, live, target.number, bindings)
-    registry.emit_all(
-        [
-            ModuleRolledBack(
-                module=name,
-                version=target.number,
-                previous_version=current.number,
-                reason=target.reason,
-                origin=target.origin,
-                source_sha256=target.source_sha256,
-                duration_ms=duration_ns / 1e6,
-                added=changes.added,
-                removed=changes.removed,
-                changed=changes.changed,
-            )
-        ]
-    )
+    registry.emit_all([_change_event(ModuleRolledBack, current.number, live, target, bindings, duration_ns)])
     return module
