@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+import time
 import types
 from collections.abc import Callable
 
@@ -233,3 +234,60 @@ class TestOtherWorkProceeds:
         assert [] == _run_together(4, work)
         assert 2 == th_importer.X
         assert [1] == [v.number for v in tracker.history("th_shared")]
+
+
+@pytest.mark.timeout(60)
+class TestReadersDuringReloads:
+    """
+    Reading a module's history while another thread reloads it.
+    """
+
+    def test_current_and_history_never_miss_a_version(self, tree: ModuleTree) -> None:
+        """
+        current() and history() never raise while another thread reloads and prunes the module.
+        """
+        # Only the current version kept: every reload prunes the one before, so a
+        # reader that looked up the current number just before would find it gone.
+        tracker = versionload.Tracker(max_versions=1).install()
+        tree.module("th_read", "VALUE = 0\n")
+        import th_read
+
+        reloads = 100
+        done = threading.Event()
+        failures: list[BaseException] = []
+        seen: list[int] = []
+
+        def work(index: int) -> None:
+            if index == 0:
+                try:
+                    for _ in range(reloads):
+                        tracker.reload(th_read)
+                finally:
+                    done.set()
+                return
+            deadline = time.monotonic() + 20
+            for _ in range(50_000):
+                if done.is_set() or time.monotonic() > deadline:
+                    break
+                try:
+                    current = tracker.current("th_read")
+                    versions = tracker.history(th_read)
+                    latest = tracker.current(th_read)
+                except versionload.VersionLoadError as error:
+                    failures.append(error)
+                    continue
+                assert current.number <= versions[-1].number <= latest.number
+                seen.append(current.number)
+
+        previous = sys.getswitchinterval()
+        # Switch threads very often, so that reads interleave with each reload's steps.
+        sys.setswitchinterval(1e-4)
+        try:
+            errors = _run_together(2, work)
+        finally:
+            sys.setswitchinterval(previous)
+
+        assert [] == errors
+        assert [] == failures
+        assert reloads + 1 == tracker.current(th_read).number
+        assert seen == sorted(seen)

@@ -23,49 +23,60 @@ class ModuleHistory:
 
     A history belongs to one module *object*: if the name is later bound to a new
     module (deleted from ``sys.modules`` and imported again), a new history starts.
+
+    The versions and the current number live together in one tuple that every change
+    replaces whole. Readers take no lock: one attribute read gives them a consistent
+    pair, whose current version is always among its versions, however many reloads
+    and prunes run in other threads meanwhile.
     """
 
     name: str
     module_ref: weakref.ref[ModuleType]
-    _versions: list[ModuleVersion] = attrs.Factory(list)
-    current_number: int = 0
+    _state: tuple[tuple[ModuleVersion, ...], int] = ((), 0)
 
     def __repr__(self) -> str:
-        return f"<ModuleHistory {self.name} versions={len(self._versions)} current={self.current_number}>"
+        versions, current = self._state
+        return f"<ModuleHistory {self.name} versions={len(versions)} current={current}>"
 
     @property
     def versions(self) -> tuple[ModuleVersion, ...]:
-        return tuple(self._versions)
+        return self._state[0]
 
     @property
     def numbers(self) -> tuple[int, ...]:
-        return tuple(v.number for v in self._versions)
+        return _numbers(self._state[0])
+
+    @property
+    def current_number(self) -> int:
+        return self._state[1]
+
+    @current_number.setter
+    def current_number(self, number: int) -> None:
+        self._state = (self._state[0], number)
 
     @property
     def current(self) -> ModuleVersion:
-        return self.get(self.current_number)
+        versions, number = self._state
+        return _find(self.name, versions, number)
 
     def get(self, number: int) -> ModuleVersion:
-        for version in reversed(self._versions):
-            if version.number == number:
-                return version
-        raise VersionNotFoundError(self.name, number, self.numbers)
+        return _find(self.name, self._state[0], number)
 
     def before(self, number: int) -> ModuleVersion:
         """
         The highest-numbered version below ``number``.
         """
-        for version in reversed(self._versions):
+        versions = self._state[0]
+        for version in reversed(versions):
             if version.number < number:
                 return version
-        raise VersionNotFoundError(self.name, number - 1, self.numbers, below=number)
+        raise VersionNotFoundError(self.name, number - 1, _numbers(versions), below=number)
 
     def append(self, version: ModuleVersion) -> None:
         """
         Add ``version`` as the newest one and make it current.
         """
-        self._versions.append(version)
-        self.current_number = version.number
+        self._state = ((*self._state[0], version), version.number)
 
     def prune(self, max_versions: int) -> list[ModuleVersion]:
         """
@@ -73,11 +84,27 @@ class ModuleHistory:
 
         Returns the dropped versions, oldest first.
         """
+        versions, current = self._state
+        excess = len(versions) - max_versions
+        if excess <= 0:
+            return []
         pruned: list[ModuleVersion] = []
-        index = 0
-        while len(self._versions) > max_versions and index < len(self._versions):
-            if self._versions[index].number == self.current_number:
-                index += 1
-                continue
-            pruned.append(self._versions.pop(index))
+        kept: list[ModuleVersion] = []
+        for version in versions:
+            if len(pruned) < excess and version.number != current:
+                pruned.append(version)
+            else:
+                kept.append(version)
+        self._state = (tuple(kept), current)
         return pruned
+
+
+def _numbers(versions: tuple[ModuleVersion, ...]) -> tuple[int, ...]:
+    return tuple(v.number for v in versions)
+
+
+def _find(name: str, versions: tuple[ModuleVersion, ...], number: int) -> ModuleVersion:
+    for version in reversed(versions):
+        if version.number == number:
+            return version
+    raise VersionNotFoundError(name, number, _numbers(versions))
