@@ -5,10 +5,12 @@ Structured events: exact structlog dicts, subscribers, and what an unconfigured 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 from typing import Any
 
@@ -439,3 +441,127 @@ class TestUnconfiguredProgram:
         assert "module.reloaded" in events[0]
         assert "module.reload_failed" in events[1]
         assert "module.rolled_back" in events[2]
+
+
+# Values whose comparison fails. They subclass plain value types because the diff
+# compares only those by value (numpy's scalars subclass float the same way); any
+# other object is compared by identity alone.
+class _RaisingEq(int):
+    def __eq__(self, other: object) -> bool:
+        raise TypeError("refuses to be compared")
+
+    __hash__ = int.__hash__
+
+
+class _Ambiguous:
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value of an array is ambiguous")
+
+
+class _ArrayLike(float):
+    def __eq__(self, other: object) -> _Ambiguous:  # type: ignore[override]
+        return _Ambiguous()
+
+    __hash__ = float.__hash__
+
+
+class _PlainRaisingEq:
+    def __eq__(self, other: object) -> bool:
+        raise TypeError("refuses to be compared")
+
+    __hash__ = object.__hash__
+
+
+_INCOMPARABLE = """
+import ev_values
+
+RAISING = ev_values.RaisingEq(1)
+ARRAY = ev_values.ArrayLike(1.5)
+PLAIN = ev_values.PlainRaisingEq()
+IN_TUPLE = (ev_values.RaisingEq(2), 3)
+IN_SET = frozenset({{ev_values.ArrayLike(2.5)}})
+SAME = "kept"
+
+
+def f():
+    return {value}
+"""
+
+#: Every name bound to a new object that cannot be compared, plus the new function.
+_INCOMPARABLE_CHANGED = ("ARRAY", "IN_SET", "IN_TUPLE", "PLAIN", "RAISING", "f")
+
+
+@pytest.fixture(name="incomparable")
+def _incomparable(tree: ModuleTree, tracker: versionload.Tracker) -> Path:
+    """
+    The module ``ev_incomparable`` (version 1 imported, version 2 on disk) binding values that cannot be compared.
+    """
+    values = types.ModuleType("ev_values")
+    values.RaisingEq = _RaisingEq  # type: ignore[attr-defined]
+    values.ArrayLike = _ArrayLike  # type: ignore[attr-defined]
+    values.PlainRaisingEq = _PlainRaisingEq  # type: ignore[attr-defined]
+    sys.modules["ev_values"] = values  # the autouse fixture removes it again
+    path = tree.module("ev_incomparable", _INCOMPARABLE.format(value=1))
+    importlib.import_module("ev_incomparable")
+    path.write_text(_INCOMPARABLE.format(value=2))
+    return path
+
+
+@pytest.mark.usefixtures("bytecode", "incomparable")
+class TestIncomparableValues:
+    """
+    Event diffs of values whose __eq__ raises or answers something without a truth value.
+    """
+
+    def _subscribe(self, tracker: versionload.Tracker) -> list[versionload.Event]:
+        received: list[versionload.Event] = []
+        tracker.subscribe(received.append)
+        return received
+
+    def test_reload_succeeds_and_reports_them_changed(self, tracker: versionload.Tracker) -> None:
+        """
+        A reload succeeds and its event lists every value that cannot be compared as changed.
+        """
+        received = self._subscribe(tracker)
+        module = tracker.reload("ev_incomparable")
+
+        assert 2 == module.f()
+        assert 2 == tracker.current(module).number
+        assert [("module.reloaded", _INCOMPARABLE_CHANGED)] == [(e.event, e.changed) for e in received]  # type: ignore[attr-defined]
+
+    def test_rollback_succeeds_and_reports_them_changed(self, tracker: versionload.Tracker) -> None:
+        """
+        A rollback restores the old objects and its event lists the values as changed.
+        """
+        module = sys.modules["ev_incomparable"]
+        first = tracker.current(module).bindings
+        tracker.reload(module)
+        received = self._subscribe(tracker)
+        tracker.rollback(module, to=1)
+
+        assert module.RAISING is first["RAISING"]
+        assert 1 == module.f()
+        assert [("module.rolled_back", _INCOMPARABLE_CHANGED)] == [(e.event, e.changed) for e in received]  # type: ignore[attr-defined]
+
+    def test_diff_counts_them_changed(self, tracker: versionload.Tracker) -> None:
+        """
+        diff() between the versions lists the values that cannot be compared as changed, not as an error.
+        """
+        tracker.reload("ev_incomparable")
+
+        assert _INCOMPARABLE_CHANGED == tracker.diff("ev_incomparable", 1, 2).changed
+        assert _INCOMPARABLE_CHANGED == tracker.diff("ev_incomparable", 2, 1).changed
+
+    def test_in_place_update_succeeds(self, tracker: versionload.Tracker) -> None:
+        """
+        An in-place update keeps the function, and its reload event lists the values as changed.
+        """
+        module = sys.modules["ev_incomparable"]
+        f = module.f
+        received = self._subscribe(tracker)
+        tracker.reload(module, update="in-place")
+
+        assert module.f is f
+        assert 2 == f()
+        reloaded = [e for e in received if e.event == "module.reloaded"]
+        assert [_INCOMPARABLE_CHANGED[:-1]] == [e.changed for e in reloaded]  # type: ignore[attr-defined]

@@ -28,20 +28,33 @@ _VALUE_TYPES = (int, float, complex, str, bytes, bool, type(None), range)
 _SCALAR_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
+def _equal(old: object, new: object) -> bool:
+    """
+    ``old == new`` for a diff, which must never fail: a value whose ``__eq__`` raises,
+    or answers something whose truth value raises (arrays answer arrays), counts as changed.
+    """
+    try:
+        return bool(old == new)
+    except Exception:  # noqa: BLE001 - user code; comparing for an event must not fail the operation
+        return False
+
+
 def _same_value(old: object, new: object, depth: int = 0) -> bool:
     if old is new:
         return True
     if type(old) is not type(new) or depth > 3:
         return False
     if isinstance(old, _VALUE_TYPES):
-        return old == new
+        # Exact builtin types compare in C and cannot fail; subclasses may define __eq__.
+        return old == new if type(old) in _SCALAR_TYPES else _equal(old, new)
     if isinstance(old, (tuple, frozenset)):
         # Containers compare element-wise by the same rule, never by their own __eq__,
         # so arbitrary objects (arrays, proxies) are never asked to compare themselves.
         if len(old) != len(new):  # type: ignore[arg-type]
             return False
         if isinstance(old, frozenset):
-            return all(isinstance(x, _VALUE_TYPES) for x in old) and old == new
+            # Set equality calls the elements' __hash__ and __eq__: guarded like any subclass.
+            return all(isinstance(x, _VALUE_TYPES) for x in old) and _equal(old, new)
         if type(old) is tuple and depth < 3:
             # The common case, a tuple of plain scalars, in C: element types pairwise
             # identical and all builtin scalars, then the elements' own (builtin) ==.
@@ -237,10 +250,7 @@ _IMPORT_ATTRIBUTES = frozenset({"__spec__", "__loader__", "__path__"})
 
 def _unchanged(name: str, old: object, new: object) -> bool:
     if name in _IMPORT_ATTRIBUTES and type(old) is type(new):
-        try:
-            return bool(old == new)
-        except Exception:  # noqa: BLE001 - a loader with a broken __eq__ counts as changed
-            return False
+        return _equal(old, new)  # a loader with a broken __eq__ counts as changed
     return _same_value(old, new)
 
 
