@@ -260,3 +260,80 @@ class TestFailedReload:
         _assert_unchanged(module, before)
         assert [("adopted", 1)] == [(v.reason, v.number) for v in tracker.history(module)]
         assert before == dict(tracker.current(module).bindings)
+
+
+# Module code that gives its module a class of its own (for module properties), then
+# optionally fails: ``{fail}`` is empty or a raise statement.
+_CLASS_SWAP = """
+import sys
+import types
+
+
+class {cls}(types.ModuleType):
+    @property
+    def answer(self):
+        return {value}
+
+
+sys.modules[__name__].__class__ = {cls}
+VALUE = {value}
+{fail}
+"""
+
+
+class TestFailedReloadModuleClass:
+    """
+    A failed reload whose code had changed the module object's class.
+    """
+
+    def test_class_put_back_to_module_type(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        Code that sets the module's class and then raises leaves the module a plain ModuleType.
+        """
+        path, module, before = _import_original(tree, "fl_class")
+        path.write_text(_CLASS_SWAP.format(cls="Props", value=2, fail="raise RuntimeError('after the swap')"))
+        with pytest.raises(versionload.ReloadError):
+            tracker.reload(module)
+
+        assert ModuleType is type(module)
+        assert not hasattr(module, "answer")
+        _assert_unchanged(module, before)
+
+    def test_class_put_back_to_the_previous_subclass(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        A module whose class was already a subclass gets that very class back.
+        """
+        path = tree.module("fl_subclass", _CLASS_SWAP.format(cls="First", value=1, fail=""))
+        module = __import__("fl_subclass")
+        first = type(module)
+        before = dict(module.__dict__)
+        path.write_text(_CLASS_SWAP.format(cls="Second", value=2, fail="raise RuntimeError('after the swap')"))
+        with pytest.raises(versionload.ReloadError):
+            tracker.reload(module)
+
+        assert first is type(module)
+        assert 1 == module.answer
+        _assert_unchanged(module, before)
+
+    def test_group_puts_back_the_class_of_a_module_that_succeeded(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        When a later module of reload_many fails, an earlier one that changed its class gets it back.
+        """
+        swapping = tree.module("fl_group_a", "VALUE = 1\n")
+        failing, module_b, _ = _import_original(tree, "fl_group_b")
+        module_a = __import__("fl_group_a")
+        before_a = dict(module_a.__dict__)
+        swapping.write_text(_CLASS_SWAP.format(cls="Props", value=2, fail=""))
+        failing.write_text("raise RuntimeError('b fails')\n")
+        with pytest.raises(versionload.GroupReloadError):
+            tracker.reload_many([module_a, module_b])
+
+        assert ModuleType is type(module_a)
+        _assert_unchanged(module_a, before_a)
+        assert [1] == [v.number for v in tracker.history(module_a)]

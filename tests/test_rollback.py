@@ -357,3 +357,44 @@ class TestDiffValues:
         )
         tracker.reload(dfv_tuples)
         assert ("LONGER", "OTHER") == tracker.diff(dfv_tuples, 1, 2).changed
+
+
+class TestRollbackModuleClass:
+    """
+    Rollback of a module whose code changed the module object's class.
+    """
+
+    _SWAP = (
+        "import sys, types\n"
+        "class {cls}(types.ModuleType):\n"
+        "    @property\n"
+        "    def answer(self):\n"
+        "        return {value}\n"
+        "sys.modules[__name__].__class__ = {cls}\n"
+    )
+
+    def test_restores_the_class_of_each_version(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        Each version records the module's class, and a rollback gives the module that class back.
+        """
+        path = tree.module("rbc_mod", "X = 1\n")
+        import rbc_mod
+
+        path.write_text(self._SWAP.format(cls="Second", value=2))
+        tracker.reload(rbc_mod)
+        second = type(rbc_mod)
+        path.write_text(self._SWAP.format(cls="Third", value=3))
+        tracker.reload(rbc_mod)
+        third = type(rbc_mod)
+
+        assert [types.ModuleType, second, third] == [v.module_class for v in tracker.history(rbc_mod)]
+        tracker.rollback(rbc_mod, to=1)
+        assert types.ModuleType is type(rbc_mod)
+        assert not hasattr(rbc_mod, "answer")
+        tracker.rollback(rbc_mod, to=2)
+        assert second is type(rbc_mod)
+        assert 2 == rbc_mod.answer
+        tracker.rollback(rbc_mod, to=3)
+        assert (third, 3) == (type(rbc_mod), rbc_mod.answer)

@@ -139,6 +139,15 @@ def restore_namespace(namespace: dict[str, object], bindings: Mapping[str, objec
             namespace.pop(name, None)
 
 
+def restore_class(module: ModuleType, cls: type[ModuleType]) -> None:
+    """
+    Give ``module`` back the class ``cls`` if its code assigned it another one.
+    """
+    if type(module) is not cls:
+        # The code could assign its class, so the same layout check lets us assign back.
+        module.__class__ = cls
+
+
 def _without_own_frames(tb: TracebackType | None) -> TracebackType | None:
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         tb = tb.tb_next
@@ -249,6 +258,7 @@ class Staged:
     sha256: str | None
     started_ns: int
     finished: object = None
+    before_class: type[ModuleType] = ModuleType
 
 
 def execute(
@@ -267,6 +277,9 @@ def execute(
     """
     namespace = module.__dict__
     before = dict(namespace)
+    # New code may swap the module's class (``sys.modules[__name__].__class__ = X``,
+    # for module properties); that is part of what a failed reload puts back.
+    before_class = type(module)
     started = time.perf_counter_ns()
     sha256: str | None = None
     origin = previous.origin
@@ -307,6 +320,7 @@ def execute(
             finished = finish(name, module, types.MappingProxyType(before))
     except BaseException as error:
         # Put everything back before anyone can observe the half-executed module.
+        restore_class(module, before_class)
         restore_namespace(namespace, before)
         if sys.modules.get(name, _MISSING) is not module:
             sys.modules[name] = module
@@ -332,13 +346,14 @@ def execute(
         raise ReloadError(
             f"reloading {name!r} failed, the module is unchanged: {error!r}", module=name, path=origin
         ) from error
-    return Staged(name, module, previous, before, origin, sha256, started, finished)
+    return Staged(name, module, previous, before, origin, sha256, started, finished, before_class)
 
 
 def unstage(staged: Staged) -> None:
     """
-    Put back the namespace and ``sys.modules`` entry a successful `execute` changed.
+    Put back the namespace, class and ``sys.modules`` entry a successful `execute` changed.
     """
+    restore_class(staged.module, staged.before_class)
     restore_namespace(staged.module.__dict__, staged.before)
     if sys.modules.get(staged.name, _MISSING) is not staged.module:
         sys.modules[staged.name] = staged.module
@@ -455,6 +470,7 @@ def rollback(
         started = time.perf_counter_ns()
         live = dict(module.__dict__)
         bindings = _with_imported_submodules(name, target.bindings, live)
+        restore_class(module, target.module_class)
         restore_namespace(module.__dict__, bindings)
         if restore is not None:
             restore(name, target.number)

@@ -289,7 +289,9 @@ class Registry:
             self._histories[name] = history
         number = self._last_number.get(name, 0) + 1
         self._last_number[name] = number
-        version = make_version(name, number, reason, namespace, origin, digest, created_ns, copy=False)
+        version = make_version(
+            name, number, reason, namespace, origin, digest, created_ns, copy=False, module_class=type(module)
+        )
         history.append(version)
         return version, previous, history.prune(self.max_versions)
 

@@ -148,6 +148,9 @@ class ModuleVersion:
         created_at: When the version was recorded (UTC).
         origin: The file the code came from, or None (builtins, namespace packages).
         bindings: The namespace at that moment, read-only; a rollback restores it.
+        module_class: The module object's class at that moment (`types.ModuleType`
+            unless the code set ``sys.modules[__name__].__class__``); a rollback
+            restores it too.
 
     .. versionadded:: 0.1.0
     """
@@ -160,6 +163,7 @@ class ModuleVersion:
     bindings: Mapping[str, object] = attrs.field(eq=False)
     # The hash itself once known (a reload): a _SourceDigest would cost ~64 bytes more.
     _digest: str | _SourceDigest | None = attrs.field(eq=False, alias="digest")
+    module_class: type[types.ModuleType] = attrs.field(default=types.ModuleType, eq=False, kw_only=True)
 
     @property
     def source_sha256(self) -> str | None:
@@ -205,6 +209,7 @@ def make_version(
     created_ns: int,
     *,
     copy: bool = True,
+    module_class: type[types.ModuleType] = types.ModuleType,
 ) -> ModuleVersion:
     """
     Record ``namespace`` (copied shallowly here, unless ``copy`` is false because the
@@ -218,6 +223,7 @@ def make_version(
         origin=origin,
         bindings=types.MappingProxyType(dict(namespace) if copy else namespace),
         digest=digest if digest.pending else digest.value,
+        module_class=module_class,
     )
 
 
