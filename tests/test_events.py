@@ -494,7 +494,7 @@ _INCOMPARABLE_CHANGED = ("ARRAY", "IN_SET", "IN_TUPLE", "PLAIN", "RAISING", "f")
 @pytest.fixture(name="incomparable")
 def _incomparable(tree: ModuleTree, tracker: versionload.Tracker) -> Path:
     """
-    The module ``ev_incomparable`` (version 1 imported, version 2 on disk) binding values that cannot be compared.
+    ``ev_incomparable``, binding values that cannot be compared: version 1 imported, version 2 on disk.
     """
     values = types.ModuleType("ev_values")
     values.RaisingEq = _RaisingEq  # type: ignore[attr-defined]

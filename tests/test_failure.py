@@ -311,7 +311,9 @@ class TestFailedReloadModuleClass:
         module = __import__("fl_subclass")
         first = type(module)
         before = dict(module.__dict__)
-        path.write_text(_CLASS_SWAP.format(cls="Second", value=2, fail="raise RuntimeError('after the swap')"))
+        path.write_text(
+            _CLASS_SWAP.format(cls="Second", value=2, fail="raise RuntimeError('after the swap')")
+        )
         with pytest.raises(versionload.ReloadError):
             tracker.reload(module)
 
