@@ -685,3 +685,166 @@ class TestReloadUnusualModules:
         with pytest.raises(versionload.ReloadError) as caught:
             tracker.reload(rlu_stale_broken)
         assert isinstance(caught.value.__cause__, SyntaxError)
+
+
+# A compatibility shim: the old name's file puts the new module under the old name.
+_SHIM = """
+import sys
+
+import rla_new
+
+SHIM_RAN = True
+sys.modules[__name__] = rla_new
+"""
+
+
+class _Opaque:
+    """
+    An object with a long repr, standing where a module should be.
+    """
+
+    def __repr__(self) -> str:
+        return "<opaque " + "x" * 500 + ">"
+
+
+class _BrokenRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class TestReloadByAlias:
+    """
+    Tracker.reload and rollback through a second name under which sys.modules holds a module.
+    """
+
+    def _load(self, tree: ModuleTree) -> tuple[Path, types.ModuleType]:
+        path = tree.module("rla_new", "X = 1\n")
+        tree.module("rla_old", _SHIM)
+        import rla_old
+
+        assert sys.modules["rla_new"] is rla_old
+        return path, rla_old
+
+    def _assert_own_identity(self, module: types.ModuleType, path: Path) -> None:
+        assert "rla_new" == module.__name__
+        assert "rla_new" == module.__spec__.name
+        assert str(path) == module.__file__
+        assert "SHIM_RAN" not in vars(module)
+
+    def test_alias_name_reloads_the_module_under_its_own_name(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        Reloading by the alias runs the module's own file under the module's own name, renaming nothing.
+        """
+        path, module = self._load(tree)
+        path.write_text("X = 2\n")
+
+        assert module is tracker.reload("rla_old")
+        assert 2 == module.X
+        self._assert_own_identity(module, path)
+        assert [1, 2] == [v.number for v in tracker.history("rla_new")]
+        assert ("rla_new",) == tracker.tracked()
+        assert sys.modules["rla_old"] is module
+
+    def test_module_object_reloads_under_its_own_name(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        Reloading the module object reached through the alias reloads it under its own name.
+        """
+        path, module = self._load(tree)
+        path.write_text("X = 2\n")
+
+        assert module is tracker.reload(sys.modules["rla_old"])
+        assert 2 == module.X
+        self._assert_own_identity(module, path)
+
+    def test_rollback_and_history_by_alias(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        The alias name reads and rolls back the history of the module it stands for.
+        """
+        path, module = self._load(tree)
+        path.write_text("X = 2\n")
+        tracker.reload("rla_new")
+
+        assert tracker.history("rla_new") == tracker.history("rla_old")
+        assert 2 == tracker.current("rla_old").number
+        assert module is tracker.rollback("rla_old", to=1)
+        assert 1 == module.X
+        assert 1 == tracker.current("rla_new").number
+        self._assert_own_identity(module, path)
+
+    def test_alias_of_a_module_missing_under_its_own_name(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        An alias of a module gone from sys.modules under its own name raises ModuleNotLoadedError.
+        """
+        path, module = self._load(tree)
+        del sys.modules["rla_new"]
+        path.write_text("X = 2\n")
+        before = dict(vars(module))
+        with pytest.raises(versionload.ModuleNotLoadedError) as caught:
+            tracker.reload("rla_old")
+
+        assert "rla_new" == caught.value.name
+        assert "'rla_old'" in str(caught.value)
+        assert before == vars(module)
+        self._assert_own_identity(module, path)
+
+
+class TestReloadNotAModuleEntry:
+    """
+    Tracker.reload of a name under which sys.modules holds something that is not a module.
+    """
+
+    @pytest.mark.parametrize(
+        ("entry", "expected"),
+        [
+            (42, "sys.modules['rln_entry'] is not a module but int: 42"),
+            (None, "sys.modules['rln_entry'] is None (imports of 'rln_entry' are blocked), not a module"),
+        ],
+    )
+    def test_error_says_what_is_there(
+        self, tracker: versionload.Tracker, entry: object, expected: str
+    ) -> None:
+        """
+        The error names the type and the repr of what sys.modules holds, and stays a ModuleNotLoadedError.
+        """
+        sys.modules["rln_entry"] = entry  # type: ignore[assignment]
+        with pytest.raises(versionload.ModuleNotLoadedError) as caught:
+            tracker.reload("rln_entry")
+
+        assert expected == str(caught.value)
+        assert "rln_entry" == caught.value.name
+        assert sys.modules["rln_entry"] is entry
+
+    def test_long_repr_is_cut(self, tracker: versionload.Tracker) -> None:
+        """
+        A long repr is cut short in the message.
+        """
+        sys.modules["rln_long"] = _Opaque()  # type: ignore[assignment]
+        with pytest.raises(versionload.ModuleNotLoadedError) as caught:
+            tracker.reload_many(["rln_long"])
+
+        message = str(caught.value)
+        assert message.startswith("sys.modules['rln_long'] is not a module but _Opaque: <opaque xxx")
+        assert message.endswith("...")
+        assert len(message) < 200
+
+    def test_failing_repr_is_reported_by_type(self, tracker: versionload.Tracker) -> None:
+        """
+        An object whose repr raises is still described by its type.
+        """
+        sys.modules["rln_broken"] = _BrokenRepr()  # type: ignore[assignment]
+        with pytest.raises(versionload.ModuleNotLoadedError) as caught:
+            tracker.reload("rln_broken")
+
+        expected = (
+            "sys.modules['rln_broken'] is not a module but _BrokenRepr: "
+            "<_BrokenRepr object with a failing __repr__>"
+        )
+        assert expected == str(caught.value)

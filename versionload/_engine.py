@@ -81,15 +81,53 @@ def module_name(module: ModuleType) -> str:
     return name
 
 
+def describe(obj: object, limit: int = 80) -> str:
+    """
+    ``type: repr`` of any object for an error message, cut to ``limit`` characters of repr.
+    """
+    try:
+        text = repr(obj)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
+        text = f"<{type(obj).__name__} object with a failing __repr__>"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(obj).__qualname__}: {text}"
+
+
+def loaded_module(name: str) -> ModuleType:
+    """
+    The module in ``sys.modules[name]``, with an error that says what is there instead.
+    """
+    entry = sys.modules.get(name, _MISSING)
+    if isinstance(entry, ModuleType):
+        return entry
+    if entry is _MISSING:
+        message = f"module {name!r} not in sys.modules"
+    elif entry is None:
+        message = f"sys.modules[{name!r}] is None (imports of {name!r} are blocked), not a module"
+    else:
+        message = f"sys.modules[{name!r}] is not a module but {describe(entry)}"
+    raise ModuleNotLoadedError(message, module=name)
+
+
 def resolve_loaded(obj: object) -> tuple[str, ModuleType]:
     """
     A module or a name, for a reload: it must be the module in ``sys.modules``.
+
+    A name under which ``sys.modules`` holds a module known by another name (a
+    compatibility alias: ``sys.modules["old"] = new``) stands for that module, under
+    its own name: the alias's file never runs in it, and it is never renamed.
     """
     if isinstance(obj, str):
-        module = sys.modules.get(obj)
-        if not isinstance(module, ModuleType):
-            raise ModuleNotLoadedError(f"module {obj!r} not in sys.modules", module=obj)
-        return obj, module
+        module = loaded_module(obj)
+        name = module_name(module)
+        if name != obj and sys.modules.get(name) is not module:
+            raise ModuleNotLoadedError(
+                f"sys.modules[{obj!r}] is the module {name!r}, which is not in sys.modules "
+                f"under its own name, so it cannot be reloaded",
+                module=name,
+            )
+        return name, module
     if not isinstance(obj, ModuleType):
         raise NotAModuleError(obj)
     name = module_name(obj)
@@ -103,6 +141,10 @@ def resolve_tracked(registry: Registry, obj: object) -> tuple[str, ModuleType, M
     A module or a name, for reading or rolling back: it must have a history.
     """
     if isinstance(obj, str):
+        alias = _aliased(obj)
+        if alias is not None:
+            # Aliases stand for the module under its own name, as in `resolve_loaded`.
+            return alias[0], alias[1], registry.require(*alias)
         found = registry.find(obj)
         if found is None:
             raise NotTrackedError(obj)
@@ -111,6 +153,20 @@ def resolve_tracked(registry: Registry, obj: object) -> tuple[str, ModuleType, M
         raise NotAModuleError(obj)
     name = module_name(obj)
     return name, obj, registry.require(name, obj)
+
+
+def _aliased(alias: str) -> tuple[str, ModuleType] | None:
+    """
+    The own name and the module ``sys.modules[alias]``, if that is a module known by another name.
+    """
+    module = sys.modules.get(alias)
+    if not isinstance(module, ModuleType):
+        return None
+    try:
+        name = module_name(module)
+    except NotAModuleError:
+        return None
+    return (name, module) if name != alias else None
 
 
 def check_version_number(value: object, argument: str) -> int:
@@ -184,6 +240,7 @@ def reload(registry: Registry, obj: object, finish: Finish | None = None) -> Mod
         if name in in_progress:
             return module
         if sys.modules.get(name) is not module:
+            loaded_module(name)  # says what is there instead, if anything
             raise ModuleNotLoadedError(f"module {name!r} not in sys.modules", module=name)
         path = _parent_path(name)
         previous = current_or_adopt(registry, name, module)

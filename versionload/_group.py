@@ -32,6 +32,7 @@ from ._engine import (
     commit,
     current_or_adopt,
     execute,
+    loaded_module,
     module_lock,
     resolve_loaded,
     unstage,
@@ -154,6 +155,7 @@ def reload_group(
         active = [(name, module) for name, module in resolved if name not in in_progress]
         for name, module in active:
             if sys.modules.get(name) is not module:
+                loaded_module(name)  # says what is there instead, if anything
                 raise ModuleNotLoadedError(f"module {name!r} not in sys.modules", module=name)
         paths = {name: _parent_path(name) for name, _ in active}
         staged: list[Staged] = []

@@ -408,6 +408,11 @@ class Tracker:
     def _on_load(self, spec: ModuleSpec, module: ModuleType | None) -> None:
         if module is None:
             return  # the import failed, or put something that is not a module in sys.modules
+        own_spec = vars(module).get("__spec__")
+        if own_spec is not spec and getattr(own_spec, "name", spec.name) != spec.name:
+            # The code put another module under its name (a compatibility alias): that
+            # module's history lives under its own name, and the name stands for it.
+            return
         origin = spec.origin if spec.has_location else None
         self._registry.record_import(spec.name, module, origin)
 
