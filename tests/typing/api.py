@@ -57,6 +57,8 @@ def inspect_history(name: str) -> list[tuple[int, str, str | None, datetime]]:
     for version in versionload.history(name):
         digest: str | None = version.source_sha256
         names: frozenset[str] = version.names
+        module_class: type[ModuleType] = version.module_class
+        print(module_class.__name__)
         print(len(names), digest, version.origin, dict(version.bindings))
         rows.append((version.number, version.reason, version.origin, version.created_at))
     return rows
