@@ -101,6 +101,29 @@ class TestBeforeEachCell:
         assert 1 == run(shell, "nb_off.A")
 
 
+class TestSettings:
+    def test_load_ext_keeps_the_settings_in_force(self, ipython, tree, tmp_path):
+        """%load_ext after install(allowed_roots=..., max_versions=20) keeps both and prunes nothing."""
+        tracker = versionload.install(allowed_roots=[tree.root], max_versions=20)
+        tree.module("nb_kept", "VALUE = 0\n")
+        module = __import__("nb_kept")
+        for value in range(1, 15):
+            tree.module("nb_kept", f"VALUE = {value}\n")
+            versionload.reload(module)
+        ipython.run_line_magic("load_ext", "versionload")
+        try:
+            versionload.install()
+            expected = ((str(tree.root.resolve()),), 20, list(range(1, 16)))
+
+            assert expected == (
+                tracker.allowed_roots,
+                tracker.max_versions,
+                [v.number for v in versionload.history(module)],
+            )
+        finally:
+            ipython.run_line_magic("unload_ext", "versionload")
+
+
 class TestMagics:
     def test_history_diff_and_rollback(self, shell, tree, capsys):
         """%vl_history lists versions, %vl_diff shows what changed, %vl_rollback restores one."""
