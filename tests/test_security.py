@@ -173,7 +173,7 @@ class TestConfiguringRoots:
     def test_install_and_configure_set_and_lift_the_restriction(
         self, tree: ModuleTree, tmp_path: Path
     ) -> None:
-        """install(allowed_roots=...) restricts the default tracker; configure(allowed_roots=None) lifts that."""
+        """install(allowed_roots=...) restricts the tracker; configure(allowed_roots=None) lifts that."""
         tracker = versionload.install(allowed_roots=[tmp_path / "nowhere"])
         tree.module("sec_default", "VALUE = 1\n")
         module = importlib.import_module("sec_default")

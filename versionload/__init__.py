@@ -73,10 +73,10 @@ def default_tracker() -> Tracker:
 
 def install(
     *,
-    include: str | _Iterable[str] | None | _Unset = _UNSET,
-    exclude: str | _Iterable[str] | None | _Unset = _UNSET,
-    max_versions: int | None | _Unset = _UNSET,
-    allowed_roots: _Iterable[str | _os.PathLike[str]] | None | _Unset = _UNSET,
+    include: str | _Iterable[str] | _Unset | None = _UNSET,
+    exclude: str | _Iterable[str] | _Unset | None = _UNSET,
+    max_versions: int | _Unset | None = _UNSET,
+    allowed_roots: _Iterable[str | _os.PathLike[str]] | _Unset | None = _UNSET,
 ) -> Tracker:
     """
     Configure the default tracker and put its finder first on ``sys.meta_path``.

@@ -122,10 +122,10 @@ class Tracker:
     def configure(
         self,
         *,
-        include: str | Iterable[str] | None | Unset = UNSET,
-        exclude: str | Iterable[str] | None | Unset = UNSET,
-        max_versions: int | None | Unset = UNSET,
-        allowed_roots: Iterable[str | os.PathLike[str]] | None | Unset = UNSET,
+        include: str | Iterable[str] | Unset | None = UNSET,
+        exclude: str | Iterable[str] | Unset | None = UNSET,
+        max_versions: int | Unset | None = UNSET,
+        allowed_roots: Iterable[str | os.PathLike[str]] | Unset | None = UNSET,
     ) -> None:
         """
         Change the settings passed; those not passed stay as they are. Fewer versions are pruned at once.
