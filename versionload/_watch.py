@@ -536,7 +536,14 @@ class Watcher:
         self._failures.last = None
         try:
             self.tracker.reload(module, **self._reload_options)
-        except VersionLoadError as error:
+        except BaseException as error:
+            if not isinstance(error, (VersionLoadError, SystemExit)) and (
+                not isinstance(error, Exception) and threading.current_thread() is threading.main_thread()
+            ):
+                raise  # Ctrl-C during `poll` in the main thread (IPython) is the user's
+            # Module code that calls sys.exit() or raises another BaseException has been
+            # undone by the engine like any failure; in the watcher's thread it would
+            # otherwise end the thread, and no later edit would ever be reloaded.
             failure: ModuleReloadFailed | None = self._failures.last
             cause = error.__cause__ if error.__cause__ is not None else error
             location = failure.location if failure is not None else None
