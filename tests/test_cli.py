@@ -191,6 +191,46 @@ class TestRun:
         assert 7 == result.returncode, result.stderr
         assert "args ['--flag', 'x']" in result.stdout
 
+    @pytest.mark.parametrize("form", ["directory", "zip"])
+    def test_run_directory_or_zip_with_main(self, tmp_path, runtime, form):
+        """A directory or zip file with __main__.py runs as python runs it: argv[0] and sys.path[0] are it."""
+        source = tmp_path / "prog"
+        source.mkdir()
+        (source / "helper.py").write_text("WORD = 'helped'\n")
+        (source / "__main__.py").write_text(
+            "import json, sys, helper\n"
+            "print(json.dumps([sys.argv, sys.path[0], sys.path.count(sys.path[0]), helper.WORD]))\n"
+        )
+        target = source
+        if form == "zip":
+            target = Path(shutil.make_archive(str(tmp_path / "prog"), "zip", source))
+        result = cli("run", str(target), "--flag", "x")
+        expected = [[str(target), "--flag", "x"], str(target), 1, "helped"]
+
+        assert 0 == result.returncode, result.stderr
+        assert expected == json.loads(result.stdout.splitlines()[-1])
+        assert expected == json.loads(
+            subprocess.run(
+                [sys.executable, str(target), "--flag", "x"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout.splitlines()[-1]
+        )
+
+    def test_run_package_module(self, tmp_path, runtime, monkeypatch):
+        """-m PACKAGE runs its __main__ submodule, with the current directory first on sys.path."""
+        package = tmp_path / "tooling"
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        (package / "__main__.py").write_text("import sys\nprint('main', sys.argv[1:], sys.path[0])\n")
+        monkeypatch.chdir(tmp_path)
+        result = cli("run", "-m", "tooling", "a")
+
+        assert 0 == result.returncode, result.stderr
+        assert f"main ['a'] {tmp_path}" == result.stdout.strip()
+
     def test_program_exception_is_exit_1(self, tmp_path, runtime):
         """A program that raises prints its traceback and exits with 1."""
         (tmp_path / "bad.py").write_text("raise RuntimeError('program bug')\n")
@@ -234,6 +274,12 @@ class TestRunErrors:
         assert EXIT_NOT_FOUND == result.returncode
         assert "nope.py" in result.stderr
         assert "no such file" in result.stderr
+
+    def test_directory_without_main(self, tmp_path, runtime):
+        """A directory with no __main__.py: a message naming it, and exit status 3."""
+        result = cli("run", str(tmp_path))
+        assert EXIT_NOT_FOUND == result.returncode
+        assert "can't find '__main__' module" in result.stderr
 
     def test_unknown_module(self, tmp_path, runtime, monkeypatch):
         """-m with a module that does not exist: exit status 3."""
