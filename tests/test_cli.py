@@ -444,6 +444,56 @@ class TestControl:
             server.stop()
         assert not server.path.exists()
 
+    def test_hostile_requests_leave_the_server_serving(self, tmp_path, runtime):
+        """Hostile requests get an error answer or a close, and the server then answers history."""
+        server = _control.ControlServer(versionload.Tracker(), (str(tmp_path),)).start()
+        assert server.path is not None
+        answered = [
+            b"[" * 60_000 + b"\n",
+            b"{" * 60_000 + b"\n",
+            b"x" * (_control._MAX_REQUEST + 10),
+            b"\xff\xfe\x00garbage\n",
+            b'{"op": "history", "module": 5}\n',
+            b'{"op": "history", "module": "missing"}\n',
+            b'{"op": "rollback", "module": ["x"], "to": "one"}\n',
+            b'{"op": ["not", "a", "name"]}\n',
+            b"null\n",
+        ]
+        try:
+            for line in answered:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                    client.settimeout(10)
+                    client.connect(str(server.path))
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        client.sendall(line)
+                    answer = json.loads(client.makefile("rb").readline())
+                assert False is answer["ok"], line[:20]
+            for partial in (b"", b'{"op": "hist'):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                    client.connect(str(server.path))
+                    client.sendall(partial)
+            answer = _control.request(server.path, {"op": "history", "all": True})
+
+            assert (True, os.getpid()) == (answer["ok"], answer["pid"])
+        finally:
+            server.stop()
+
+    def test_idle_client_does_not_hold_up_others(self, tmp_path, runtime):
+        """A connected client that sends nothing does not stop another client from being answered."""
+        server = _control.ControlServer(versionload.Tracker(), (str(tmp_path),)).start()
+        assert server.path is not None
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
+                idle.connect(str(server.path))
+                answer = _control.request(server.path, {"op": "ping"}, timeout=30)
+                idle.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    idle.recv(1)  # still connected, still waiting: served alongside, not before
+
+            assert (True, os.getpid()) == (answer["ok"], answer["pid"])
+        finally:
+            server.stop()
+
     def test_history_all_includes_modules_outside_the_roots(self, running):
         """history --all also lists tracked modules from outside the watched directories."""
         pid = str(running.process.pid)

@@ -27,6 +27,7 @@ import stat
 import struct
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,10 @@ RUNTIME_DIR_ENV = "VERSIONLOAD_RUNTIME_DIR"
 SOCKET_ENV = "VERSIONLOAD_SOCKET"
 _MAX_REQUEST = 64 * 1024
 _TIMEOUT = 5.0
+#: Clients served at once; one more is told the program is busy. Each has its own
+#: thread and at most _TIMEOUT seconds to send its request, so an idle or slow client
+#: delays nobody else.
+_MAX_CLIENTS = 8
 
 
 class ControlError(VersionLoadError, OSError):
@@ -133,6 +138,7 @@ class ControlServer:
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._slots = threading.BoundedSemaphore(_MAX_CLIENTS)
         self._logger = structlog.get_logger("versionload")
 
     def start(self) -> ControlServer:
@@ -175,9 +181,28 @@ class ControlServer:
                 continue
             except OSError:
                 return
+            if not self._slots.acquire(blocking=False):
+                with conn, contextlib.suppress(OSError):
+                    conn.settimeout(0.5)
+                    _send(conn, {"ok": False, "kind": "busy", "error": "busy: too many clients at once"})
+                continue
+            try:
+                threading.Thread(
+                    target=self._client, args=(conn,), name="versionload-control-client", daemon=True
+                ).start()
+            except RuntimeError:  # no thread to be had (interpreter exiting)
+                self._slots.release()
+                conn.close()
+
+    def _client(self, conn: socket.socket) -> None:
+        try:
             # A client that went away needs no answer.
             with conn, contextlib.suppress(OSError):
                 self._answer(conn)
+        except Exception as error:  # noqa: BLE001 - one bad request must not end the server
+            self._logger.error("control.request_failed", error=repr(error))
+        finally:
+            self._slots.release()
 
     def _answer(self, conn: socket.socket) -> None:
         conn.settimeout(_TIMEOUT)
@@ -193,18 +218,25 @@ class ControlServer:
             # Closing with the request unread would reset the connection, and the
             # client could lose the answer: read (a little, briefly) what it sent.
             conn.shutdown(socket.SHUT_WR)
-            conn.settimeout(0.5)
             with contextlib.suppress(OSError, ValueError):
-                _receive(conn)
+                _receive(conn, deadline=time.monotonic() + 0.5)
             return
         try:
-            request = json.loads(_receive(conn))
+            request = json.loads(_receive(conn, deadline=time.monotonic() + _TIMEOUT))
             if not isinstance(request, dict):
                 raise ValueError("a request is a JSON object")
-        except ValueError as error:
+        except RecursionError:
+            # Deeply nested JSON ("[[[[..."): the parser gives up, and so do we.
+            _send(conn, {"ok": False, "kind": "bad_request", "error": "bad request: nested too deeply"})
+            return
+        except ValueError as error:  # also a request that is not UTF-8
             _send(conn, {"ok": False, "kind": "bad_request", "error": f"bad request: {error}"})
             return
-        _send(conn, self.handle(request))
+        try:
+            answer = self.handle(request)
+        except Exception as error:  # noqa: BLE001 - answered, and the server goes on
+            answer = {"ok": False, "kind": "failed", "error": f"the request failed: {error!r}"}
+        _send(conn, answer)
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """
@@ -294,9 +326,22 @@ def _send(conn: socket.socket, payload: dict[str, Any]) -> None:
     conn.sendall(json.dumps(payload).encode() + b"\n")
 
 
-def _receive(conn: socket.socket) -> bytes:
+def _receive(conn: socket.socket, deadline: float | None = None) -> bytes:
+    """
+    One line (or what came before the peer closed), at most ``_MAX_REQUEST`` bytes,
+    by ``deadline`` (a `time.monotonic` value) if given.
+
+    Raises:
+        ValueError: the line is too long.
+        TimeoutError: the deadline passed first.
+    """
     data = b""
     while not data.endswith(b"\n"):
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the request took too long")
+            conn.settimeout(remaining)
         chunk = conn.recv(4096)
         if not chunk:
             break
