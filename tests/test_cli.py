@@ -418,6 +418,29 @@ class TestControl:
         assert 143 == running.stop()
         assert not path.exists()
 
+    def test_forked_child_leaves_the_parents_socket(self, tmp_path, runtime):
+        """A child forked by the program that leaves it normally does not remove the parent's socket."""
+        script = tmp_path / "forker.py"
+        script.write_text(
+            "import os, time\n"
+            "child = os.fork()\n"
+            "if child:\n"
+            "    os.waitpid(child, 0)\n"
+            "    print('child reaped', flush=True)\n"
+            "    for _ in range(1200):\n"
+            "        time.sleep(0.05)\n"
+        )
+        program = Program(str(script))
+        try:
+            program.prints("child reaped")
+            path = runtime / f"{program.process.pid}.sock"
+            result = cli("history", "--pid", str(program.process.pid))
+
+            assert 0 == result.returncode, result.stderr
+            assert path.exists()
+        finally:
+            program.stop()
+
     def test_stale_socket_is_ignored_and_removed(self, runtime):
         """A socket left by a killed program is not taken for a running one, and is cleaned up."""
         stale = runtime / "999999.sock"

@@ -139,6 +139,10 @@ class ControlServer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._slots = threading.BoundedSemaphore(_MAX_CLIENTS)
+        #: The process that created the socket file: only it may remove it. A worker
+        #: forked from the program (multiprocessing, pre-fork servers) inherits this
+        #: object and may run the same clean-up on its way out.
+        self._creator: int | None = None
         self._logger = structlog.get_logger("versionload")
 
     def start(self) -> ControlServer:
@@ -155,6 +159,7 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
+        self._creator = os.getpid()
         server.listen(8)
         server.settimeout(0.2)
         self._socket = server
@@ -168,7 +173,7 @@ class ControlServer:
             self._thread.join(5)
         if self._socket is not None:
             self._socket.close()
-        if self.path is not None:
+        if self.path is not None and self._creator == os.getpid():
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
 
