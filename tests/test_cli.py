@@ -532,6 +532,100 @@ class TestControl:
             _control.runtime_dir(create=True)
 
 
+@pytest.fixture(name="tmpdir_env")
+def _tmpdir_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """
+    A private, short TMPDIR for the programs and clients started, with no runtime-directory override.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="vlt-"))
+    monkeypatch.delenv(_control.RUNTIME_DIR_ENV, raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.delenv(_control.SOCKET_ENV, raising=False)
+    monkeypatch.setenv("TMPDIR", str(directory))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+class TestRuntimeDirectory:
+    @pytest.mark.parametrize("planted", ["symlink", "open directory"])
+    def test_planted_runtime_directory_falls_back(self, app, tmpdir_env, tmp_path, planted):
+        """A runtime directory planted first (symlink, mode 0755) is refused; the program runs, reachable."""
+        runtime = tmpdir_env / f"versionload-{os.getuid()}"
+        if planted == "symlink":
+            target = tmp_path / "elsewhere"
+            target.mkdir(mode=0o700)
+            runtime.symlink_to(target)
+        else:
+            runtime.mkdir(mode=0o755)
+            os.chmod(runtime, 0o755)
+        program = Program("--watch", str(app), str(app / "app.py"))
+        try:
+            refused = program.event("control.runtime_dir_refused")
+            listening = program.event("control.listening")
+            program.prints("tick one")
+            socket_dir = Path(listening["socket"]).parent
+            by_pid = cli("history", "--pid", str(program.process.pid))
+            only_one = cli("history")
+
+            assert str(runtime) in refused["reason"]
+            assert refused["socket"] == listening["socket"]
+            assert (tmpdir_env, 0o700) == (socket_dir.parent, stat.S_IMODE(os.lstat(socket_dir).st_mode))
+            assert (0, 0) == (by_pid.returncode, only_one.returncode), by_pid.stderr + only_one.stderr
+            assert "behaviour" in by_pid.stdout
+            if planted == "symlink":
+                assert [] == list((tmp_path / "elsewhere").iterdir())  # nothing written through it
+        finally:
+            assert 143 == program.stop()
+        assert not socket_dir.exists()
+
+    def test_xdg_runtime_dir_is_used(self, app, tmpdir_env, tmp_path, monkeypatch):
+        """With XDG_RUNTIME_DIR set, the socket is in its versionload directory."""
+        xdg = Path(tempfile.mkdtemp(prefix="vlx-"))
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(xdg))
+        program = Program("--watch", str(app), str(app / "app.py"))
+        try:
+            listening = program.event("control.listening")
+            program.prints("tick one")
+            result = cli("history", "--pid", str(program.process.pid))
+
+            assert str(xdg / "versionload" / f"{program.process.pid}.sock") == listening["socket"]
+            assert 0 == result.returncode, result.stderr
+        finally:
+            program.stop()
+            shutil.rmtree(xdg, ignore_errors=True)
+
+    def test_socket_path_too_long_runs_without_control(self, tmp_path, tmpdir_env, monkeypatch):
+        """A socket path too long for AF_UNIX: the program still runs, and a warning says why."""
+        deep = tmpdir_env / ("d" * 60) / ("e" * 60)
+        deep.mkdir(parents=True)
+        monkeypatch.setenv("TMPDIR", str(deep))
+        (tmp_path / "quick.py").write_text("print('ran anyway')\n")
+        result = cli("run", "--json", str(tmp_path / "quick.py"))
+        events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+        warnings_seen = [e for e in events if e["event"] == "control.unavailable"]
+
+        assert (0, "ran anyway") == (result.returncode, result.stdout.strip()), result.stderr
+        assert 1 == len(warnings_seen)
+        assert "AF_UNIX" in warnings_seen[0]["reason"]
+        assert "warning" == warnings_seen[0]["level"]
+
+    def test_client_refuses_sockets_in_open_directories(self, tmpdir_env):
+        """The client does not talk to a socket in a directory other users can reach."""
+        open_dir = tmpdir_env / f"versionload-{os.getuid()}-planted"
+        open_dir.mkdir()
+        os.chmod(open_dir, 0o755)
+        path = open_dir / f"{os.getpid()}.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(str(path))
+            listener.listen(1)
+            explicit = cli("history", "--socket", str(path))
+            found = cli("history")
+
+        assert (EXIT_UNREACHABLE, EXIT_UNREACHABLE) == (explicit.returncode, found.returncode)
+        assert "open to other users" in explicit.stderr
+        assert "no running" in found.stderr
+
+
 class TestPeerCredentials:
     def test_check_peer_on_a_socketpair(self):
         """The peer's uid comes from the kernel: our own uid passes, any other is refused."""

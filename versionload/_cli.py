@@ -270,17 +270,23 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         return _fail(EXIT_USAGE, str(error))
     _configure_logging(options.json, watcher.roots)
     logger = structlog.get_logger("versionload")
+    control: ControlServer | None = None
     try:
         control = ControlServer(tracker, watcher.roots).start()
     except (ControlError, OSError) as error:
-        return _fail(EXIT_UNREACHABLE, f"cannot open the control socket: {error}")
-    os.environ[SOCKET_ENV] = str(control.path)
+        # The program runs all the same: only `versionload history/rollback` cannot reach it.
+        logger.warning("control.unavailable", reason=str(error))
+    else:
+        if control.refused is not None:
+            logger.warning("control.runtime_dir_refused", reason=control.refused, socket=str(control.path))
+        os.environ[SOCKET_ENV] = str(control.path)
     if threading.current_thread() is threading.main_thread():
         # Ended by `kill` or a service manager: leave through the same clean-up as
         # any other exit, so the socket file does not outlive the program.
         signal.signal(signal.SIGTERM, _terminated)
     watcher.start()
-    logger.info("control.listening", pid=os.getpid(), socket=str(control.path))
+    if control is not None:
+        logger.info("control.listening", pid=os.getpid(), socket=str(control.path))
     try:
         if module is not None:
             sys.argv = [module, *rest]
@@ -307,7 +313,8 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         return EXIT_PROGRAM_FAILED
     finally:
         watcher.stop()
-        control.stop()
+        if control is not None:
+            control.stop()
         os.environ.pop(SOCKET_ENV, None)
     return EXIT_OK
 
