@@ -21,6 +21,7 @@ from ._engine import rollback as _rollback
 from ._errors import InvalidArgumentError, NotAModuleError, VersionLoadError
 from ._events import Subscriber
 from ._finder import VersionedFinder
+from ._fork import renew_after_fork
 from ._graph import dependencies_of, dependency_map, dependents_of
 from ._group import cascade_targets, check_update, migrator, names_of, reload_group, restore_states
 from ._inplace import Ledger
@@ -81,6 +82,7 @@ class Tracker:
             self._registry.wants, self._on_load, self._on_external_reload_start, self._on_external_reload
         )
         self._install_lock = threading.Lock()
+        renew_after_fork(self, "_install_lock", threading.Lock)
         self._ledger = Ledger()  # states of objects updated in place, per version
 
     def __repr__(self) -> str:

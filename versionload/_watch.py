@@ -38,6 +38,7 @@ import structlog
 
 from ._errors import InvalidArgumentError, VersionLoadError
 from ._events import Event, HistoryEnded, ModuleLoaded, ModuleReloaded, ModuleReloadFailed, report_error
+from ._fork import renew_after_fork
 from ._group import check_update
 from ._tracker import Tracker
 
@@ -191,6 +192,7 @@ class PathIndex:
         self._path_of: dict[str, str] = {}
         self._order = itertools.count()
         self._lock = threading.Lock()
+        renew_after_fork(self, "_lock", threading.Lock)
 
     def key(self, path: str) -> str:
         return os.path.normcase(os.path.realpath(path))
