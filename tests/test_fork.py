@@ -81,6 +81,10 @@ class TestFork:
                 tracker.tracked()
 
         worker = threading.Thread(target=busy, daemon=True)
+        # Switch threads as often as the interpreter can, so that forks land inside
+        # versionload's short critical sections, not only between them.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
         worker.start()
         statuses: list[int | None] = []
         try:
@@ -97,6 +101,7 @@ class TestFork:
         finally:
             stop.set()
             worker.join(30)
+            sys.setswitchinterval(interval)
 
         assert [0] * FORKS == statuses
         assert not worker.is_alive()
