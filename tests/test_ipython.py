@@ -102,7 +102,7 @@ class TestBeforeEachCell:
 
 
 class TestSettings:
-    def test_load_ext_keeps_the_settings_in_force(self, ipython, tree, tmp_path):
+    def test_load_ext_keeps_the_settings_in_force(self, ipython, tree, bytecode):
         """%load_ext after install(allowed_roots=..., max_versions=20) keeps both and prunes nothing."""
         tracker = versionload.install(allowed_roots=[tree.root], max_versions=20)
         tree.module("nb_kept", "VALUE = 0\n")

@@ -117,7 +117,7 @@ class TestWatch:
         ["import sys; sys.exit(3)", "raise KeyboardInterrupt", "raise GeneratorExit"],
         ids=["sys.exit", "KeyboardInterrupt", "GeneratorExit"],
     )
-    def test_base_exception_is_a_failed_reload(self, tree, tracker, recorder, watching, statement):
+    def test_base_exception_is_a_failed_reload(self, tree, tracker, recorder, watching, statement, bytecode):
         """Module code that raises a BaseException fails its reload, and the watcher goes on watching."""
         tree.module("quitter", "def f():\n    return 'old'\n")
         module = _import("quitter")
