@@ -517,6 +517,29 @@ class TestControl:
         finally:
             server.stop()
 
+    def test_clients_beyond_the_bound_are_told_busy(self, tmp_path, runtime):
+        """With every handler held by idle clients, one more is told busy; once they leave, all are served."""
+        server = _control.ControlServer(versionload.Tracker(), (str(tmp_path),)).start()
+        assert server.path is not None
+        idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(_control._MAX_CLIENTS)]
+        try:
+            for client in idle:
+                client.connect(str(server.path))
+            busy = _control.request(server.path, {"op": "ping"}, timeout=30)
+            for client in idle:
+                client.close()
+            answers: list[dict[str, Any]] = []
+            assert wait_for(
+                lambda: answers.append(_control.request(server.path, {"op": "ping"})) or answers[-1]["ok"],
+                timeout=30,
+            ), answers
+
+            assert (False, "busy") == (busy["ok"], busy["kind"])
+        finally:
+            for client in idle:
+                client.close()
+            server.stop()
+
     def test_history_all_includes_modules_outside_the_roots(self, running):
         """history --all also lists tracked modules from outside the watched directories."""
         pid = str(running.process.pid)

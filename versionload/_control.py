@@ -299,9 +299,13 @@ class ControlServer:
             except OSError:
                 return
             if not self._slots.acquire(blocking=False):
-                with conn, contextlib.suppress(OSError):
+                with conn, contextlib.suppress(OSError, ValueError):
                     conn.settimeout(0.5)
                     _send(conn, {"ok": False, "kind": "busy", "error": "busy: too many clients at once"})
+                    # As for a refusal: read what the client sent (briefly), so that
+                    # closing does not reset the connection before it reads the answer.
+                    conn.shutdown(socket.SHUT_WR)
+                    _receive(conn, deadline=time.monotonic() + 0.2)
                 continue
             try:
                 threading.Thread(
