@@ -633,20 +633,43 @@ class TestRuntimeDirectory:
         assert "warning" == warnings_seen[0]["level"]
 
     def test_client_refuses_sockets_in_open_directories(self, tmpdir_env):
-        """The client does not talk to a socket in a directory other users can reach."""
+        """The client finds no socket in a directory others can enter, nor uses one where others can write."""
         open_dir = tmpdir_env / f"versionload-{os.getuid()}-planted"
         open_dir.mkdir()
         os.chmod(open_dir, 0o755)
-        path = open_dir / f"{os.getpid()}.sock"
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-            listener.bind(str(path))
-            listener.listen(1)
-            explicit = cli("history", "--socket", str(path))
+        writable = tmpdir_env / "shared"
+        writable.mkdir()
+        os.chmod(writable, 0o777)
+        listeners = []
+        try:
+            for directory in (open_dir, writable):
+                listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                listeners.append(listener)
+                listener.bind(str(directory / f"{os.getpid()}.sock"))
+                listener.listen(1)
             found = cli("history")
+            explicit = cli("history", "--socket", str(writable / f"{os.getpid()}.sock"))
+        finally:
+            for listener in listeners:
+                listener.close()
 
-        assert (EXIT_UNREACHABLE, EXIT_UNREACHABLE) == (explicit.returncode, found.returncode)
-        assert "open to other users" in explicit.stderr
+        assert (EXIT_UNREACHABLE, EXIT_UNREACHABLE) == (found.returncode, explicit.returncode)
         assert "no running" in found.stderr
+        assert "writable by other users" in explicit.stderr
+
+    def test_socket_named_by_the_user_may_be_in_a_readable_directory(self, tmp_path, tmpdir_env):
+        """--socket PATH in a directory of the user's that others can read (0755) is used."""
+        directory = tmp_path / "sockets"
+        directory.mkdir(mode=0o755)
+        os.chmod(directory, 0o755)
+        server = _control.ControlServer(versionload.Tracker(), (str(tmp_path),), directory / "s.sock")
+        server.start()
+        try:
+            result = cli("history", "--socket", str(directory / "s.sock"), "--all")
+        finally:
+            server.stop()
+
+        assert 0 == result.returncode, result.stderr
 
 
 class TestPeerCredentials:

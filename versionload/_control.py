@@ -137,14 +137,31 @@ def _socket_dirs() -> tuple[list[Path], list[str]]:
     return directories, refused
 
 
-def _check_socket(path: Path) -> Path:
+def _distrust_chosen(directory: Path) -> str | None:
     """
-    ``path`` if it is a socket of ours in a private directory.
+    Why a directory the user named (``--socket``) must not be used: others can replace
+    what is in it. Unlike a runtime directory it may be readable by others.
+    """
+    try:
+        info = os.stat(directory)
+    except OSError as error:
+        return f"{directory}: {error.strerror}"
+    if info.st_uid not in (os.getuid(), 0):
+        return f"{directory} belongs to uid {info.st_uid}, not to you (uid {os.getuid()})"
+    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        return f"{directory} is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
+
+
+def _check_socket(path: Path, *, chosen: bool = False) -> Path:
+    """
+    ``path`` if it is a socket of ours in a directory others cannot tamper with: a
+    private one, or for a path the user named, one only its owner (or root) can write.
 
     Raises:
         ControlError: it is in a directory others can reach, or is not our socket.
     """
-    reason = _distrust(path.parent)
+    reason = _distrust_chosen(path.parent) if chosen else _distrust(path.parent)
     if reason is not None:
         raise ControlError(f"not using the socket {path}: {reason}")
     try:
@@ -488,7 +505,7 @@ def find_socket(pid: int | None = None, path: str | None = None) -> Path:
         ControlError: none (or more than one) is running, or the directory is unsafe.
     """
     if path is not None:
-        return _check_socket(Path(path))
+        return _check_socket(Path(path).absolute(), chosen=True)
     if pid is not None:
         candidate = socket_path(pid)
         if not os.path.lexists(candidate):
