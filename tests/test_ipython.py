@@ -80,6 +80,17 @@ class TestBeforeEachCell:
         assert f"failed at {path}:3" in capsys.readouterr().err
         assert 1 == versionload.current("nb_bad").number
 
+    def test_edit_that_calls_sys_exit_keeps_the_old_version(self, shell, tree, capsys):
+        """An edit whose code calls sys.exit() is a failed reload: the cell runs with the old version."""
+        tree.module("nb_exit", "def f():\n    return 'old'\n")
+        run(shell, "import nb_exit")
+        tree.module("nb_exit", "def f():\n    return 'new'\nimport sys\nsys.exit(2)\n")
+        assert "old" == run(shell, "nb_exit.f()")
+        assert "reloading nb_exit failed" in capsys.readouterr().err
+        tree.module("nb_exit", "def f():\n    return 'fixed'\n")
+
+        assert "fixed" == run(shell, "nb_exit.f()")
+
     def test_module_imported_before_load_ext_is_adopted(self, ipython, tree):
         """A project module imported before the extension was loaded is adopted and reloaded."""
         tree.module("nb_early", "A = 1\n")

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import attrs
 import structlog
 
-from ._errors import InvalidArgumentError, VersionLoadError
+from ._errors import InvalidArgumentError
 from ._events import Event, HistoryEnded, ModuleLoaded, ModuleReloaded, ModuleReloadFailed, report_error
 from ._fork import renew_after_fork
 from ._group import check_update
@@ -539,9 +539,7 @@ class Watcher:
         try:
             self.tracker.reload(module, **self._reload_options)
         except BaseException as error:
-            if not isinstance(error, (VersionLoadError, SystemExit)) and (
-                not isinstance(error, Exception) and threading.current_thread() is threading.main_thread()
-            ):
+            if isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
                 raise  # Ctrl-C during `poll` in the main thread (IPython) is the user's
             # Module code that calls sys.exit() or raises another BaseException has been
             # undone by the engine like any failure; in the watcher's thread it would
