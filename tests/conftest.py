@@ -30,7 +30,9 @@ def _import_state() -> Iterator[None]:
     finally:
         versionload.uninstall()
         versionload.default_tracker().clear()
-        versionload.default_tracker().configure()
+        versionload.default_tracker().configure(
+            include=None, exclude=None, max_versions=None, allowed_roots=None
+        )
         sys.modules.clear()
         sys.modules.update(modules)
         sys.path[:] = path

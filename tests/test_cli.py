@@ -191,6 +191,46 @@ class TestRun:
         assert 7 == result.returncode, result.stderr
         assert "args ['--flag', 'x']" in result.stdout
 
+    @pytest.mark.parametrize("form", ["directory", "zip"])
+    def test_run_directory_or_zip_with_main(self, tmp_path, runtime, form):
+        """A directory or zip file with __main__.py runs as python runs it: argv[0] and sys.path[0] are it."""
+        source = tmp_path / "prog"
+        source.mkdir()
+        (source / "helper.py").write_text("WORD = 'helped'\n")
+        (source / "__main__.py").write_text(
+            "import json, sys, helper\n"
+            "print(json.dumps([sys.argv, sys.path[0], sys.path.count(sys.path[0]), helper.WORD]))\n"
+        )
+        target = source
+        if form == "zip":
+            target = Path(shutil.make_archive(str(tmp_path / "prog"), "zip", source))
+        result = cli("run", str(target), "--flag", "x")
+        expected = [[str(target), "--flag", "x"], str(target), 1, "helped"]
+
+        assert 0 == result.returncode, result.stderr
+        assert expected == json.loads(result.stdout.splitlines()[-1])
+        assert expected == json.loads(
+            subprocess.run(
+                [sys.executable, str(target), "--flag", "x"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout.splitlines()[-1]
+        )
+
+    def test_run_package_module(self, tmp_path, runtime, monkeypatch):
+        """-m PACKAGE runs its __main__ submodule, with the current directory first on sys.path."""
+        package = tmp_path / "tooling"
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        (package / "__main__.py").write_text("import sys\nprint('main', sys.argv[1:], sys.path[0])\n")
+        monkeypatch.chdir(tmp_path)
+        result = cli("run", "-m", "tooling", "a")
+
+        assert 0 == result.returncode, result.stderr
+        assert f"main ['a'] {tmp_path}" == result.stdout.strip()
+
     def test_program_exception_is_exit_1(self, tmp_path, runtime):
         """A program that raises prints its traceback and exits with 1."""
         (tmp_path / "bad.py").write_text("raise RuntimeError('program bug')\n")
@@ -234,6 +274,12 @@ class TestRunErrors:
         assert EXIT_NOT_FOUND == result.returncode
         assert "nope.py" in result.stderr
         assert "no such file" in result.stderr
+
+    def test_directory_without_main(self, tmp_path, runtime):
+        """A directory with no __main__.py: a message naming it, and exit status 3."""
+        result = cli("run", str(tmp_path))
+        assert EXIT_NOT_FOUND == result.returncode
+        assert "can't find '__main__' module" in result.stderr
 
     def test_unknown_module(self, tmp_path, runtime, monkeypatch):
         """-m with a module that does not exist: exit status 3."""
@@ -372,6 +418,29 @@ class TestControl:
         assert 143 == running.stop()
         assert not path.exists()
 
+    def test_forked_child_leaves_the_parents_socket(self, tmp_path, runtime):
+        """A child forked by the program that leaves it normally does not remove the parent's socket."""
+        script = tmp_path / "forker.py"
+        script.write_text(
+            "import os, time\n"
+            "child = os.fork()\n"
+            "if child:\n"
+            "    os.waitpid(child, 0)\n"
+            "    print('child reaped', flush=True)\n"
+            "    for _ in range(1200):\n"
+            "        time.sleep(0.05)\n"
+        )
+        program = Program(str(script))
+        try:
+            program.prints("child reaped")
+            path = runtime / f"{program.process.pid}.sock"
+            result = cli("history", "--pid", str(program.process.pid))
+
+            assert 0 == result.returncode, result.stderr
+            assert path.exists()
+        finally:
+            program.stop()
+
     def test_stale_socket_is_ignored_and_removed(self, runtime):
         """A socket left by a killed program is not taken for a running one, and is cleaned up."""
         stale = runtime / "999999.sock"
@@ -398,6 +467,79 @@ class TestControl:
             server.stop()
         assert not server.path.exists()
 
+    def test_hostile_requests_leave_the_server_serving(self, tmp_path, runtime):
+        """Hostile requests get an error answer or a close, and the server then answers history."""
+        server = _control.ControlServer(versionload.Tracker(), (str(tmp_path),)).start()
+        assert server.path is not None
+        answered = [
+            b"[" * 60_000 + b"\n",
+            b"{" * 60_000 + b"\n",
+            b"x" * (_control._MAX_REQUEST + 10),
+            b"\xff\xfe\x00garbage\n",
+            b'{"op": "history", "module": 5}\n',
+            b'{"op": "history", "module": "missing"}\n',
+            b'{"op": "rollback", "module": ["x"], "to": "one"}\n',
+            b'{"op": ["not", "a", "name"]}\n',
+            b"null\n",
+        ]
+        try:
+            for line in answered:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                    client.settimeout(10)
+                    client.connect(str(server.path))
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        client.sendall(line)
+                    answer = json.loads(client.makefile("rb").readline())
+                assert False is answer["ok"], line[:20]
+            for partial in (b"", b'{"op": "hist'):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                    client.connect(str(server.path))
+                    client.sendall(partial)
+            answer = _control.request(server.path, {"op": "history", "all": True})
+
+            assert (True, os.getpid()) == (answer["ok"], answer["pid"])
+        finally:
+            server.stop()
+
+    def test_idle_client_does_not_hold_up_others(self, tmp_path, runtime):
+        """A connected client that sends nothing does not stop another client from being answered."""
+        server = _control.ControlServer(versionload.Tracker(), (str(tmp_path),)).start()
+        assert server.path is not None
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
+                idle.connect(str(server.path))
+                answer = _control.request(server.path, {"op": "ping"}, timeout=30)
+                idle.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    idle.recv(1)  # still connected, still waiting: served alongside, not before
+
+            assert (True, os.getpid()) == (answer["ok"], answer["pid"])
+        finally:
+            server.stop()
+
+    def test_clients_beyond_the_bound_are_told_busy(self, tmp_path, runtime):
+        """With every handler held by idle clients, one more is told busy; once they leave, all are served."""
+        server = _control.ControlServer(versionload.Tracker(), (str(tmp_path),)).start()
+        assert server.path is not None
+        idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(_control._MAX_CLIENTS)]
+        try:
+            for client in idle:
+                client.connect(str(server.path))
+            busy = _control.request(server.path, {"op": "ping"}, timeout=30)
+            for client in idle:
+                client.close()
+            answers: list[dict[str, Any]] = []
+            assert wait_for(
+                lambda: answers.append(_control.request(server.path, {"op": "ping"})) or answers[-1]["ok"],
+                timeout=30,
+            ), answers
+
+            assert (False, "busy") == (busy["ok"], busy["kind"])
+        finally:
+            for client in idle:
+                client.close()
+            server.stop()
+
     def test_history_all_includes_modules_outside_the_roots(self, running):
         """history --all also lists tracked modules from outside the watched directories."""
         pid = str(running.process.pid)
@@ -411,6 +553,123 @@ class TestControl:
         os.chmod(runtime, 0o777)
         with pytest.raises(_control.ControlError, match="open to other users"):
             _control.runtime_dir(create=True)
+
+
+@pytest.fixture(name="tmpdir_env")
+def _tmpdir_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """
+    A private, short TMPDIR for the programs and clients started, with no runtime-directory override.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="vlt-"))
+    monkeypatch.delenv(_control.RUNTIME_DIR_ENV, raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.delenv(_control.SOCKET_ENV, raising=False)
+    monkeypatch.setenv("TMPDIR", str(directory))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+class TestRuntimeDirectory:
+    @pytest.mark.parametrize("planted", ["symlink", "open directory"])
+    def test_planted_runtime_directory_falls_back(self, app, tmpdir_env, tmp_path, planted):
+        """A runtime directory planted first (symlink, mode 0755) is refused; the program runs, reachable."""
+        runtime = tmpdir_env / f"versionload-{os.getuid()}"
+        if planted == "symlink":
+            target = tmp_path / "elsewhere"
+            target.mkdir(mode=0o700)
+            runtime.symlink_to(target)
+        else:
+            runtime.mkdir(mode=0o755)
+            os.chmod(runtime, 0o755)
+        program = Program("--watch", str(app), str(app / "app.py"))
+        try:
+            refused = program.event("control.runtime_dir_refused")
+            listening = program.event("control.listening")
+            program.prints("tick one")
+            socket_dir = Path(listening["socket"]).parent
+            by_pid = cli("history", "--pid", str(program.process.pid))
+            only_one = cli("history")
+
+            assert str(runtime) in refused["reason"]
+            assert refused["socket"] == listening["socket"]
+            assert (tmpdir_env, 0o700) == (socket_dir.parent, stat.S_IMODE(os.lstat(socket_dir).st_mode))
+            assert (0, 0) == (by_pid.returncode, only_one.returncode), by_pid.stderr + only_one.stderr
+            assert "behaviour" in by_pid.stdout
+            if planted == "symlink":
+                assert [] == list((tmp_path / "elsewhere").iterdir())  # nothing written through it
+        finally:
+            assert 143 == program.stop()
+        assert not socket_dir.exists()
+
+    def test_xdg_runtime_dir_is_used(self, app, tmpdir_env, tmp_path, monkeypatch):
+        """With XDG_RUNTIME_DIR set, the socket is in its versionload directory."""
+        xdg = Path(tempfile.mkdtemp(prefix="vlx-"))
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(xdg))
+        program = Program("--watch", str(app), str(app / "app.py"))
+        try:
+            listening = program.event("control.listening")
+            program.prints("tick one")
+            result = cli("history", "--pid", str(program.process.pid))
+
+            assert str(xdg / "versionload" / f"{program.process.pid}.sock") == listening["socket"]
+            assert 0 == result.returncode, result.stderr
+        finally:
+            program.stop()
+            shutil.rmtree(xdg, ignore_errors=True)
+
+    def test_socket_path_too_long_runs_without_control(self, tmp_path, tmpdir_env, monkeypatch):
+        """A socket path too long for AF_UNIX: the program still runs, and a warning says why."""
+        deep = tmpdir_env / ("d" * 60) / ("e" * 60)
+        deep.mkdir(parents=True)
+        monkeypatch.setenv("TMPDIR", str(deep))
+        (tmp_path / "quick.py").write_text("print('ran anyway')\n")
+        result = cli("run", "--json", str(tmp_path / "quick.py"))
+        events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+        warnings_seen = [e for e in events if e["event"] == "control.unavailable"]
+
+        assert (0, "ran anyway") == (result.returncode, result.stdout.strip()), result.stderr
+        assert 1 == len(warnings_seen)
+        assert "AF_UNIX" in warnings_seen[0]["reason"]
+        assert "warning" == warnings_seen[0]["level"]
+
+    def test_client_refuses_sockets_in_open_directories(self, tmpdir_env):
+        """The client finds no socket in a directory others can enter, nor uses one where others can write."""
+        open_dir = tmpdir_env / f"versionload-{os.getuid()}-planted"
+        open_dir.mkdir()
+        os.chmod(open_dir, 0o755)
+        writable = tmpdir_env / "shared"
+        writable.mkdir()
+        os.chmod(writable, 0o777)
+        listeners = []
+        try:
+            for directory in (open_dir, writable):
+                listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                listeners.append(listener)
+                listener.bind(str(directory / f"{os.getpid()}.sock"))
+                listener.listen(1)
+            found = cli("history")
+            explicit = cli("history", "--socket", str(writable / f"{os.getpid()}.sock"))
+        finally:
+            for listener in listeners:
+                listener.close()
+
+        assert (EXIT_UNREACHABLE, EXIT_UNREACHABLE) == (found.returncode, explicit.returncode)
+        assert "no running" in found.stderr
+        assert "writable by other users" in explicit.stderr
+
+    def test_socket_named_by_the_user_may_be_in_a_readable_directory(self, tmp_path, tmpdir_env):
+        """--socket PATH in a directory of the user's that others can read (0755) is used."""
+        directory = tmp_path / "sockets"
+        directory.mkdir(mode=0o755)
+        os.chmod(directory, 0o755)
+        server = _control.ControlServer(versionload.Tracker(), (str(tmp_path),), directory / "s.sock")
+        server.start()
+        try:
+            result = cli("history", "--socket", str(directory / "s.sock"), "--all")
+        finally:
+            server.stop()
+
+        assert 0 == result.returncode, result.stderr
 
 
 class TestPeerCredentials:

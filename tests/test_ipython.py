@@ -80,6 +80,17 @@ class TestBeforeEachCell:
         assert f"failed at {path}:3" in capsys.readouterr().err
         assert 1 == versionload.current("nb_bad").number
 
+    def test_edit_that_calls_sys_exit_keeps_the_old_version(self, shell, tree, capsys):
+        """An edit whose code calls sys.exit() is a failed reload: the cell runs with the old version."""
+        tree.module("nb_exit", "def f():\n    return 'old'\n")
+        run(shell, "import nb_exit")
+        tree.module("nb_exit", "def f():\n    return 'new'\nimport sys\nsys.exit(2)\n")
+        assert "old" == run(shell, "nb_exit.f()")
+        assert "reloading nb_exit failed" in capsys.readouterr().err
+        tree.module("nb_exit", "def f():\n    return 'fixed'\n")
+
+        assert "fixed" == run(shell, "nb_exit.f()")
+
     def test_module_imported_before_load_ext_is_adopted(self, ipython, tree):
         """A project module imported before the extension was loaded is adopted and reloaded."""
         tree.module("nb_early", "A = 1\n")
@@ -99,6 +110,29 @@ class TestBeforeEachCell:
         shell.run_line_magic("unload_ext", "versionload")
         tree.module("nb_off", "A = 2\n")
         assert 1 == run(shell, "nb_off.A")
+
+
+class TestSettings:
+    def test_load_ext_keeps_the_settings_in_force(self, ipython, tree, bytecode):
+        """%load_ext after install(allowed_roots=..., max_versions=20) keeps both and prunes nothing."""
+        tracker = versionload.install(allowed_roots=[tree.root], max_versions=20)
+        tree.module("nb_kept", "VALUE = 0\n")
+        module = __import__("nb_kept")
+        for value in range(1, 15):
+            tree.module("nb_kept", f"VALUE = {value}\n")
+            versionload.reload(module)
+        ipython.run_line_magic("load_ext", "versionload")
+        try:
+            versionload.install()
+            expected = ((str(tree.root.resolve()),), 20, list(range(1, 16)))
+
+            assert expected == (
+                tracker.allowed_roots,
+                tracker.max_versions,
+                [v.number for v in versionload.history(module)],
+            )
+        finally:
+            ipython.run_line_magic("unload_ext", "versionload")
 
 
 class TestMagics:

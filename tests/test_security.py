@@ -173,15 +173,30 @@ class TestConfiguringRoots:
     def test_install_and_configure_set_and_lift_the_restriction(
         self, tree: ModuleTree, tmp_path: Path
     ) -> None:
-        """install(allowed_roots=...) restricts the default tracker; configure() without it lifts that."""
+        """install(allowed_roots=...) restricts the tracker; configure(allowed_roots=None) lifts that."""
         tracker = versionload.install(allowed_roots=[tmp_path / "nowhere"])
         tree.module("sec_default", "VALUE = 1\n")
         module = importlib.import_module("sec_default")
         with pytest.raises(versionload.ReloadRefusedError):
             versionload.reload(module)
-        tracker.configure()
+        tracker.configure(allowed_roots=None)
         versionload.reload(module)
         assert [1, 2] == [v.number for v in versionload.history(module)]
+
+    def test_settings_left_out_are_kept(self, tree: ModuleTree, tmp_path: Path) -> None:
+        """A second install() or a configure() of one setting keeps the others in force."""
+        allowed = tmp_path / "allowed"
+        tracker = versionload.install(allowed_roots=[allowed], max_versions=20, include="sec_*")
+        expected = (str(allowed.resolve()),)
+        versionload.install()
+        tracker.configure(max_versions=15)
+        tree.module("sec_kept", "VALUE = 1\n")
+        module = importlib.import_module("sec_kept")
+
+        assert (expected, 15, True) == (tracker.allowed_roots, tracker.max_versions, tracker.installed)
+        with pytest.raises(versionload.ReloadRefusedError):
+            versionload.reload(module)
+        assert ["sec_kept"] == [n for n in tracker.tracked() if n.startswith("sec_")]
 
     @pytest.mark.parametrize("value", [5, [5], [""], [b"/tmp"], object()])
     def test_bad_roots_are_rejected(self, value: object) -> None:

@@ -112,6 +112,24 @@ class TestWatch:
         assert "old" == module.f()
         assert 1 == tracker.current(module).number
 
+    @pytest.mark.parametrize(
+        "statement",
+        ["import sys; sys.exit(3)", "raise KeyboardInterrupt", "raise GeneratorExit"],
+        ids=["sys.exit", "KeyboardInterrupt", "GeneratorExit"],
+    )
+    def test_base_exception_is_a_failed_reload(self, tree, tracker, recorder, watching, statement, bytecode):
+        """Module code that raises a BaseException fails its reload, and the watcher goes on watching."""
+        tree.module("quitter", "def f():\n    return 'old'\n")
+        module = _import("quitter")
+        tree.module("quitter", f"def f():\n    return 'new'\n{statement}\n")
+        [failed] = recorder.wait("quitter", "failed")
+        assert ("old", 1, True) == (module.f(), tracker.current(module).number, watching.running)
+        tree.module("quitter", "def f():\n    return 'fixed'\n")
+        [reloaded] = recorder.wait("quitter", "reloaded")
+
+        assert ("fixed", 2) == (module.f(), reloaded.version)
+        assert failed.error.split("(")[0] in {"SystemExit", "KeyboardInterrupt", "GeneratorExit"}
+
     def test_syntax_error_location(self, tree, tracker, recorder, watching):
         """A syntax error is reported at the line the compiler names."""
         path = tree.module("typo", "A = 1\n")

@@ -51,7 +51,9 @@ from ._group import GroupReloadError
 from ._registry import DEFAULT_MAX_VERSIONS
 from ._snapshot import ModuleVersion, NamespaceDiff
 from ._stale import StaleObject, StaleReport
+from ._tracker import UNSET as _UNSET
 from ._tracker import Tracker
+from ._tracker import Unset as _Unset
 
 if _TYPE_CHECKING:
     import os
@@ -71,22 +73,24 @@ def default_tracker() -> Tracker:
 
 def install(
     *,
-    include: str | _Iterable[str] | None = None,
-    exclude: str | _Iterable[str] | None = None,
-    max_versions: int | None = None,
-    allowed_roots: _Iterable[str | _os.PathLike[str]] | None = None,
+    include: str | _Iterable[str] | _Unset | None = _UNSET,
+    exclude: str | _Iterable[str] | _Unset | None = _UNSET,
+    max_versions: int | _Unset | None = _UNSET,
+    allowed_roots: _Iterable[str | _os.PathLike[str]] | _Unset | None = _UNSET,
 ) -> Tracker:
     """
     Configure the default tracker and put its finder first on ``sys.meta_path``.
 
     From then on every module that finishes importing (and matches ``include`` and not
-    ``exclude``) is recorded as version 1. Calling it again changes only the settings.
+    ``exclude``) is recorded as version 1. Calling it again changes only the settings
+    passed: those left out keep the values in force (pass None to restore a default).
 
     Args:
         include: Module-name patterns to track, ``fnmatch`` style (``"app.*"`` covers
             ``app`` and everything below it); None tracks every module.
         exclude: Patterns never to track.
         max_versions: Versions kept per module; None means the default (10).
+            Left out, each setting keeps its current value (at first, the default).
         allowed_roots: Directories (or zip files) that `reload` may run code from;
             None allows any origin. See ``docs/security.md``.
 

@@ -2,6 +2,9 @@
 The ``versionload`` command: run a program with live reloading, and drive it.
 
     versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] (-m MODULE | SCRIPT) [ARGS...]
+
+SCRIPT is what python accepts: a Python file, or a directory or zip file with a
+``__main__.py``.
     versionload history [--pid PID] [--socket PATH] [--all] [--json] [MODULE]
     versionload rollback [--pid PID] [--socket PATH] MODULE [N]
 
@@ -23,6 +26,7 @@ import signal
 import sys
 import threading
 import traceback
+import zipfile
 from collections.abc import MutableMapping, Sequence
 from typing import Any, NoReturn
 
@@ -67,7 +71,8 @@ def _parser() -> _Parser:
         "run",
         help="run a program with live reloading",
         usage=_RUN_USAGE,
-        description="Run SCRIPT (or -m MODULE) with ARGS as python would, reloading its modules "
+        description="Run SCRIPT (a file, or a directory or zip file with __main__.py; or -m MODULE) "
+        "with ARGS as python would, reloading its modules "
         "when their files under a watched directory change.",
     )
     run.add_argument(
@@ -218,18 +223,31 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
     from ._errors import InvalidArgumentError
     from ._watch import make_watcher
 
+    # What python accepts as its target: a script, a directory or zip file holding a
+    # ``__main__`` module (then runpy puts that path first on sys.path, as python
+    # does), or -m MODULE (the current directory first on sys.path).
+    archive = False
     if script is not None:
         script = os.path.abspath(script)
-        if not os.path.isfile(script):
+        if os.path.isdir(script) or (os.path.isfile(script) and zipfile.is_zipfile(script)):
+            archive = True
+            if not _has_main(script):
+                return _fail(EXIT_NOT_FOUND, f"can't find '__main__' module in {script!r}")
+            program_path = script
+            watch_default = script if os.path.isdir(script) else os.path.dirname(script)
+        elif not os.path.isfile(script):
             return _fail(EXIT_NOT_FOUND, f"can't open file {script!r}: no such file")
-        program_path = os.path.dirname(script)
+        else:
+            program_path = watch_default = os.path.dirname(script)
     else:
-        program_path = os.getcwd()
-    roots_given = options.watch or [program_path]
+        program_path = watch_default = os.getcwd()
+    roots_given = options.watch or [watch_default]
     for root in roots_given:
         if not os.path.isdir(root):
             return _fail(EXIT_USAGE, f"--watch {root}: not a directory")
-    sys.path[0:1] = [program_path]  # as python does: the script's directory, or the cwd for -m
+    # As python does: the script's directory (or the directory or zip file itself), or
+    # the cwd for -m, replaces the entry that ran versionload.
+    sys.path[0:1] = [program_path]
     tracker = versionload.install()
     if module is not None:
         try:
@@ -252,17 +270,23 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         return _fail(EXIT_USAGE, str(error))
     _configure_logging(options.json, watcher.roots)
     logger = structlog.get_logger("versionload")
+    control: ControlServer | None = None
     try:
         control = ControlServer(tracker, watcher.roots).start()
     except (ControlError, OSError) as error:
-        return _fail(EXIT_UNREACHABLE, f"cannot open the control socket: {error}")
-    os.environ[SOCKET_ENV] = str(control.path)
+        # The program runs all the same: only `versionload history/rollback` cannot reach it.
+        logger.warning("control.unavailable", reason=str(error))
+    else:
+        if control.refused is not None:
+            logger.warning("control.runtime_dir_refused", reason=control.refused, socket=str(control.path))
+        os.environ[SOCKET_ENV] = str(control.path)
     if threading.current_thread() is threading.main_thread():
         # Ended by `kill` or a service manager: leave through the same clean-up as
         # any other exit, so the socket file does not outlive the program.
         signal.signal(signal.SIGTERM, _terminated)
     watcher.start()
-    logger.info("control.listening", pid=os.getpid(), socket=str(control.path))
+    if control is not None:
+        logger.info("control.listening", pid=os.getpid(), socket=str(control.path))
     try:
         if module is not None:
             sys.argv = [module, *rest]
@@ -270,6 +294,9 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         else:
             assert script is not None
             sys.argv = [script, *rest]
+            if archive:
+                # run_path puts the directory or zip file first on sys.path itself.
+                del sys.path[0]
             runpy.run_path(script, run_name="__main__")
     except SystemExit as exit:
         code = exit.code
@@ -286,9 +313,20 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         return EXIT_PROGRAM_FAILED
     finally:
         watcher.stop()
-        control.stop()
+        if control is not None:
+            control.stop()
         os.environ.pop(SOCKET_ENV, None)
     return EXIT_OK
+
+
+def _has_main(path: str) -> bool:
+    """
+    Whether a directory or zip file holds a ``__main__`` module python can run.
+    """
+    import pkgutil
+
+    finder = pkgutil.get_importer(path)
+    return finder is not None and finder.find_spec("__main__") is not None
 
 
 def _print_program_error(error: BaseException) -> None:

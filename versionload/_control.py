@@ -25,8 +25,10 @@ import os
 import socket
 import stat
 import struct
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +41,43 @@ RUNTIME_DIR_ENV = "VERSIONLOAD_RUNTIME_DIR"
 SOCKET_ENV = "VERSIONLOAD_SOCKET"
 _MAX_REQUEST = 64 * 1024
 _TIMEOUT = 5.0
+#: Clients served at once; one more is told the program is busy. Each has its own
+#: thread and at most _TIMEOUT seconds to send its request, so an idle or slow client
+#: delays nobody else.
+_MAX_CLIENTS = 8
 
 
 class ControlError(VersionLoadError, OSError):
     """
     The control channel could not be used: no program found, refused, or unsafe.
     """
+
+
+def _configured_dir() -> Path:
+    override = os.environ.get(RUNTIME_DIR_ENV)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if override:
+        return Path(override)
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "versionload"
+    return Path(tempfile.gettempdir()) / f"versionload-{os.getuid()}"
+
+
+def _distrust(directory: Path) -> str | None:
+    """
+    Why ``directory`` must not hold our sockets (None: it is ours and private, or absent).
+    """
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{directory} is not a directory (a symlink or file there is not trusted)"
+    if info.st_uid != os.getuid():
+        return f"{directory} belongs to uid {info.st_uid}, not to you (uid {os.getuid()})"
+    if info.st_mode & 0o077:
+        return f"{directory} is open to other users (mode {stat.S_IMODE(info.st_mode):o}); use 0700"
+    return None
 
 
 def runtime_dir(*, create: bool) -> Path:
@@ -54,34 +87,106 @@ def runtime_dir(*, create: bool) -> Path:
     Raises:
         ControlError: it exists but belongs to someone else or is open to others.
     """
-    override = os.environ.get(RUNTIME_DIR_ENV)
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if override:
-        directory = Path(override)
-    elif xdg and os.path.isabs(xdg):
-        directory = Path(xdg) / "versionload"
-    else:
-        directory = Path(tempfile.gettempdir()) / f"versionload-{os.getuid()}"
+    directory = _configured_dir()
     if create:
         with contextlib.suppress(FileExistsError):
             directory.mkdir(mode=0o700, parents=True)
-    try:
-        info = os.lstat(directory)
-    except FileNotFoundError:
-        return directory
-    if not stat.S_ISDIR(info.st_mode):
-        raise ControlError(f"{directory} is not a directory (a symlink or file there is not trusted)")
-    if info.st_uid != os.getuid():
-        raise ControlError(f"{directory} belongs to uid {info.st_uid}, not to you (uid {os.getuid()})")
-    if info.st_mode & 0o077:
-        raise ControlError(
-            f"{directory} is open to other users (mode {stat.S_IMODE(info.st_mode):o}); use 0700"
-        )
+    reason = _distrust(directory)
+    if reason is not None:
+        raise ControlError(reason)
     return directory
 
 
+_FALLBACK_PREFIX = "versionload-{uid}-"
+
+
+def server_dir() -> tuple[Path, str | None]:
+    """
+    Where a new control socket goes, and why the runtime directory was refused (or None).
+
+    Anyone can create ``<tmpdir>/versionload-<uid>`` before us (as a symlink, or as a
+    directory of their own); that must not stop the program, nor hand its socket to
+    them: a refused runtime directory is replaced by a fresh private one, made by
+    `tempfile.mkdtemp` (mode 0700, a name nobody can guess in advance), which clients
+    find by its prefix and check the same way.
+    """
+    try:
+        return runtime_dir(create=True), None
+    except OSError as error:  # ControlError too: an untrusted directory
+        prefix = _FALLBACK_PREFIX.format(uid=os.getuid())
+        return Path(tempfile.mkdtemp(prefix=prefix)), str(error)
+
+
+def _socket_dirs() -> tuple[list[Path], list[str]]:
+    """
+    The trusted directories that may hold sockets, and why others were passed over.
+    """
+    directories: list[Path] = []
+    refused: list[str] = []
+    configured = _configured_dir()
+    reason = _distrust(configured)
+    if reason is None:
+        directories.append(configured)
+    else:
+        refused.append(reason)
+    pattern = _FALLBACK_PREFIX.format(uid=os.getuid()) + "*"
+    for candidate in sorted(Path(tempfile.gettempdir()).glob(pattern)):
+        # Another user can make directories with this name too: only ours count.
+        if candidate != configured and _distrust(candidate) is None:
+            directories.append(candidate)
+    return directories, refused
+
+
+def _distrust_chosen(directory: Path) -> str | None:
+    """
+    Why a directory the user named (``--socket``) must not be used: others can replace
+    what is in it. Unlike a runtime directory it may be readable by others.
+    """
+    try:
+        info = os.stat(directory)
+    except OSError as error:
+        return f"{directory}: {error.strerror}"
+    if info.st_uid not in (os.getuid(), 0):
+        return f"{directory} belongs to uid {info.st_uid}, not to you (uid {os.getuid()})"
+    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        return f"{directory} is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
+
+
+def _check_socket(path: Path, *, chosen: bool = False) -> Path:
+    """
+    ``path`` if it is a socket of ours in a directory others cannot tamper with: a
+    private one, or for a path the user named, one only its owner (or root) can write.
+
+    Raises:
+        ControlError: it is in a directory others can reach, or is not our socket.
+    """
+    reason = _distrust_chosen(path.parent) if chosen else _distrust(path.parent)
+    if reason is not None:
+        raise ControlError(f"not using the socket {path}: {reason}")
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise ControlError(f"no socket {path}") from None
+    if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
+        raise ControlError(f"not using {path}: not a socket of yours")
+    return path
+
+
 def socket_path(pid: int) -> Path:
-    return runtime_dir(create=False) / f"{pid}.sock"
+    """
+    Where the socket of process ``pid`` is (or would be, in the runtime directory).
+    """
+    directories, _ = _socket_dirs()
+    for directory in directories:
+        candidate = directory / f"{pid}.sock"
+        if os.path.lexists(candidate):
+            return candidate
+    return _configured_dir() / f"{pid}.sock"
+
+
+#: Longest path AF_UNIX takes (sun_path holds it with its final NUL byte).
+_MAX_SOCKET_PATH = (108 if sys.platform.startswith("linux") else 104) - 1
 
 
 def peer_credentials(conn: socket.socket) -> tuple[int, int, int] | None:
@@ -133,11 +238,39 @@ class ControlServer:
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._slots = threading.BoundedSemaphore(_MAX_CLIENTS)
+        #: The process that created the socket file: only it may remove it. A worker
+        #: forked from the program (multiprocessing, pre-fork servers) inherits this
+        #: object and may run the same clean-up on its way out.
+        self._creator: int | None = None
+        #: Why the runtime directory was not used (None: it was); see `server_dir`.
+        self.refused: str | None = None
+        self._made_dir: Path | None = None  # the private directory made instead
         self._logger = structlog.get_logger("versionload")
 
     def start(self) -> ControlServer:
+        """
+        Open the socket and answer requests in a daemon thread.
+
+        Without a path, the socket goes in the runtime directory, or, if that cannot be
+        trusted, in a fresh private directory (`refused` then says why).
+
+        Raises:
+            ControlError: the socket path is too long for ``AF_UNIX``.
+            OSError: the socket cannot be created.
+        """
         if self.path is None:
-            self.path = runtime_dir(create=True) / f"{os.getpid()}.sock"
+            directory, self.refused = server_dir()
+            if self.refused is not None:
+                self._made_dir = directory
+            self.path = directory / f"{os.getpid()}.sock"
+        length = len(os.fsencode(self.path))
+        if length > _MAX_SOCKET_PATH:
+            self._remove_dir()
+            raise ControlError(
+                f"the socket path {str(self.path)!r} is {length} bytes, longer than AF_UNIX "
+                f"allows ({_MAX_SOCKET_PATH}); set {RUNTIME_DIR_ENV} to a shorter directory"
+            )
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # left by an earlier process with the same pid
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -149,6 +282,7 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
+        self._creator = os.getpid()
         server.listen(8)
         server.settimeout(0.2)
         self._socket = server
@@ -162,9 +296,15 @@ class ControlServer:
             self._thread.join(5)
         if self._socket is not None:
             self._socket.close()
-        if self.path is not None:
+        if self.path is not None and self._creator == os.getpid():
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+            self._remove_dir()
+
+    def _remove_dir(self) -> None:
+        if self._made_dir is not None:
+            with contextlib.suppress(OSError):
+                self._made_dir.rmdir()
 
     def _serve(self) -> None:
         assert self._socket is not None
@@ -175,9 +315,32 @@ class ControlServer:
                 continue
             except OSError:
                 return
+            if not self._slots.acquire(blocking=False):
+                with conn, contextlib.suppress(OSError, ValueError):
+                    conn.settimeout(0.5)
+                    _send(conn, {"ok": False, "kind": "busy", "error": "busy: too many clients at once"})
+                    # As for a refusal: read what the client sent (briefly), so that
+                    # closing does not reset the connection before it reads the answer.
+                    conn.shutdown(socket.SHUT_WR)
+                    _receive(conn, deadline=time.monotonic() + 0.2)
+                continue
+            try:
+                threading.Thread(
+                    target=self._client, args=(conn,), name="versionload-control-client", daemon=True
+                ).start()
+            except RuntimeError:  # no thread to be had (interpreter exiting)
+                self._slots.release()
+                conn.close()
+
+    def _client(self, conn: socket.socket) -> None:
+        try:
             # A client that went away needs no answer.
             with conn, contextlib.suppress(OSError):
                 self._answer(conn)
+        except Exception as error:  # noqa: BLE001 - one bad request must not end the server
+            self._logger.error("control.request_failed", error=repr(error))
+        finally:
+            self._slots.release()
 
     def _answer(self, conn: socket.socket) -> None:
         conn.settimeout(_TIMEOUT)
@@ -193,18 +356,25 @@ class ControlServer:
             # Closing with the request unread would reset the connection, and the
             # client could lose the answer: read (a little, briefly) what it sent.
             conn.shutdown(socket.SHUT_WR)
-            conn.settimeout(0.5)
             with contextlib.suppress(OSError, ValueError):
-                _receive(conn)
+                _receive(conn, deadline=time.monotonic() + 0.5)
             return
         try:
-            request = json.loads(_receive(conn))
+            request = json.loads(_receive(conn, deadline=time.monotonic() + _TIMEOUT))
             if not isinstance(request, dict):
                 raise ValueError("a request is a JSON object")
-        except ValueError as error:
+        except RecursionError:
+            # Deeply nested JSON ("[[[[..."): the parser gives up, and so do we.
+            _send(conn, {"ok": False, "kind": "bad_request", "error": "bad request: nested too deeply"})
+            return
+        except ValueError as error:  # also a request that is not UTF-8
             _send(conn, {"ok": False, "kind": "bad_request", "error": f"bad request: {error}"})
             return
-        _send(conn, self.handle(request))
+        try:
+            answer = self.handle(request)
+        except Exception as error:  # noqa: BLE001 - answered, and the server goes on
+            answer = {"ok": False, "kind": "failed", "error": f"the request failed: {error!r}"}
+        _send(conn, answer)
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """
@@ -294,9 +464,22 @@ def _send(conn: socket.socket, payload: dict[str, Any]) -> None:
     conn.sendall(json.dumps(payload).encode() + b"\n")
 
 
-def _receive(conn: socket.socket) -> bytes:
+def _receive(conn: socket.socket, deadline: float | None = None) -> bytes:
+    """
+    One line (or what came before the peer closed), at most ``_MAX_REQUEST`` bytes,
+    by ``deadline`` (a `time.monotonic` value) if given.
+
+    Raises:
+        ValueError: the line is too long.
+        TimeoutError: the deadline passed first.
+    """
     data = b""
     while not data.endswith(b"\n"):
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the request took too long")
+            conn.settimeout(remaining)
         chunk = conn.recv(4096)
         if not chunk:
             break
@@ -314,35 +497,44 @@ def find_socket(pid: int | None = None, path: str | None = None) -> Path:
     The socket of the program to talk to: the given path, the given pid's, the one in
     ``$VERSIONLOAD_SOCKET``, or the only running one.
 
+    Sockets are looked for in the runtime directory and in the private directories a
+    program makes when that one cannot be trusted; a socket in a directory other users
+    can reach (or own) is never used.
+
     Raises:
         ControlError: none (or more than one) is running, or the directory is unsafe.
     """
     if path is not None:
-        return Path(path)
+        return _check_socket(Path(path).absolute(), chosen=True)
     if pid is not None:
         candidate = socket_path(pid)
-        if not candidate.exists():
-            raise ControlError(f"no versionload program with pid {pid} (no socket {candidate})")
-        return candidate
+        if not os.path.lexists(candidate):
+            _, refused = _socket_dirs()
+            why = f"; passed over: {'; '.join(refused)}" if refused else ""
+            raise ControlError(f"no versionload program with pid {pid} (no socket {candidate}){why}")
+        return _check_socket(candidate)
     if os.environ.get(SOCKET_ENV):
-        return Path(os.environ[SOCKET_ENV])
-    directory = runtime_dir(create=False)
+        return _check_socket(Path(os.environ[SOCKET_ENV]))
+    directories, refused = _socket_dirs()
     running = []
-    for candidate in sorted(directory.glob("*.sock")) if directory.is_dir() else []:
-        if not candidate.stem.isdigit():
-            continue
-        if _pid_alive(int(candidate.stem)):
-            running.append(candidate)
-        else:
-            # Left by a program that was killed outright; the directory is ours.
-            with contextlib.suppress(OSError):
-                candidate.unlink()
+    for directory in directories:
+        for candidate in sorted(directory.glob("*.sock")) if directory.is_dir() else []:
+            if not candidate.stem.isdigit():
+                continue
+            if _pid_alive(int(candidate.stem)):
+                running.append(candidate)
+            else:
+                # Left by a program that was killed outright; the directory is ours.
+                with contextlib.suppress(OSError):
+                    candidate.unlink()
     if not running:
-        raise ControlError(f"no running `versionload run` program found (no socket in {directory})")
+        where = ", ".join(str(d) for d in directories) or str(_configured_dir())
+        why = f"; passed over: {'; '.join(refused)}" if refused else ""
+        raise ControlError(f"no running `versionload run` program found (no socket in {where}){why}")
     if len(running) > 1:
         pids = ", ".join(c.stem for c in running)
         raise ControlError(f"several versionload programs are running (pids {pids}); choose one with --pid")
-    return running[0]
+    return _check_socket(running[0])
 
 
 def request(path: Path, payload: dict[str, Any], timeout: float = _TIMEOUT) -> dict[str, Any]:

@@ -34,6 +34,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from types import CodeType, FunctionType, ModuleType
 
+from ._fork import renew_after_fork
 from ._registry import Registry
 
 _IMPORT_NAME = dis.opmap["IMPORT_NAME"]
@@ -47,6 +48,7 @@ _CACHE = dis.opmap.get("CACHE", -1)  # inline cache units, Python 3.11+
 _Imports = frozenset[tuple[str, ...]]
 _found: weakref.WeakKeyDictionary[ModuleType, dict[int, _Imports]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
+renew_after_fork(sys.modules[__name__], "_lock", threading.Lock)
 _KEEP_VERSIONS = 16
 
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import attrs
 
+from ._fork import renew_after_fork
 from ._history import ModuleHistory
 
 _MISSING: Any = object()
@@ -411,6 +412,7 @@ class Ledger:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        renew_after_fork(self, "_lock", threading.Lock)
         self._modules: dict[str, tuple[weakref.ref[ModuleHistory], _ByVersion]] = {}
 
     def _states(self, name: str, history: ModuleHistory) -> _ByVersion:

@@ -30,6 +30,7 @@ import importlib_metadata
 
 from ._errors import InvalidArgumentError, ReloadError, VersionLoadError
 from ._events import Event, emit, report_error
+from ._fork import renew_after_fork
 from ._graph import dependency_map
 
 if TYPE_CHECKING:
@@ -483,6 +484,7 @@ class PluginHost:
         # a worker calling plugins under its own lock cannot deadlock with a
         # before_* callback that waits for that lock.
         self._lock = threading.RLock()
+        renew_after_fork(self, "_lock", threading.RLock)
         self._view: Mapping[str, Plugin] = MappingProxyType({})
 
     def __repr__(self) -> str:

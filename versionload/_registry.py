@@ -33,6 +33,7 @@ from ._events import (
     emit,
     logs_debug,
 )
+from ._fork import renew_after_fork
 from ._history import ModuleHistory
 from ._snapshot import ModuleVersion, Reason, _SourceDigest, make_version, source_digest
 
@@ -134,6 +135,9 @@ class Registry:
     _collected: list[tuple[str, weakref.ref[ModuleType]]] = attrs.Factory(list)
     _pending: list[object] = attrs.Factory(list)
     _lock: threading.RLock = attrs.Factory(threading.RLock)
+
+    def __attrs_post_init__(self) -> None:
+        renew_after_fork(self, "_lock", threading.RLock)
 
     def __repr__(self) -> str:
         return f"<Registry modules={len(self._histories)}>"

@@ -7,6 +7,7 @@ applications that want isolated state create their own.
 
 from __future__ import annotations
 
+import enum
 import os
 import sys
 import threading
@@ -20,12 +21,27 @@ from ._engine import rollback as _rollback
 from ._errors import InvalidArgumentError, NotAModuleError, VersionLoadError
 from ._events import Subscriber
 from ._finder import VersionedFinder
+from ._fork import renew_after_fork
 from ._graph import dependencies_of, dependency_map, dependents_of
 from ._group import cascade_targets, check_update, migrator, names_of, reload_group, restore_states
 from ._inplace import Ledger
 from ._registry import Registry, normalize_max_versions, normalize_patterns, normalize_roots
 from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
 from ._stale import StaleReport, stale_report
+
+
+class Unset(enum.Enum):
+    """
+    The default of a setting not passed to `Tracker.configure` or ``install``: keep it as it is.
+    """
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET = Unset.UNSET
 
 
 class Tracker:
@@ -66,6 +82,7 @@ class Tracker:
             self._registry.wants, self._on_load, self._on_external_reload_start, self._on_external_reload
         )
         self._install_lock = threading.Lock()
+        renew_after_fork(self, "_install_lock", threading.Lock)
         self._ledger = Ledger()  # states of objects updated in place, per version
 
     def __repr__(self) -> str:
@@ -107,23 +124,29 @@ class Tracker:
     def configure(
         self,
         *,
-        include: str | Iterable[str] | None = None,
-        exclude: str | Iterable[str] | None = None,
-        max_versions: int | None = None,
-        allowed_roots: Iterable[str | os.PathLike[str]] | None = None,
+        include: str | Iterable[str] | Unset | None = UNSET,
+        exclude: str | Iterable[str] | Unset | None = UNSET,
+        max_versions: int | Unset | None = UNSET,
+        allowed_roots: Iterable[str | os.PathLike[str]] | Unset | None = UNSET,
     ) -> None:
         """
-        Replace the filters, the retention and the allowed roots; fewer versions are pruned at once.
+        Change the settings passed; those not passed stay as they are. Fewer versions are pruned at once.
+
+        Passing None explicitly restores a setting's default (track every module,
+        exclude none, keep 10 versions, allow any origin). Settings left out are kept,
+        so that a second ``install()`` (or ``%load_ext versionload``) cannot lift an
+        ``allowed_roots`` restriction or cut the history by accident.
 
         Raises:
             InvalidArgumentError: a pattern or a root has the wrong type, or ``max_versions`` is below 1.
         """
-        self._registry.configure(
-            normalize_patterns(include, "include"),
-            normalize_patterns(exclude, "exclude"),
-            normalize_max_versions(max_versions),
-            allowed_roots=normalize_roots(allowed_roots),
-        )
+        registry = self._registry
+        # Check every argument before changing anything.
+        new_include = registry.include if include is UNSET else normalize_patterns(include, "include")
+        new_exclude = registry.exclude if exclude is UNSET else normalize_patterns(exclude, "exclude")
+        new_max = registry.max_versions if max_versions is UNSET else normalize_max_versions(max_versions)
+        new_roots = registry.allowed_roots if allowed_roots is UNSET else normalize_roots(allowed_roots)
+        registry.configure(new_include, new_exclude, new_max, allowed_roots=new_roots)
 
     @property
     def allowed_roots(self) -> tuple[str, ...] | None:

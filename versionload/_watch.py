@@ -36,8 +36,9 @@ from typing import Any, Literal
 import attrs
 import structlog
 
-from ._errors import InvalidArgumentError, VersionLoadError
+from ._errors import InvalidArgumentError
 from ._events import Event, HistoryEnded, ModuleLoaded, ModuleReloaded, ModuleReloadFailed, report_error
+from ._fork import renew_after_fork
 from ._group import check_update
 from ._tracker import Tracker
 
@@ -191,6 +192,7 @@ class PathIndex:
         self._path_of: dict[str, str] = {}
         self._order = itertools.count()
         self._lock = threading.Lock()
+        renew_after_fork(self, "_lock", threading.Lock)
 
     def key(self, path: str) -> str:
         return os.path.normcase(os.path.realpath(path))
@@ -536,7 +538,12 @@ class Watcher:
         self._failures.last = None
         try:
             self.tracker.reload(module, **self._reload_options)
-        except VersionLoadError as error:
+        except BaseException as error:
+            if isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                raise  # Ctrl-C during `poll` in the main thread (IPython) is the user's
+            # Module code that calls sys.exit() or raises another BaseException has been
+            # undone by the engine like any failure; in the watcher's thread it would
+            # otherwise end the thread, and no later edit would ever be reloaded.
             failure: ModuleReloadFailed | None = self._failures.last
             cause = error.__cause__ if error.__cause__ is not None else error
             location = failure.location if failure is not None else None
