@@ -40,8 +40,9 @@ from ._snapshot import ModuleVersion, Reason, _SourceDigest, make_version, sourc
 DEFAULT_MAX_VERSIONS = 10
 
 #: A first import not yet made into a history takes this many consecutive items of
-#: ``Registry._pending``: name, weak reference to the module, namespace copy, origin, when.
-_PENDING_FIELDS = 5
+#: ``Registry._pending``: name, weak reference to the module, namespace copy, origin,
+#: when, and the digest of what ran.
+_PENDING_FIELDS = 6
 
 
 def normalize_patterns(value: str | Iterable[str] | None, argument: str) -> tuple[str, ...] | None:
@@ -208,7 +209,9 @@ class Registry:
 
     # -- writing -------------------------------------------------------------------
 
-    def record_import(self, name: str, module: ModuleType, origin: str | None) -> None:
+    def record_import(
+        self, name: str, module: ModuleType, origin: str | None, digest: _SourceDigest | None = None
+    ) -> None:
         """
         Record the first import of ``module`` as version 1 (or the next number).
 
@@ -216,15 +219,20 @@ class Registry:
         events it only copies the namespace and queues it; the next operation on
         the registry turns the queue into histories, in order, before it looks at
         anything. What anybody can observe is the same as recording at once.
+
+        ``digest`` is what the finder found out about the bytes that ran; without it,
+        the source file is hashed later if it was not modified after this call.
         """
         recorded_ns = time.time_ns()
+        if digest is None:
+            digest = source_digest(origin, recorded_ns)
         if debug_wanted(self.subscribers):
-            self.record(name, module, "import", origin, source_digest(origin, recorded_ns))
+            self.record(name, module, "import", origin, digest)
             return
         # One list.extend is atomic, so no lock on the import path; and a flat list
         # rather than a tuple per entry leaves one object fewer per import for the
         # garbage collector to traverse, which is most of what the hook costs.
-        self._pending.extend((name, weakref.ref(module), dict(module.__dict__), origin, recorded_ns))
+        self._pending.extend((name, weakref.ref(module), dict(module.__dict__), origin, recorded_ns, digest))
 
     def record(
         self,
@@ -309,8 +317,8 @@ class Registry:
         entries = pending[:count]
         del pending[:count]
         for index in range(0, count, _PENDING_FIELDS):
-            name, ref, namespace, origin, recorded_ns = cast(
-                "tuple[str, weakref.ref[ModuleType], dict[str, object], str | None, int]",
+            name, ref, namespace, origin, recorded_ns, digest = cast(
+                "tuple[str, weakref.ref[ModuleType], dict[str, object], str | None, int, _SourceDigest]",
                 tuple(entries[index : index + _PENDING_FIELDS]),
             )
             module = ref()
@@ -318,7 +326,6 @@ class Registry:
                 # Its version number was taken all the same: numbers never repeat.
                 self._last_number[name] = self._last_number.get(name, 0) + 1
                 continue
-            digest = source_digest(origin, recorded_ns)
             self._append(name, module, "import", origin, digest, recorded_ns, namespace, None)
 
     def set_current(self, history: ModuleHistory, number: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import os
 import types
 from collections.abc import Mapping
@@ -57,12 +58,19 @@ class _SourceDigest:
     The sha256 of a version's source, known at once or computed on first use.
 
     A first import reads only the bytecode cache when it is valid, so hashing the
-    source then would cost a file read per import. Instead the hash is computed
-    when first asked for, from the file as it is then, but only if the file was not
-    modified after the version was recorded; otherwise it is unknown (None).
+    source then would cost a file read per import. Instead the import records what
+    proves which bytes ran, and the hash is computed when first asked for, from the
+    file as it is then, only while that proof still holds; otherwise it is None.
+
+    The proof is one of: ``stat``, the source's ``(st_mtime_ns, st_size, st_ctime_ns)``
+    right after an import that is known to have run exactly the bytes the file held
+    then (the file must still have that stat); ``pyc_hash``, the source hash in the
+    header of a hash-based ``.pyc`` (the file's bytes must still have it); or, for a
+    digest made by `source_digest`, only that the file was not modified after
+    ``not_after_ns``.
     """
 
-    __slots__ = ("_digest", "_not_after_ns", "_path", "_pending")
+    __slots__ = ("_digest", "_not_after_ns", "_path", "_pending", "_proof")
 
     def __init__(
         self,
@@ -70,10 +78,13 @@ class _SourceDigest:
         *,
         path: str | None = None,
         not_after_ns: int = 0,
+        stat: tuple[int, int, int] | None = None,
+        pyc_hash: bytes | None = None,
     ) -> None:
         self._digest = digest
         self._path = path
         self._not_after_ns = not_after_ns
+        self._proof: tuple[int, int, int] | bytes | None = pyc_hash if pyc_hash is not None else stat
         self._pending = path is not None
 
     @property
@@ -91,9 +102,21 @@ class _SourceDigest:
     def value(self) -> str | None:
         if self._pending:
             # Racing threads compute the same value; the last write wins harmlessly.
-            self._digest = _hash_if_unchanged(self._path, self._not_after_ns)
+            proof = self._proof
+            if proof is None:
+                self._digest = _hash_if_unchanged(self._path, self._not_after_ns)
+            else:
+                self._digest = _hash_if_proven(self._path, proof)
             self._pending = False
         return self._digest
+
+
+def stat_key(stat: os.stat_result) -> tuple[int, int, int]:
+    """
+    What identifies a file's contents without reading them: any write changes it
+    (``st_ctime_ns`` changes even when a writer puts the old ``st_mtime_ns`` back).
+    """
+    return stat.st_mtime_ns, stat.st_size, stat.st_ctime_ns
 
 
 def _hash_if_unchanged(path: str | None, not_after_ns: int) -> str | None:
@@ -106,6 +129,25 @@ def _hash_if_unchanged(path: str | None, not_after_ns: int) -> str | None:
             return hashlib.sha256(file.read()).hexdigest()
     except OSError:
         return None
+
+
+def _hash_if_proven(path: str | None, proof: tuple[int, int, int] | bytes) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as file:
+            if isinstance(proof, tuple) and stat_key(os.fstat(file.fileno())) != proof:
+                return None
+            data = file.read()
+    except OSError:
+        return None
+    if isinstance(proof, bytes):
+        # The bytecode that ran was compiled from bytes with this source hash.
+        if importlib.util.source_hash(data) != proof:
+            return None
+    elif len(data) != proof[1]:
+        return None
+    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_of(data: bytes) -> str:
@@ -153,9 +195,12 @@ class ModuleVersion:
         """
         The sha256 (hex) of the source bytes that were executed, or None when unknown.
 
-        For a reload it is exactly the bytes versionload compiled. For a first import
-        it is computed on first access from the file, if the file has not been modified
-        since the import; for an adopted module, or code without source, it is None.
+        It never names bytes that did not run. For a reload it is exactly the bytes
+        versionload compiled. For a first import it is computed on first access from
+        the file, only while what the import recorded (the file's stat, the header and
+        time of a ``.pyc`` it ran) still proves the file holds the bytes that ran: a
+        stale ``.pyc`` or a later edit makes it None. For an adopted module, or code
+        without source, it is None. See docs/semantics.md, "Source hashes".
         """
         digest = self._digest
         return digest.value if isinstance(digest, _SourceDigest) else digest

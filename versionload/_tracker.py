@@ -405,11 +405,11 @@ class Tracker:
 
     # -- finder callbacks -----------------------------------------------------------------
 
-    def _on_load(self, spec: ModuleSpec, module: ModuleType | None) -> None:
+    def _on_load(self, spec: ModuleSpec, module: ModuleType | None, digest: _SourceDigest | None) -> None:
         if module is None:
             return  # the import failed, or put something that is not a module in sys.modules
         origin = spec.origin if spec.has_location else None
-        self._registry.record_import(spec.name, module, origin)
+        self._registry.record_import(spec.name, module, origin, digest)
 
     def _on_external_reload_start(self, module: ModuleType) -> None:
         name = module_name(module)
