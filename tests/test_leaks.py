@@ -137,6 +137,50 @@ class TestDeletedModules:
         assert [ref for ref in refs if ref() is not None] == []
         assert [name for name in tracker.tracked() if name.startswith("lk_gone")] == []
 
+    def test_discarded_first_imports_are_freed_without_another_call(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        Modules imported and dropped free what they bound although nothing calls versionload meanwhile.
+        """
+        refs = []
+        for index in range(500):
+            name = f"lk_queued{index}"
+            tree.module(name, "class Big:\n    pass\nBIG = Big()\nBIG.payload = bytes(10_000)\n")
+            module = importlib.import_module(name)
+            refs.append(weakref.ref(module.BIG))
+            del sys.modules[name]
+            del module
+
+        gc.collect()
+
+        assert [] == [ref for ref in refs if ref() is not None]
+        # The histories they would have had ended all the same.
+        assert [] == [name for name in tracker.tracked() if name.startswith("lk_queued")]
+
+    def test_collected_module_history_is_freed_at_once(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A collected module's versions are freed at once; its history_ended event comes with the next call.
+        """
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        tree.module("lk_ended", "class Big:\n    pass\nBIG = Big()\n")
+        module = importlib.import_module("lk_ended")
+        tracker.reload(module)
+        refs = [weakref.ref(version.bindings["BIG"]) for version in tracker.history(module)]
+        del sys.modules["lk_ended"]
+        del module
+
+        gc.collect()
+
+        assert [None, None] == [ref() for ref in refs]
+        assert "lk_ended" not in tracker.tracked()
+        assert [versionload.HistoryEnded(module="lk_ended", last_version=2, cause="collected")] == [
+            event for event in events if isinstance(event, versionload.HistoryEnded)
+        ]
+
     def test_reimporting_the_same_name_keeps_memory_flat(
         self, tree: ModuleTree, tracker: versionload.Tracker, traced: Callable[[], int]
     ) -> None:
