@@ -25,6 +25,7 @@ from ._group import cascade_targets, check_update, migrator, names_of, reload_gr
 from ._inplace import Ledger
 from ._registry import Registry, normalize_max_versions, normalize_patterns, normalize_roots
 from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
+from ._source import forget_compiled
 from ._stale import StaleReport, stale_report
 
 
@@ -376,12 +377,14 @@ class Tracker:
         if not isinstance(module, str):
             raise NotAModuleError(module)
         name = module
+        forget_compiled(name)
         return self._registry.forget(name)
 
     def clear(self) -> None:
         """
         Drop every history and restart numbering; the hook stays as it is.
         """
+        forget_compiled()
         self._registry.clear()
 
     def subscribe(self, subscriber: Subscriber) -> None:
