@@ -11,7 +11,6 @@ stale cache so that later imports in any process see the new code too.
 
 from __future__ import annotations
 
-import _imp
 import importlib.machinery
 import importlib.util
 import marshal
@@ -24,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from ._snapshot import _SourceDigest, sha256_of, stat_key
+from ._snapshot import StatKey, _SourceDigest, file_identity, sha256_of, stat_key
 
 _TIMESTAMP_PYC_FLAGS = (0).to_bytes(4, "little")
 
@@ -280,16 +279,10 @@ def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest 
 
 # -- what a first import ran ---------------------------------------------------------------
 
-#: How far apart two file timestamps must be to tell which file changed first: a
-#: filesystem that keeps whole seconds (FAT keeps even ones) cannot order nearer ones;
-#: others stamp files from one coarse kernel clock that ticks every few milliseconds.
-_COARSE_TIMESTAMP_NS = 2_000_000_000
-_FINE_TIMESTAMP_NS = 20_000_000
-
-#: What `import_started` notes before the loader runs: the source's stat, the stat
-#: of its bytecode cache (None when there is none), and whether the loader is the
-#: stdlib's source loader, whose cache check is known.
-ImportStart = tuple[os.stat_result, "os.stat_result | None", bool]
+#: What `import_started` notes before the loader runs: the source's `stat_key`, the
+#: `file_identity` of its bytecode cache (None when there is none), and whether the
+#: loader is the stdlib's source loader, whose cache check is known.
+ImportStart = tuple[StatKey, "tuple[int, int, int, int] | None", bool]
 
 
 def import_started(spec: importlib.machinery.ModuleSpec) -> ImportStart | None:
@@ -301,17 +294,18 @@ def import_started(spec: importlib.machinery.ModuleSpec) -> ImportStart | None:
     if not spec.has_location or origin is None or not origin.endswith(".py"):
         return None
     try:
-        source = os.stat(origin)
+        source = stat_key(os.stat(origin))
     except OSError:
         return None
     if not reads_source_through_cache(spec.loader):
         return source, None, False
+    # The import system computes spec.cached for the module's __cached__ anyway.
     cached = spec.cached
     try:
-        pyc = os.stat(cached) if cached else None
+        cache = file_identity(os.stat(cached)) if cached else None
     except OSError:
-        pyc = None
-    return source, pyc, True
+        cache = None
+    return source, cache, True
 
 
 def import_digest(spec: importlib.machinery.ModuleSpec, started: ImportStart | None) -> _SourceDigest:
@@ -319,64 +313,35 @@ def import_digest(spec: importlib.machinery.ModuleSpec, started: ImportStart | N
     The digest of what a first import ran, from what `import_started` noted and the
     state of the files now that the import ended.
 
-    The hash itself is computed later, when first asked for, and only if what is
-    recorded here still proves that the bytes on disk then are the bytes that ran.
+    Only stats are taken here, to keep imports cheap. The hash is computed later, when
+    first asked for, and only if the source still has the stat it has now, and, when
+    the import may have run bytecode, the cache is still the same file and shows that
+    it held this source (see `_snapshot._bytecode_matches`).
     """
     origin = spec.origin
     if started is None or origin is None:
         return _SourceDigest()
-    source_before, pyc_before, standard = started
+    source_before, cache_before, standard = started
     try:
         source = os.stat(origin)
     except OSError:
         return _SourceDigest()
-    if stat_key(source) != stat_key(source_before):
+    key = stat_key(source)
+    if key != source_before:
         return _SourceDigest()  # edited while the import ran: which bytes ran is unknown
-    compiled = _SourceDigest(path=origin, stat=stat_key(source))
     if not standard:
         # A loader of its own: versionload takes it to compile the source it is given.
-        return compiled
+        return _SourceDigest(path=origin, stat=key)
     cached = spec.cached
     try:
-        with open(cached, "rb") as file:  # type: ignore[arg-type]
-            header = file.read(16)
-            pyc = os.fstat(file.fileno())
-    except (OSError, TypeError):
+        cache = file_identity(os.stat(cached)) if cached else None
+    except OSError:
+        cache = None
+    if cache is None:
         # No cache now; one that vanished during the import may have run.
-        return compiled if pyc_before is None else _SourceDigest()
-    flags = int.from_bytes(header[4:8], "little")
-    if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER or flags & ~0b11:
-        return compiled  # the loader rejects such a cache and compiles the source
-    if flags & 0b1:
-        check = _imp.check_hash_based_pycs
-        if check == "always" or (flags & 0b10 and check != "never"):
-            # The loader compared the source's hash with the cache's and ran the cache
-            # only if they matched, else the source: either way, the unchanged source.
-            return compiled
-        # Run unchecked: the header names the source the bytecode came from.
-        return _SourceDigest(path=origin, pyc_hash=header[8:16])
-    if pyc_before is None or _file_identity(pyc) != _file_identity(pyc_before):
+        return _SourceDigest(path=origin, stat=key) if cache_before is None else _SourceDigest()
+    if cache != cache_before:
         # Written during this import: the loader compiled the (unchanged) source.
-        return compiled
-    if header[8:16] != _timestamp_fields(source):
-        return compiled  # out of date by its own check: the loader compiled the source
-    # The cache passed its own check and ran. It holds this source only if the source
-    # last changed before the cache was written; st_ctime_ns counts too, since an
-    # editor (or an attacker) can put the old st_mtime_ns back.
-    changed_ns = max(source.st_mtime_ns, source.st_ctime_ns)
-    written_ns = pyc.st_mtime_ns
-    coarse = changed_ns % 1_000_000_000 == 0 and written_ns % 1_000_000_000 == 0
-    if changed_ns + (_COARSE_TIMESTAMP_NS if coarse else _FINE_TIMESTAMP_NS) < written_ns:
-        return compiled
-    return _SourceDigest()
-
-
-def _timestamp_fields(source: os.stat_result) -> bytes:
-    # What SourceLoader.get_code compares: whole seconds and size, both mod 2**32.
-    return (int(source.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (source.st_size & 0xFFFFFFFF).to_bytes(
-        4, "little"
-    )
-
-
-def _file_identity(stat: os.stat_result) -> tuple[int, int, int, int]:
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+        return _SourceDigest(path=origin, stat=key)
+    assert cached is not None
+    return _SourceDigest(path=origin, stat=key, bytecode=(cached, cache, int(source.st_mtime)))
