@@ -386,6 +386,29 @@ class TestFirstImportHash:
 
         assert tracker.current(module).source_sha256 is None
 
+    def test_source_changed_while_the_import_runs_is_unknown(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        A module whose file is rewritten while its import runs (keeping size and mtime) names no bytes.
+        """
+        source = (
+            "import os\n"
+            "VALUE = 'aaa'\n"
+            "_stat = os.stat(__file__)\n"
+            "with open(__file__, 'rb') as _f:\n"
+            "    _data = _f.read()\n"
+            "with open(__file__, 'wb') as _f:\n"
+            "    _f.write(_data.replace(b\"'aaa'\", b\"'bbb'\", 1))\n"
+            "os.utime(__file__, ns=(_stat.st_atime_ns, _stat.st_mtime_ns))\n"
+        )
+        path = tree.module("fh_during", source)
+        module = importlib.import_module("fh_during")
+        assert "aaa" == module.VALUE
+        assert "VALUE = 'bbb'" in path.read_text()  # the premise: the file changed under the import
+
+        assert tracker.current(module).source_sha256 is None
+
     @pytest.mark.parametrize(
         ("mode", "runs", "expected"),
         [

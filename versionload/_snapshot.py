@@ -63,11 +63,12 @@ class _SourceDigest:
     proves which bytes ran, and the hash is computed when first asked for, from the
     file as it is then, only while that proof still holds; otherwise it is None.
 
-    The proof (see `_source.import_digest`) is ``stat``, the source's `stat_key` right
-    after an import that ran exactly the bytes the file held then (the file must
-    still have it), and, when that import may have run a ``.pyc``, ``bytecode``: the
-    cache's path, its `file_identity` then and the source's whole-second mtime; the
-    cache must still be that file, and show that it held these bytes. A digest made
+    The proof (see `_source.import_digest`) is ``stat``, the source's `stat_key` from
+    before an import that ran the bytes the file held then (the file must still have
+    it, so it did not change since), and, when that import may have run a ``.pyc``,
+    ``bytecode``: the cache's path, its `file_identity` after the import and the
+    source's whole-second mtime; the cache must still be that file, and show that it
+    held these bytes. A digest made
     by `source_digest` proves only that the file was not modified after ``not_after_ns``.
     """
 

@@ -279,10 +279,10 @@ def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest 
 
 # -- what a first import ran ---------------------------------------------------------------
 
-#: What `import_started` notes before the loader runs: the source's `stat_key`, the
-#: `file_identity` of its bytecode cache (None when there is none), and whether the
-#: loader is the stdlib's source loader, whose cache check is known.
-ImportStart = tuple[StatKey, "tuple[int, int, int, int] | None", bool]
+#: What `import_started` notes before the loader runs: the source's `stat_key` and
+#: whole-second mtime, the `file_identity` of its bytecode cache (None when there is
+#: none), and whether the loader is the stdlib's source loader, whose cache check is known.
+ImportStart = tuple[StatKey, int, "tuple[int, int, int, int] | None", bool]
 
 
 def import_started(spec: importlib.machinery.ModuleSpec) -> ImportStart | None:
@@ -294,54 +294,50 @@ def import_started(spec: importlib.machinery.ModuleSpec) -> ImportStart | None:
     if not spec.has_location or origin is None or not origin.endswith(".py"):
         return None
     try:
-        source = stat_key(os.stat(origin))
+        source = os.stat(origin)
     except OSError:
         return None
     if not reads_source_through_cache(spec.loader):
-        return source, None, False
+        return stat_key(source), int(source.st_mtime), None, False
     # The import system computes spec.cached for the module's __cached__ anyway.
-    cached = spec.cached
-    try:
-        cache = file_identity(os.stat(cached)) if cached else None
-    except OSError:
-        cache = None
-    return source, cache, True
+    return stat_key(source), int(source.st_mtime), _cache_identity_of(spec.cached), True
 
 
 def import_digest(spec: importlib.machinery.ModuleSpec, started: ImportStart | None) -> _SourceDigest:
     """
     The digest of what a first import ran, from what `import_started` noted and the
-    state of the files now that the import ended.
+    bytecode cache now that the import ended.
 
-    Only stats are taken here, to keep imports cheap. The hash is computed later, when
-    first asked for, and only if the source still has the stat it has now, and, when
-    the import may have run bytecode, the cache is still the same file and shows that
-    it held this source (see `_snapshot._bytecode_matches`).
+    One stat here keeps imports cheap. The hash is computed later, when first asked
+    for, and only if the source still has the `stat_key` it had before the import (any
+    write since, even one that puts the old mtime back, changes ``st_ctime_ns``), and,
+    when the import may have run bytecode, the cache is still the same file and shows
+    that it held this source (see `_snapshot._bytecode_matches`).
     """
     origin = spec.origin
     if started is None or origin is None:
         return _SourceDigest()
-    source_before, cache_before, standard = started
-    try:
-        source = os.stat(origin)
-    except OSError:
-        return _SourceDigest()
-    key = stat_key(source)
-    if key != source_before:
-        return _SourceDigest()  # edited while the import ran: which bytes ran is unknown
+    source, seconds, cache_before, standard = started
     if not standard:
         # A loader of its own: versionload takes it to compile the source it is given.
-        return _SourceDigest(path=origin, stat=key)
+        return _SourceDigest(path=origin, stat=source)
     cached = spec.cached
-    try:
-        cache = file_identity(os.stat(cached)) if cached else None
-    except OSError:
-        cache = None
+    cache = _cache_identity_of(cached)
     if cache is None:
         # No cache now; one that vanished during the import may have run.
-        return _SourceDigest(path=origin, stat=key) if cache_before is None else _SourceDigest()
+        return _SourceDigest(path=origin, stat=source) if cache_before is None else _SourceDigest()
     if cache != cache_before:
-        # Written during this import: the loader compiled the (unchanged) source.
-        return _SourceDigest(path=origin, stat=key)
+        # Written during this import: the loader compiled the source, which the
+        # stat check when the hash is computed proves unchanged since before the import.
+        return _SourceDigest(path=origin, stat=source)
     assert cached is not None
-    return _SourceDigest(path=origin, stat=key, bytecode=(cached, cache, int(source.st_mtime)))
+    return _SourceDigest(path=origin, stat=source, bytecode=(cached, cache, seconds))
+
+
+def _cache_identity_of(cached: str | None) -> tuple[int, int, int, int] | None:
+    if not cached:
+        return None
+    try:
+        return file_identity(os.stat(cached))
+    except OSError:
+        return None
