@@ -5,9 +5,14 @@ Histories are bounded, free what they prune, and end when their module is gone.
 from __future__ import annotations
 
 import gc
+import hashlib
+import importlib
+import py_compile
 import sys
+import time
 import weakref
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -306,3 +311,126 @@ class TestReadingHistory:
 
         tree.remove("hs_nohash.py")
         assert tracker.current(hs_nohash).source_sha256 is None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _import_fresh(name: str) -> ModuleType:
+    """
+    Import ``name`` again as a first import, as a new process would.
+    """
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
+
+
+class TestFirstImportHash:
+    """
+    A first import's source_sha256 is the hash of the bytes that ran, or None.
+    """
+
+    def test_compiled_source_is_hashed(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        An import that compiled the source records the hash of that source.
+        """
+        tree.module("fh_compiled", "VALUE = 'aaa'\n")
+        module = importlib.import_module("fh_compiled")
+
+        assert _sha256("VALUE = 'aaa'\n") == tracker.current(module).source_sha256
+
+    def test_stale_bytecode_never_claims_the_new_source(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A first import that ran a stale .pyc (the edit kept size and mtime) does not name the new source.
+        """
+        sys.dont_write_bytecode = False
+        path = tree.module("fh_stale", "VALUE = 'aaa'\n")
+        importlib.import_module("fh_stale")
+        tree.edit_keeping_stat(path, "VALUE = 'bbb'\n")
+        module = _import_fresh("fh_stale")
+        assert "aaa" == module.VALUE  # the premise: the stale cache ran
+
+        actual = tracker.current(module).source_sha256
+
+        assert actual in (None, _sha256("VALUE = 'aaa'\n"))
+
+    def test_bytecode_written_after_the_source_is_proven(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A first import that ran a .pyc written well after the source's last change records the hash.
+        """
+        sys.dont_write_bytecode = False
+        tree.module("fh_cached", "VALUE = 'aaa'\n")
+        # Far enough apart for any filesystem clock to order the two files.
+        time.sleep(0.1)
+        importlib.import_module("fh_cached")
+        module = _import_fresh("fh_cached")
+
+        assert _sha256("VALUE = 'aaa'\n") == tracker.current(module).source_sha256
+
+    def test_source_changed_after_the_import_is_unknown(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        An edit after the import, even one that puts the old mtime back, makes the hash unknown.
+        """
+        path = tree.module("fh_later", "VALUE = 'aaa'\n")
+        module = importlib.import_module("fh_later")
+
+        tree.edit_keeping_stat(path, "VALUE = 'bbb'\n")
+
+        assert tracker.current(module).source_sha256 is None
+
+    def test_source_changed_while_the_import_runs_is_unknown(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        A module whose file is rewritten while its import runs (keeping size and mtime) names no bytes.
+        """
+        source = (
+            "import os\n"
+            "VALUE = 'aaa'\n"
+            "_stat = os.stat(__file__)\n"
+            "with open(__file__, 'rb') as _f:\n"
+            "    _data = _f.read()\n"
+            "with open(__file__, 'wb') as _f:\n"
+            "    _f.write(_data.replace(b\"'aaa'\", b\"'bbb'\", 1))\n"
+            "os.utime(__file__, ns=(_stat.st_atime_ns, _stat.st_mtime_ns))\n"
+        )
+        path = tree.module("fh_during", source)
+        module = importlib.import_module("fh_during")
+        assert "aaa" == module.VALUE
+        assert "VALUE = 'bbb'" in path.read_text()  # the premise: the file changed under the import
+
+        assert tracker.current(module).source_sha256 is None
+
+    @pytest.mark.parametrize(
+        ("mode", "runs", "expected"),
+        [
+            (py_compile.PycInvalidationMode.CHECKED_HASH, "bbb", _sha256("VALUE = 'bbb'\n")),
+            (py_compile.PycInvalidationMode.UNCHECKED_HASH, "aaa", None),
+        ],
+    )
+    def test_hash_based_bytecode(
+        self,
+        tree: ModuleTree,
+        tracker: versionload.Tracker,
+        mode: py_compile.PycInvalidationMode,
+        runs: str,
+        expected: str | None,
+    ) -> None:
+        """
+        A checked hash-based .pyc proves the source it came from; an unchecked stale one names nothing.
+        """
+        path = tree.module("fh_hashpyc", "VALUE = 'aaa'\n")
+        py_compile.compile(str(path), invalidation_mode=mode, doraise=True)
+        path.write_text("VALUE = 'bbb'\n")
+        module = _import_fresh("fh_hashpyc")
+        assert runs == module.VALUE
+
+        assert expected == tracker.current(module).source_sha256

@@ -22,6 +22,7 @@ import pytest
 import structlog
 
 import versionload
+from versionload import _source
 
 from .helpers import ModuleTree
 
@@ -137,6 +138,50 @@ class TestDeletedModules:
         assert [ref for ref in refs if ref() is not None] == []
         assert [name for name in tracker.tracked() if name.startswith("lk_gone")] == []
 
+    def test_discarded_first_imports_are_freed_without_another_call(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        Modules imported and dropped free what they bound although nothing calls versionload meanwhile.
+        """
+        refs = []
+        for index in range(500):
+            name = f"lk_queued{index}"
+            tree.module(name, "class Big:\n    pass\nBIG = Big()\nBIG.payload = bytes(10_000)\n")
+            module = importlib.import_module(name)
+            refs.append(weakref.ref(module.BIG))
+            del sys.modules[name]
+            del module
+
+        gc.collect()
+
+        assert [] == [ref for ref in refs if ref() is not None]
+        # The histories they would have had ended all the same.
+        assert [] == [name for name in tracker.tracked() if name.startswith("lk_queued")]
+
+    def test_collected_module_history_is_freed_at_once(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A collected module's versions are freed at once; its history_ended event comes with the next call.
+        """
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        tree.module("lk_ended", "class Big:\n    pass\nBIG = Big()\n")
+        module = importlib.import_module("lk_ended")
+        tracker.reload(module)
+        refs = [weakref.ref(version.bindings["BIG"]) for version in tracker.history(module)]
+        del sys.modules["lk_ended"]
+        del module
+
+        gc.collect()
+
+        assert [None, None] == [ref() for ref in refs]
+        assert "lk_ended" not in tracker.tracked()
+        assert [versionload.HistoryEnded(module="lk_ended", last_version=2, cause="collected")] == [
+            event for event in events if isinstance(event, versionload.HistoryEnded)
+        ]
+
     def test_reimporting_the_same_name_keeps_memory_flat(
         self, tree: ModuleTree, tracker: versionload.Tracker, traced: Callable[[], int]
     ) -> None:
@@ -171,3 +216,87 @@ class TestDeletedModules:
         assert tracker.forget("lk_self")
         gc.collect()
         assert ref() is None
+
+
+def _compiled_paths(name_prefix: str) -> list[str]:
+    """
+    The source paths of ``name_prefix*`` modules whose code the compile cache holds.
+    """
+    return sorted(
+        path
+        for path, entry in list(_source._compiled.items())
+        if os.path.basename(path).startswith(name_prefix)
+    )
+
+
+class TestCompileCache:
+    def test_code_of_collected_modules_is_freed(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        The code that reloads compiled is freed once the modules are dropped by the program.
+        """
+        refs = []
+        for index in range(50):
+            name = f"lk_code{index}"
+            tree.module(name, "def get():\n    return 1\n")
+            module = importlib.import_module(name)
+            tracker.reload(module)
+            # The function's code is a constant of the module's code that the reload compiled.
+            refs.append(weakref.ref(module.get.__code__))
+            del sys.modules[name]
+            del module
+
+        gc.collect()
+
+        assert [] == [ref for ref in refs if ref() is not None]
+        assert [] == _compiled_paths("lk_code")
+
+    def test_forgotten_module_leaves_no_code(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        Forgetting a module's history drops its code from the compile cache too.
+        """
+        tree.module("lk_forgotten", "X = 1\n")
+        module = importlib.import_module("lk_forgotten")
+        tracker.reload(module)
+        assert 1 == len(_compiled_paths("lk_forgotten"))  # the premise: the reload's code is kept
+
+        tracker.forget(module)
+
+        assert [] == _compiled_paths("lk_forgotten")
+
+    def test_entries_are_bounded(
+        self, tree: ModuleTree, tracker: versionload.Tracker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        The cache keeps the code of at most COMPILE_CACHE_MAX_ENTRIES files, the most recently used.
+        """
+        monkeypatch.setattr(_source, "COMPILE_CACHE_MAX_ENTRIES", 10)
+        modules = []
+        for index in range(25):
+            tree.module(f"lk_many{index:02}", "X = 1\n")
+            modules.append(importlib.import_module(f"lk_many{index:02}"))
+            tracker.reload(modules[-1])
+        tracker.reload(modules[3])  # used again: kept
+
+        actual = [os.path.basename(path) for path in _compiled_paths("lk_many")]
+
+        assert [f"lk_many{index:02}.py" for index in [3, *range(16, 25)]] == actual
+
+    def test_source_bytes_are_bounded(
+        self, tree: ModuleTree, tracker: versionload.Tracker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        The cache keeps code compiled from at most COMPILE_CACHE_MAX_SOURCE_BYTES of source.
+        """
+        monkeypatch.setattr(_source, "COMPILE_CACHE_MAX_SOURCE_BYTES", 10_000)
+        source = "X = 1\n" + "# padding\n" * 300  # about 3 kB
+        modules = []
+        for index in range(10):
+            tree.module(f"lk_bytes{index}", source)
+            modules.append(importlib.import_module(f"lk_bytes{index}"))
+            tracker.reload(modules[-1])
+
+        actual = [os.path.basename(path) for path in _compiled_paths("lk_bytes")]
+
+        assert ["lk_bytes7.py", "lk_bytes8.py", "lk_bytes9.py"] == actual

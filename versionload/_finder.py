@@ -37,10 +37,11 @@ from typing import Any
 
 from ._events import report_error
 from ._snapshot import _SourceDigest
-from ._source import digest_of_loader_run
+from ._source import ImportStart, digest_of_loader_run, import_digest, import_started
 
-#: Called once a first import ends: ``(spec, module)`` on success, ``(spec, None)`` on failure.
-LoadObserver = Callable[[ModuleSpec, "ModuleType | None"], None]
+#: Called once a first import ends: ``(spec, module, digest of what ran)`` on success,
+#: ``(spec, None, None)`` on failure.
+LoadObserver = Callable[[ModuleSpec, "ModuleType | None", "_SourceDigest | None"], None]
 #: Called once another tool's ``importlib.reload`` ran the module's code successfully:
 #: ``(spec, module, duration_ns, digest of what ran or None when not checked)``.
 ReloadObserver = Callable[[ModuleSpec, ModuleType, int, "_SourceDigest | None"], None]
@@ -76,16 +77,21 @@ def _observing_class(base: type[ModuleSpec]) -> type[ModuleSpec]:
         state["_initializing"] = value
         if value:
             return
-        original, observers = state.pop(_OBSERVERS, (base, ()))
+        original, observers, started = state.pop(_OBSERVERS, (base, (), None))
         # Restore the class first: observers and everyone after them see a plain spec.
         self.__class__ = original
         # _load_unlocked removes the name from sys.modules when execution raised.
         module = sys.modules.get(self.name)
-        loaded = module if isinstance(module, ModuleType) else None
-        failed = self.name not in sys.modules
+        loaded = None if self.name not in sys.modules or not isinstance(module, ModuleType) else module
+        digest = None
+        if loaded is not None:
+            try:
+                digest = import_digest(self, started)
+            except Exception as error:  # noqa: BLE001 - an import must never fail because of us
+                report_error(error, "versionload: inspecting what an import ran failed")
         for observer in observers:
             try:
-                observer(self, None if failed else loaded)
+                observer(self, loaded, digest)
             except Exception as error:  # noqa: BLE001 - an import must never fail because of us
                 report_error(error, "versionload: recording an import failed")
 
@@ -112,7 +118,13 @@ def observe_load(spec: ModuleSpec, observer: LoadObserver) -> None:
         spec.__class__ = _observing_class(original)
     except TypeError:
         return  # an exotic spec class (slots, C type): leave the import alone
-    state[_OBSERVERS] = (original, [observer])
+    # Before the loader runs: afterwards the files tell which bytes it ran.
+    started: ImportStart | None = None
+    try:
+        started = import_started(spec)
+    except Exception as error:  # noqa: BLE001 - an import must never fail because of us
+        report_error(error, "versionload: inspecting an import failed")
+    state[_OBSERVERS] = (original, [observer], started)
 
 
 def _reload_observing_class(base: type[ModuleSpec]) -> type[ModuleSpec]:

@@ -41,8 +41,9 @@ from ._snapshot import ModuleVersion, Reason, _SourceDigest, make_version, sourc
 DEFAULT_MAX_VERSIONS = 10
 
 #: A first import not yet made into a history takes this many consecutive items of
-#: ``Registry._pending``: name, weak reference to the module, namespace copy, origin, when.
-_PENDING_FIELDS = 5
+#: ``Registry._pending``: name, weak reference to the module, namespace copy, origin,
+#: when, and the digest of what ran.
+_PENDING_FIELDS = 6
 
 
 def normalize_patterns(value: str | Iterable[str] | None, argument: str) -> tuple[str, ...] | None:
@@ -133,8 +134,26 @@ class Registry:
     _last_number: dict[str, int] = attrs.Factory(dict)
     _wanted: dict[str, bool] = attrs.Factory(dict)
     _collected: list[tuple[str, weakref.ref[ModuleType]]] = attrs.Factory(list)
+    #: Histories already dropped because their module was collected, whose
+    #: ``module.history_ended`` events the next operation emits: (name, last version).
+    _ended: list[tuple[str, int]] = attrs.Factory(list)
     _pending: list[object] = attrs.Factory(list)
     _lock: threading.RLock = attrs.Factory(threading.RLock)
+    #: The weak-reference callback of queued first imports (see `_release_dead`).
+    _pending_callback: Callable[[weakref.ref[ModuleType]], None] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        # Weakly: a module outliving a discarded registry must not keep it alive.
+        this = weakref.ref(self)
+
+        def on_collected(ref: weakref.ref[ModuleType]) -> None:
+            registry = this()
+            if registry is not None:
+                # No history has the name "": only the release of the queue is wanted.
+                registry._collected.append(("", ref))
+                registry._release_dead()
+
+        self._pending_callback = on_collected
 
     def __attrs_post_init__(self) -> None:
         renew_after_fork(self, "_lock", threading.RLock)
@@ -212,23 +231,36 @@ class Registry:
 
     # -- writing -------------------------------------------------------------------
 
-    def record_import(self, name: str, module: ModuleType, origin: str | None) -> None:
+    def record_import(
+        self, name: str, module: ModuleType, origin: str | None, digest: _SourceDigest | None = None
+    ) -> None:
         """
         Record the first import of ``module`` as version 1 (or the next number).
 
         This runs for every import the hook sees, so when nobody listens for load
         events it only copies the namespace and queues it; the next operation on
         the registry turns the queue into histories, in order, before it looks at
-        anything. What anybody can observe is the same as recording at once.
+        anything. What anybody can observe is the same as recording at once. The
+        queue holds the module weakly: once it is collected, its entry (and the
+        namespace copy, which may bind large objects) is dropped at once.
+
+        ``digest`` is what the finder found out about the bytes that ran; without it,
+        the source file is hashed later if it was not modified after this call.
         """
         recorded_ns = time.time_ns()
+        if digest is None:
+            digest = source_digest(origin, recorded_ns)
         if debug_wanted(self.subscribers):
-            self.record(name, module, "import", origin, source_digest(origin, recorded_ns))
+            self.record(name, module, "import", origin, digest)
             return
         # One list.extend is atomic, so no lock on the import path; and a flat list
         # rather than a tuple per entry leaves one object fewer per import for the
         # garbage collector to traverse, which is most of what the hook costs.
-        self._pending.extend((name, weakref.ref(module), dict(module.__dict__), origin, recorded_ns))
+        ref = weakref.ref(module, self._pending_callback)
+        self._pending.extend((name, ref, dict(module.__dict__), origin, recorded_ns, digest))
+        if self._collected:
+            # A module died while the lock was busy: release what it kept now.
+            self._release_dead()
 
     def record(
         self,
@@ -315,8 +347,8 @@ class Registry:
         entries = pending[:count]
         del pending[:count]
         for index in range(0, count, _PENDING_FIELDS):
-            name, ref, namespace, origin, recorded_ns = cast(
-                "tuple[str, weakref.ref[ModuleType], dict[str, object], str | None, int]",
+            name, ref, namespace, origin, recorded_ns, digest = cast(
+                "tuple[str, weakref.ref[ModuleType], dict[str, object], str | None, int, _SourceDigest]",
                 tuple(entries[index : index + _PENDING_FIELDS]),
             )
             module = ref()
@@ -324,7 +356,6 @@ class Registry:
                 # Its version number was taken all the same: numbers never repeat.
                 self._last_number[name] = self._last_number.get(name, 0) + 1
                 continue
-            digest = source_digest(origin, recorded_ns)
             self._append(name, module, "import", origin, digest, recorded_ns, namespace, None)
 
     def set_current(self, history: ModuleHistory, number: int) -> None:
@@ -361,6 +392,7 @@ class Registry:
             self._histories.clear()
             self._last_number.clear()
             self._collected.clear()
+            self._ended.clear()
             self._pending.clear()
 
     def emit_all(self, events: list[Event]) -> None:
@@ -375,22 +407,50 @@ class Registry:
 
     def _collected_callback(self, name: str) -> Callable[[weakref.ref[ModuleType]], None]:
         collected = self._collected
+        this = weakref.ref(self)
 
         def on_collected(ref: weakref.ref[ModuleType]) -> None:
-            # Runs inside the garbage collector, maybe while this thread holds the
-            # lock: only note it here; the next registry operation forgets it.
             collected.append((name, ref))
+            registry = this()
+            if registry is not None:
+                registry._release_dead()
 
         return on_collected
 
-    def _forget_collected(self, events: list[Event] | None = None) -> None:
-        # Every operation starts here (lock held), so queued imports are histories by now.
-        self._materialize()
+    def _release_dead(self) -> None:
+        """
+        Drop the queued imports and the histories of modules that were collected, at
+        once if the lock is free, so that what their namespaces bound is freed without
+        waiting for the next operation; their events wait for that operation.
+
+        Runs inside the garbage collector (a weak-reference callback) or on the import
+        path, so it never waits: when this thread is in the middle of an operation, or
+        another thread holds the lock, the next import or operation does it instead.
+        """
+        lock = self._lock
+        if lock._is_owned() or not lock.acquire(blocking=False):  # type: ignore[attr-defined]
+            return
+        try:
+            self._materialize()
+            self._drop_collected()
+        finally:
+            lock.release()
+
+    def _drop_collected(self) -> None:
+        # Lock held. Deleting a history may collect more modules: the loop takes them too.
         while self._collected:
             name, ref = self._collected.pop()
             history = self._histories.get(name)
             if history is not None and history.module_ref is ref:
                 del self._histories[name]
-                if events is not None:
-                    last = history.current_number
-                    events.append(HistoryEnded(module=name, last_version=last, cause="collected"))
+                self._ended.append((name, history.current_number))
+
+    def _forget_collected(self, events: list[Event] | None = None) -> None:
+        # Every operation starts here (lock held), so queued imports are histories by now.
+        self._materialize()
+        self._drop_collected()
+        if events is not None:
+            events.extend(
+                HistoryEnded(module=name, last_version=last, cause="collected") for name, last in self._ended
+            )
+        self._ended.clear()

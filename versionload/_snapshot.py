@@ -10,8 +10,10 @@ first import) is computed when first asked for, so recording a version stays che
 
 from __future__ import annotations
 
+import _imp
 import functools
 import hashlib
+import importlib.util
 import os
 import types
 from collections.abc import Mapping
@@ -70,12 +72,20 @@ class _SourceDigest:
     The sha256 of a version's source, known at once or computed on first use.
 
     A first import reads only the bytecode cache when it is valid, so hashing the
-    source then would cost a file read per import. Instead the hash is computed
-    when first asked for, from the file as it is then, but only if the file was not
-    modified after the version was recorded; otherwise it is unknown (None).
+    source then would cost a file read per import. Instead the import records what
+    proves which bytes ran, and the hash is computed when first asked for, from the
+    file as it is then, only while that proof still holds; otherwise it is None.
+
+    The proof (see `_source.import_digest`) is ``stat``, the source's `stat_key` from
+    before an import that ran the bytes the file held then (the file must still have
+    it, so it did not change since), and, when that import may have run a ``.pyc``,
+    ``bytecode``: the cache's path, its `file_identity` after the import and the
+    source's whole-second mtime; the cache must still be that file, and show that it
+    held these bytes. A digest made
+    by `source_digest` proves only that the file was not modified after ``not_after_ns``.
     """
 
-    __slots__ = ("_digest", "_not_after_ns", "_path", "_pending")
+    __slots__ = ("_digest", "_not_after_ns", "_path", "_pending", "_proof")
 
     def __init__(
         self,
@@ -83,10 +93,13 @@ class _SourceDigest:
         *,
         path: str | None = None,
         not_after_ns: int = 0,
+        stat: StatKey | None = None,
+        bytecode: BytecodeProof | None = None,
     ) -> None:
         self._digest = digest
         self._path = path
         self._not_after_ns = not_after_ns
+        self._proof = None if stat is None else (stat, bytecode)
         self._pending = path is not None
 
     @property
@@ -104,9 +117,37 @@ class _SourceDigest:
     def value(self) -> str | None:
         if self._pending:
             # Racing threads compute the same value; the last write wins harmlessly.
-            self._digest = _hash_if_unchanged(self._path, self._not_after_ns)
+            proof = self._proof
+            if proof is None:
+                self._digest = _hash_if_unchanged(self._path, self._not_after_ns)
+            else:
+                self._digest = _hash_if_proven(self._path, *proof)
             self._pending = False
         return self._digest
+
+
+#: A source file's ``(st_mtime_ns, st_size, st_ctime_ns)``: any write changes it, since
+#: ``st_ctime_ns`` changes even when a writer puts the old ``st_mtime_ns`` back.
+StatKey = tuple[int, int, int]
+#: A bytecode cache's path, `file_identity` and the source's whole-second mtime.
+BytecodeProof = tuple[str, tuple[int, int, int, int], int]
+
+#: How far apart two file timestamps must be to tell which file changed first: a
+#: filesystem that keeps whole seconds (FAT keeps even ones) cannot order nearer ones;
+#: others stamp files from one coarse kernel clock that ticks every few milliseconds.
+_COARSE_TIMESTAMP_NS = 2_000_000_000
+_FINE_TIMESTAMP_NS = 20_000_000
+
+
+def stat_key(stat: os.stat_result) -> StatKey:
+    return stat.st_mtime_ns, stat.st_size, stat.st_ctime_ns
+
+
+def file_identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """
+    Which file is there and which write it last had: a replaced or rewritten file differs.
+    """
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 def _hash_if_unchanged(path: str | None, not_after_ns: int) -> str | None:
@@ -119,6 +160,63 @@ def _hash_if_unchanged(path: str | None, not_after_ns: int) -> str | None:
             return hashlib.sha256(file.read()).hexdigest()
     except OSError:
         return None
+
+
+def _hash_if_proven(path: str | None, stat: StatKey, bytecode: BytecodeProof | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as file:
+            if stat_key(os.fstat(file.fileno())) != stat:
+                return None
+            data = file.read()
+    except OSError:
+        return None
+    if len(data) != stat[1] or (bytecode is not None and not _bytecode_matches(bytecode, stat, data)):
+        return None
+    return hashlib.sha256(data).hexdigest()
+
+
+def _bytecode_matches(bytecode: BytecodeProof, stat: StatKey, data: bytes) -> bool:
+    """
+    Whether an import that found this bytecode cache ran ``data`` (the source, which
+    has not changed since): the cache held it, or the loader rejected the cache and
+    compiled the source. The cache must be the very file the import found.
+    """
+    cache_path, identity, seconds = bytecode
+    try:
+        fd = os.open(cache_path, os.O_RDONLY)
+        try:
+            header = os.read(fd, 16)
+            cache = os.fstat(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    if file_identity(cache) != identity:
+        return False  # replaced since the import: what it held then is unknown
+    flags = int.from_bytes(header[4:8], "little")
+    if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER or flags & ~0b11:
+        return True  # the loader rejects such a cache and compiles the source
+    if flags & 0b1:
+        check = _imp.check_hash_based_pycs
+        if check == "always" or (flags & 0b10 and check != "never"):
+            # The loader compared the source's hash with the cache's and ran the cache
+            # only if they matched, else the source: either way, the source.
+            return True
+        # Run unchecked: the header names the source the bytecode came from.
+        return importlib.util.source_hash(data) == header[8:16]
+    if header[8:16] != (seconds & 0xFFFFFFFF).to_bytes(4, "little") + (stat[1] & 0xFFFFFFFF).to_bytes(
+        4, "little"
+    ):
+        return True  # out of date by the loader's own check: it compiled the source
+    # The cache passed the loader's check and ran. It holds this source only if the
+    # source last changed before the cache was written; st_ctime_ns counts too, since
+    # an editor (or an attacker) can put the old st_mtime_ns back.
+    changed_ns = max(stat[0], stat[2])
+    written_ns = cache.st_mtime_ns
+    coarse = changed_ns % 1_000_000_000 == 0 and written_ns % 1_000_000_000 == 0
+    return changed_ns + (_COARSE_TIMESTAMP_NS if coarse else _FINE_TIMESTAMP_NS) < written_ns
 
 
 def sha256_of(data: bytes) -> str:
@@ -170,9 +268,12 @@ class ModuleVersion:
         """
         The sha256 (hex) of the source bytes that were executed, or None when unknown.
 
-        For a reload it is exactly the bytes versionload compiled. For a first import
-        it is computed on first access from the file, if the file has not been modified
-        since the import; for an adopted module, or code without source, it is None.
+        It never names bytes that did not run. For a reload it is exactly the bytes
+        versionload compiled. For a first import it is computed on first access from
+        the file, only while what the import recorded (the file's stat, the header and
+        time of a ``.pyc`` it ran) still proves the file holds the bytes that ran: a
+        stale ``.pyc`` or a later edit makes it None. For an adopted module, or code
+        without source, it is None. See docs/semantics.md, "Source hashes".
         """
         digest = self._digest
         return digest.value if isinstance(digest, _SourceDigest) else digest

@@ -16,13 +16,14 @@ import importlib.util
 import marshal
 import os
 import sys
+import weakref
 from importlib._bootstrap_external import SourceLoader as _SourceLoaderBase
-from types import CodeType
+from types import CodeType, ModuleType
 from typing import Any
 
 import attrs
 
-from ._snapshot import _SourceDigest, sha256_of
+from ._snapshot import StatKey, _SourceDigest, file_identity, sha256_of, stat_key
 
 _TIMESTAMP_PYC_FLAGS = (0).to_bytes(4, "little")
 
@@ -52,12 +53,35 @@ def reads_source_through_cache(loader: object) -> bool:
     )
 
 
+#: The compile cache holds the code of at most this many source files, compiled from
+#: at most this many bytes of source in all; the least recently used go first.
+COMPILE_CACHE_MAX_ENTRIES = 128
+COMPILE_CACHE_MAX_SOURCE_BYTES = 8 * 1024 * 1024
+
+
+@attrs.frozen
+class _Compiled:
+    """
+    The code last compiled from one source path, and what it was compiled from.
+    """
+
+    sha256: str
+    code: CodeType
+    size: int
+    #: The module whose reload compiled it; the entry goes when that module is collected.
+    module_name: str | None
+    owner: weakref.ref[ModuleType] | None
+
+
 #: The code last compiled for each source path, with the sha256 of exactly the bytes it
 #: was compiled from. Compiling is a pure function of the bytes, the path and the
 #: interpreter's flags, so equal bytes at the same path give equal code: a reload of
 #: unchanged source runs the code object compiled before instead of compiling again.
-#: One entry per module file ever reloaded, replaced on each edit.
-_compiled: dict[str, tuple[str, CodeType]] = {}
+#: One entry per module file, replaced on each edit, in least-recently-used order,
+#: bounded as above, and dropped when its module's history ends (`forget_compiled`) or
+#: the module is collected. Plain dict operations, each atomic, so no lock: a race
+#: between two of them costs at most a compile.
+_compiled: dict[str, _Compiled] = {}
 #: For each bytecode cache this process wrote: the sha256 of the source it holds, the
 #: (mtime, size) in its header, and the cache file's (inode, size, mtime_ns) right
 #: after writing. While all of these still hold, rewriting it would write the same bytes.
@@ -107,24 +131,62 @@ def compile_source(spec: importlib.machinery.ModuleSpec, source: SourceRead | No
     if source is None:
         return FreshCode(code=None, sha256=None, path=spec.origin if spec.has_location else None)
     loader, path, data, sha256 = source.loader, source.path, source.data, source.sha256
-    code = _compile(loader, path, data, sha256)
+    code = _compile(loader, path, data, sha256, spec.name)
     if source.mtime is not None:
         _refresh_bytecode_cache(loader, path, code, source.mtime, len(data), sha256)
     return FreshCode(code=code, sha256=sha256, path=path)
 
 
-def _compile(loader: Any, path: str, data: bytes, sha256: str) -> CodeType:
+def _compile(loader: Any, path: str, data: bytes, sha256: str, name: str) -> CodeType:
     # Only the stdlib's own compile step is known to depend on nothing but the bytes;
     # a loader that transforms source in source_to_code may consult other state.
     pure = getattr(type(loader), "source_to_code", None) is _SourceLoaderBase.source_to_code
     if pure:
-        known = _compiled.get(path)
-        if known is not None and known[0] == sha256:
-            return known[1]
+        known = _compiled.pop(path, None)
+        if known is not None and known.sha256 == sha256:
+            _compiled[path] = known  # now the most recently used
+            return known.code
     code: CodeType = loader.source_to_code(data, path)
     if pure:
-        _compiled[path] = (sha256, code)
+        _remember_compiled(path, _Compiled(sha256, code, len(data), name, _owner_ref(name, path)))
     return code
+
+
+def _owner_ref(name: str, path: str) -> weakref.ref[ModuleType] | None:
+    module = sys.modules.get(name)
+    if not isinstance(module, ModuleType):
+        return None
+
+    def on_collected(ref: weakref.ref[ModuleType]) -> None:
+        # Inside the garbage collector: one atomic lookup and one atomic removal.
+        entry = _compiled.get(path)
+        if entry is not None and entry.owner is ref:
+            _compiled.pop(path, None)
+
+    return weakref.ref(module, on_collected)
+
+
+def _remember_compiled(path: str, entry: _Compiled) -> None:
+    if entry.size > COMPILE_CACHE_MAX_SOURCE_BYTES:
+        return
+    _compiled[path] = entry
+    # Oldest first: dicts keep insertion order, and a hit re-inserts its entry.
+    while len(_compiled) > COMPILE_CACHE_MAX_ENTRIES or (
+        sum(item.size for item in list(_compiled.values())) > COMPILE_CACHE_MAX_SOURCE_BYTES
+    ):
+        try:
+            _compiled.pop(next(iter(list(_compiled))))
+        except (KeyError, StopIteration):
+            break  # emptied by another thread meanwhile
+
+
+def forget_compiled(name: str | None = None) -> None:
+    """
+    Drop the cached code of module ``name`` (all of it when None): its history ended.
+    """
+    for path, entry in list(_compiled.items()):
+        if name is None or entry.module_name == name:
+            _compiled.pop(path, None)
 
 
 def _cache_identity(cache_path: str) -> tuple[int, int, int] | None:
@@ -209,7 +271,73 @@ def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest 
     try:
         data = loader.get_data(path)
         sha256 = sha256_of(data)
-        fresh = _compile(loader, path, data, sha256)
+        fresh = _compile(loader, path, data, sha256, spec.name)
     except Exception:  # noqa: BLE001 - unreadable or broken source: what runs is the cache
         return _SourceDigest()
     return _SourceDigest(sha256 if running == fresh else None)
+
+
+# -- what a first import ran ---------------------------------------------------------------
+
+#: What `import_started` notes before the loader runs: the source's `stat_key` and
+#: whole-second mtime, the `file_identity` of its bytecode cache (None when there is
+#: none), and whether the loader is the stdlib's source loader, whose cache check is known.
+ImportStart = tuple[StatKey, int, "tuple[int, int, int, int] | None", bool]
+
+
+def import_started(spec: importlib.machinery.ModuleSpec) -> ImportStart | None:
+    """
+    Note the state of the module's source and bytecode cache before the import runs
+    the loader; None for modules without a Python source file.
+    """
+    origin = spec.origin
+    if not spec.has_location or origin is None or not origin.endswith(".py"):
+        return None
+    try:
+        source = os.stat(origin)
+    except OSError:
+        return None
+    if not reads_source_through_cache(spec.loader):
+        return stat_key(source), int(source.st_mtime), None, False
+    # The import system computes spec.cached for the module's __cached__ anyway.
+    return stat_key(source), int(source.st_mtime), _cache_identity_of(spec.cached), True
+
+
+def import_digest(spec: importlib.machinery.ModuleSpec, started: ImportStart | None) -> _SourceDigest:
+    """
+    The digest of what a first import ran, from what `import_started` noted and the
+    bytecode cache now that the import ended.
+
+    One stat here keeps imports cheap. The hash is computed later, when first asked
+    for, and only if the source still has the `stat_key` it had before the import (any
+    write since, even one that puts the old mtime back, changes ``st_ctime_ns``), and,
+    when the import may have run bytecode, the cache is still the same file and shows
+    that it held this source (see `_snapshot._bytecode_matches`).
+    """
+    origin = spec.origin
+    if started is None or origin is None:
+        return _SourceDigest()
+    source, seconds, cache_before, standard = started
+    if not standard:
+        # A loader of its own: versionload takes it to compile the source it is given.
+        return _SourceDigest(path=origin, stat=source)
+    cached = spec.cached
+    cache = _cache_identity_of(cached)
+    if cache is None:
+        # No cache now; one that vanished during the import may have run.
+        return _SourceDigest(path=origin, stat=source) if cache_before is None else _SourceDigest()
+    if cache != cache_before:
+        # Written during this import: the loader compiled the source, which the
+        # stat check when the hash is computed proves unchanged since before the import.
+        return _SourceDigest(path=origin, stat=source)
+    assert cached is not None
+    return _SourceDigest(path=origin, stat=source, bytecode=(cached, cache, seconds))
+
+
+def _cache_identity_of(cached: str | None) -> tuple[int, int, int, int] | None:
+    if not cached:
+        return None
+    try:
+        return file_identity(os.stat(cached))
+    except OSError:
+        return None

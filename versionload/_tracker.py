@@ -27,6 +27,7 @@ from ._group import cascade_targets, check_update, migrator, names_of, reload_gr
 from ._inplace import Ledger
 from ._registry import Registry, normalize_max_versions, normalize_patterns, normalize_roots
 from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
+from ._source import forget_compiled
 from ._stale import StaleReport, stale_report
 
 
@@ -399,12 +400,14 @@ class Tracker:
         if not isinstance(module, str):
             raise NotAModuleError(module)
         name = module
+        forget_compiled(name)
         return self._registry.forget(name)
 
     def clear(self) -> None:
         """
         Drop every history and restart numbering; the hook stays as it is.
         """
+        forget_compiled()
         self._registry.clear()
 
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -428,7 +431,7 @@ class Tracker:
 
     # -- finder callbacks -----------------------------------------------------------------
 
-    def _on_load(self, spec: ModuleSpec, module: ModuleType | None) -> None:
+    def _on_load(self, spec: ModuleSpec, module: ModuleType | None, digest: _SourceDigest | None) -> None:
         if module is None:
             return  # the import failed, or put something that is not a module in sys.modules
         own_spec = vars(module).get("__spec__")
@@ -437,7 +440,7 @@ class Tracker:
             # module's history lives under its own name, and the name stands for it.
             return
         origin = spec.origin if spec.has_location else None
-        self._registry.record_import(spec.name, module, origin)
+        self._registry.record_import(spec.name, module, origin, digest)
 
     def _on_external_reload_start(self, module: ModuleType) -> None:
         name = module_name(module)
