@@ -57,7 +57,7 @@ if _TYPE_CHECKING:
     import os
     from collections.abc import AsyncIterator, Callable, Collection
 
-    from ._watch import FileChange, Watcher
+    from ._live.watch import FileChange, Watcher
 
 _DEFAULT = Tracker()
 
@@ -216,7 +216,7 @@ def watch(
     Raises:
         InvalidArgumentError: a path does not exist, or an option has the wrong type.
     """
-    from ._watch import make_watcher
+    from ._live.watch import make_watcher
 
     return make_watcher(
         paths,
@@ -245,7 +245,7 @@ def awatch(
     Raises:
         InvalidArgumentError: as `watch`.
     """
-    from ._watch import make_watcher
+    from ._live.watch import make_watcher
 
     return make_watcher(
         paths,
@@ -262,7 +262,7 @@ def load_ipython_extension(ipython: _Any) -> None:
     """
     ``%load_ext versionload``: reload changed modules before each cell; add the magics.
     """
-    from ._ipython import load_ipython_extension as load
+    from ._live.ipython import load_ipython_extension as load
 
     load(ipython)
 
@@ -271,7 +271,7 @@ def unload_ipython_extension(ipython: _Any) -> None:
     """
     ``%unload_ext versionload``: stop reloading before each cell.
     """
-    from ._ipython import unload_ipython_extension as unload
+    from ._live.ipython import unload_ipython_extension as unload
 
     unload(ipython)
 
@@ -279,7 +279,7 @@ def unload_ipython_extension(ipython: _Any) -> None:
 def __getattr__(name: str) -> _Any:
     if name in {"FileChange", "Watcher", "WatchCounters"}:
         # Imported on first use, so that importing versionload stays light.
-        from . import _watch
+        from ._live import watch as _watch
 
         return getattr(_watch, name)
     if name == "__version__":

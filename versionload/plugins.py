@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 
-from ._pluggy import PluggyBridge
-from ._plugins import (
+from ._plugins.pluggy import PluggyBridge
+from ._plugins.host import (
     PLUGIN_EVENT_TYPES,
     Plugin,
     PluginCheckError,

@@ -214,9 +214,9 @@ def _terminated(signum: int, _: object) -> None:
 def _run(options: argparse.Namespace, module: str | None, script: str | None, rest: list[str]) -> int:
     import versionload
 
-    from ._control import SOCKET_ENV, ControlError, ControlServer
-    from ._errors import InvalidArgumentError
-    from ._watch import make_watcher
+    from .control import SOCKET_ENV, ControlError, ControlServer
+    from .._errors import InvalidArgumentError
+    from .watch import make_watcher
 
     if script is not None:
         script = os.path.abspath(script)
@@ -310,7 +310,7 @@ def _print_program_error(error: BaseException) -> None:
 
 
 def _ask(options: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any] | int:
-    from ._control import ControlError, find_socket, request
+    from .control import ControlError, find_socket, request
 
     try:
         path = find_socket(options.pid, options.socket)

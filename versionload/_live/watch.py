@@ -36,10 +36,10 @@ from typing import Any, Literal
 import attrs
 import structlog
 
-from ._errors import InvalidArgumentError, VersionLoadError
-from ._events import Event, HistoryEnded, ModuleLoaded, ModuleReloaded, ModuleReloadFailed, report_error
-from ._group import check_update
-from ._tracker import Tracker
+from .._errors import InvalidArgumentError, VersionLoadError
+from .._events import Event, HistoryEnded, ModuleLoaded, ModuleReloaded, ModuleReloadFailed, report_error
+from .._group import check_update
+from .._tracker import Tracker
 
 Outcome = Literal["reloaded", "failed", "deleted", "unchanged"]
 Backend = Literal["watchfiles", "polling"]
@@ -108,7 +108,7 @@ def _library_dirs() -> tuple[str, ...]:
     """
     paths = sysconfig.get_paths()
     found = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
-    found.add(os.path.dirname(os.path.abspath(__file__)))
+    found.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return tuple(sorted({_normalize(p) for p in found} | {os.path.realpath(_normalize(p)) for p in found}))
 
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidArgumentError
+from .._errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     import pluggy
 
-    from ._plugins import Plugin, PluginHost
+    from .host import Plugin, PluginHost
 
 
 class PluggyBridge:

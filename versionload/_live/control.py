@@ -32,8 +32,8 @@ from typing import Any
 
 import structlog
 
-from ._errors import InvalidArgumentError, NotTrackedError, VersionLoadError, VersionNotFoundError
-from ._tracker import Tracker
+from .._errors import InvalidArgumentError, NotTrackedError, VersionLoadError, VersionNotFoundError
+from .._tracker import Tracker
 
 RUNTIME_DIR_ENV = "VERSIONLOAD_RUNTIME_DIR"
 SOCKET_ENV = "VERSIONLOAD_SOCKET"

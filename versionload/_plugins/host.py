@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 import attrs
 import importlib_metadata
 
-from ._errors import InvalidArgumentError, ReloadError, VersionLoadError
-from ._events import Event, emit, report_error
-from ._graph import dependency_map
+from .._errors import InvalidArgumentError, ReloadError, VersionLoadError
+from .._events import Event, emit, report_error
+from .._graph import dependency_map
 
 if TYPE_CHECKING:
-    from ._tracker import Tracker
+    from .._tracker import Tracker
 
 Check = Callable[[Any], object]
 BeforeHook = Callable[["Plugin"], object]
@@ -468,7 +468,7 @@ class PluginHost:
         if check is not None and not callable(check):
             raise InvalidArgumentError(f"check must be callable, got {check!r}")
         if tracker is None:
-            from . import default_tracker
+            from .. import default_tracker
 
             tracker = default_tracker()
         self._group = group

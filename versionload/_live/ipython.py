@@ -24,9 +24,9 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from ._errors import VersionLoadError
-from ._tracker import Tracker
-from ._watch import FileChange, PathIndex, Watcher, default_roots
+from .._errors import VersionLoadError
+from .._tracker import Tracker
+from .watch import FileChange, PathIndex, Watcher, default_roots
 
 _ACTIVE: dict[int, LiveReload] = {}
 
