@@ -583,6 +583,22 @@ class TestHooks:
 
         assert [(old, old)] == calls
 
+    def test_removed_check_no_longer_runs(self, site, tracker):
+        """A check taken away with remove_check() does not stop the next reload."""
+        install_shout(site)
+        host = PluginHost(GROUP, tracker=tracker)
+        host.load_all()
+
+        def refuse(obj):
+            return False
+
+        host.add_check(refuse)
+        host.add_check(refuse)
+        host.remove_check(refuse)
+        host.remove_check(greeting_is_polite)  # never added: ignored
+
+        assert 2 == host.reload("shout").version
+
     def test_before_raising_aborts(self, site, tracker):
         """A before_reload callback that raises stops the reload before anything changes."""
         install_shout(site)

@@ -51,7 +51,7 @@ from ._group import GroupReloadError
 from ._registry import DEFAULT_MAX_VERSIONS
 from ._snapshot import ModuleVersion, NamespaceDiff
 from ._stale import StaleObject, StaleReport
-from ._tracker import Tracker
+from ._tracker import TrackedModule, Tracker, default_tracker
 
 if _TYPE_CHECKING:
     import os
@@ -59,14 +59,7 @@ if _TYPE_CHECKING:
 
     from ._live.watch import FileChange, Watcher
 
-_DEFAULT = Tracker()
-
-
-def default_tracker() -> Tracker:
-    """
-    The tracker that the module-level functions use.
-    """
-    return _DEFAULT
+_DEFAULT = default_tracker()
 
 
 def install(
@@ -312,6 +305,7 @@ __all__ = [
     "SpecNotFoundError",
     "StaleObject",
     "StaleReport",
+    "TrackedModule",
     "Tracker",
     "VersionLoadError",
     "VersionNotFoundError",

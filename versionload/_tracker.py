@@ -1,8 +1,12 @@
 """
-`Tracker`: the public holder of versionload's state, and its import hook.
+`Tracker`: the public holder of versionload's state, its import hook, and the one door
+to the core.
 
-The module-level functions of ``versionload`` use one default tracker; tests and
-applications that want isolated state create their own.
+The module-level functions of ``versionload`` use one default tracker, made here (see
+`default_tracker`) so that nothing below the facade has to import the facade back;
+tests and applications that want isolated state create their own. The wings
+(``versionload._live``, ``versionload._plugins``) use only this module's public methods
+to reach the registry, the engine and the graph.
 """
 
 from __future__ import annotations
@@ -14,18 +18,42 @@ from collections.abc import Iterable
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
+import attrs
+
 from ._engine import check_version_number, module_name, origin_of, record_external_reload, resolve_tracked
 from ._engine import reload as _reload
 from ._engine import rollback as _rollback
 from ._errors import InvalidArgumentError, NotAModuleError, VersionLoadError
-from ._events import Subscriber
+from ._events import Event, Subscriber, emit
 from ._finder import VersionedFinder
-from ._graph import dependencies_of, dependency_map, dependents_of
+from ._graph import dependencies_of, dependents_of
+from ._graph import dependency_map as _dependency_map
 from ._group import cascade_targets, check_update, migrator, names_of, reload_group, restore_states
 from ._inplace import Ledger
 from ._registry import Registry, normalize_max_versions, normalize_patterns, normalize_roots
 from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
 from ._stale import StaleReport, stale_report
+
+
+@attrs.frozen
+class TrackedModule:
+    """
+    A tracked module as its tracker holds it at the moment `Tracker.lookup` was called.
+
+    Attributes:
+        name: The module's name.
+        module: The module object the history belongs to (it may no longer be the one
+            in ``sys.modules``, if something imported the name again since).
+        current: The current version (the last one recorded or rolled back to).
+        versions: Every kept version, oldest first.
+
+    .. versionadded:: 0.2.0
+    """
+
+    name: str
+    module: ModuleType = attrs.field(repr=False, eq=False)
+    current: ModuleVersion
+    versions: tuple[ModuleVersion, ...]
 
 
 class Tracker:
@@ -260,7 +288,7 @@ class Tracker:
         """
         try:
             name, _ = self._graph_node(module)
-            return dependents_of(dependency_map(self._registry), name, transitive)
+            return dependents_of(_dependency_map(self._registry), name, transitive)
         except VersionLoadError as error:
             raise error.with_traceback(None)  # noqa: B904 - keep our frames out
 
@@ -270,7 +298,7 @@ class Tracker:
         """
         try:
             name, _ = self._graph_node(module)
-            return dependencies_of(dependency_map(self._registry), name, transitive)
+            return dependencies_of(_dependency_map(self._registry), name, transitive)
         except VersionLoadError as error:
             raise error.with_traceback(None)  # noqa: B904 - keep our frames out
 
@@ -367,6 +395,53 @@ class Tracker:
         """
         return self._registry.names()
 
+    def lookup(self, name: str) -> TrackedModule | None:
+        """
+        The tracked module of that name and its versions, or None if it has no history.
+
+        Unlike `history` and `current`, an untracked name is not an error: this is how
+        a front-end asks whether a module is tracked.
+
+        Raises:
+            InvalidArgumentError: ``name`` is not a string.
+
+        .. versionadded:: 0.2.0
+        """
+        if not isinstance(name, str):
+            raise InvalidArgumentError(f"name must be a module name, got {name!r}")
+        found = self._registry.find(name)
+        if found is None:
+            return None
+        module, history = found
+        return TrackedModule(name, module, history.current, history.versions)
+
+    def dependency_map(self) -> dict[str, tuple[str, ...]]:
+        """
+        For each tracked module still in ``sys.modules`` (in tracking order), the tracked
+        modules it depends on; see `dependents` for where the edges come from.
+
+        .. versionadded:: 0.2.0
+        """
+        return _dependency_map(self._registry)
+
+    def emit(self, event: Event) -> None:
+        """
+        Send ``event`` to this tracker's subscribers and to structlog, as the tracker's own
+        events are sent: a failing subscriber is reported through ``sys.unraisablehook``
+        and never raises here.
+
+        For front-ends built on a tracker (the plugin host) whose events belong in the
+        same stream.
+
+        Raises:
+            InvalidArgumentError: ``event`` is not an `Event`.
+
+        .. versionadded:: 0.2.0
+        """
+        if not isinstance(event, Event):
+            raise InvalidArgumentError(f"event must be a versionload.Event, got {event!r}")
+        emit(event, self._registry.subscribers)
+
     def forget(self, module: ModuleType | str) -> bool:
         """
         Drop a module's history (its numbers are not reused); True if there was one.
@@ -420,3 +495,13 @@ class Tracker:
         self, spec: ModuleSpec, module: ModuleType, duration_ns: int, digest: _SourceDigest | None
     ) -> None:
         record_external_reload(self._registry, spec.name, module, duration_ns, digest)
+
+
+_DEFAULT = Tracker()
+
+
+def default_tracker() -> Tracker:
+    """
+    The tracker that the module-level functions use.
+    """
+    return _DEFAULT

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 
-from ._plugins.pluggy import PluggyBridge
 from ._plugins.host import (
     PLUGIN_EVENT_TYPES,
     Plugin,
@@ -35,6 +34,7 @@ from ._plugins.host import (
     PluginVersionNotFoundError,
     dependency_order,
 )
+from ._plugins.pluggy import PluggyBridge
 
 __all__ = [
     "PLUGIN_EVENT_TYPES",

@@ -78,6 +78,22 @@ def own_tracker() -> None:
     print(default)
 
 
+def front_end(tracker: Tracker, event: Event) -> dict[str, tuple[str, ...]]:
+    found: versionload.TrackedModule | None = tracker.lookup("app.views")
+    if found is not None:
+        module: ModuleType = found.module
+        current: ModuleVersion = found.current
+        kept: tuple[ModuleVersion, ...] = found.versions
+        print(found.name, module, current.number, len(kept))
+    tracker.emit(event)
+    watcher = versionload.watch("src", tracker=tracker)
+    watched: bool = watcher.watches("src/app/views.py")
+    watcher.reindex()
+    watcher.stop()
+    print(watched)
+    return tracker.dependency_map()
+
+
 def rejected(module: ModuleType) -> None:
     versionload.reload(42)  # type: ignore[arg-type]
     versionload.rollback(module, to="1")  # type: ignore[arg-type]

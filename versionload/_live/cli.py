@@ -212,10 +212,9 @@ def _terminated(signum: int, _: object) -> None:
 
 
 def _run(options: argparse.Namespace, module: str | None, script: str | None, rest: list[str]) -> int:
-    import versionload
-
-    from .control import SOCKET_ENV, ControlError, ControlServer
     from .._errors import InvalidArgumentError
+    from .._tracker import default_tracker
+    from .control import SOCKET_ENV, ControlError, ControlServer
     from .watch import make_watcher
 
     if script is not None:
@@ -230,7 +229,10 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         if not os.path.isdir(root):
             return _fail(EXIT_USAGE, f"--watch {root}: not a directory")
     sys.path[0:1] = [program_path]  # as python does: the script's directory, or the cwd for -m
-    tracker = versionload.install()
+    # What versionload.install() does: the default settings, the hook in place.
+    tracker = default_tracker()
+    tracker.configure()
+    tracker.install()
     if module is not None:
         try:
             found = importlib.util.find_spec(module)

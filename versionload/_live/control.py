@@ -242,22 +242,20 @@ class ControlServer:
         module = request.get("module")
         if module is not None and not isinstance(module, str):
             raise InvalidArgumentError(f"module must be a name, got {module!r}")
-        registry = self.tracker._registry
-        names = [module] if module is not None else list(registry.names())
+        names = [module] if module is not None else list(self.tracker.tracked())
         result = []
         for name in names:
-            found = registry.find(name)
+            found = self.tracker.lookup(name)
             if found is None:
                 if module is not None:
                     raise NotTrackedError(name)
                 continue
-            history = found[1]
-            if module is None and not request.get("all") and not self._under_roots(history.current.origin):
+            if module is None and not request.get("all") and not self._under_roots(found.current.origin):
                 continue
             result.append(
                 {
                     "module": name,
-                    "current": history.current_number,
+                    "current": found.current.number,
                     "versions": [
                         {
                             "number": v.number,
@@ -266,7 +264,7 @@ class ControlServer:
                             "origin": v.origin,
                             "source_sha256": v.source_sha256,
                         }
-                        for v in history.versions
+                        for v in found.versions
                     ],
                 }
             )
@@ -276,11 +274,11 @@ class ControlServer:
         name, to = request.get("module"), request.get("to")
         if not isinstance(name, str):
             return {"ok": False, "kind": "bad_request", "error": "rollback needs a module name"}
-        found = self.tracker._registry.find(name)
+        found = self.tracker.lookup(name)
         if found is None:
             raise NotTrackedError(name)
-        module, history = found
-        previous = history.current_number
+        module = found.module
+        previous = found.current.number
         self.tracker.rollback(module, to)
         return {
             "ok": True,

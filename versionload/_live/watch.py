@@ -354,7 +354,7 @@ class Watcher:
         if not self._attached:
             self._attached = True
             self.tracker.subscribe(self._on_event)
-            self._index_existing()
+            self.reindex()
 
     def detach(self) -> None:
         """
@@ -384,12 +384,28 @@ class Watcher:
 
     # -- the index ---------------------------------------------------------------------
 
-    def _index_existing(self) -> None:
-        registry = self.tracker._registry
-        for name in registry.names():
-            found = registry.find(name)
+    def reindex(self) -> None:
+        """
+        Index every tracked module under the roots that is not indexed yet.
+
+        Needed only after modules were tracked without the tracker's events reaching
+        the watcher (adopted before `attach`, for example); indexing is idempotent.
+
+        .. versionadded:: 0.2.0
+        """
+        for name in self.tracker.tracked():
+            found = self.tracker.lookup(name)
             if found is not None:
-                self._add(name, found[1].current.origin)
+                self._add(name, found.current.origin)
+
+    def watches(self, path: str | None) -> bool:
+        """
+        Whether a module executed from ``path`` would be watched: a Python source file
+        under the roots, outside the standard library, site-packages and versionload.
+
+        .. versionadded:: 0.2.0
+        """
+        return self._index.wants(path)
 
     def _add(self, name: str, origin: str | None) -> None:
         key = self._index.add(name, origin)
@@ -511,11 +527,11 @@ class Watcher:
         return changes
 
     def _handle(self, name: str, path: str) -> FileChange | None:
-        found = self.tracker._registry.find(name)
+        found = self.tracker.lookup(name)
         if found is None:
             self._index.remove(name)
             return None
-        module, history = found
+        module = found.module
         if sys.modules.get(name) is not module:
             return None  # replaced by a new import: that one has its own history
         self.counters.files_read += 1
@@ -528,8 +544,8 @@ class Watcher:
         except OSError as error:
             self._logger.error("watch.file_unreadable", module=name, path=path, error=repr(error))
             return FileChange(name, path, "failed", error=repr(error))
-        if hashlib.sha256(source).hexdigest() == history.current.source_sha256:
-            return FileChange(name, path, "unchanged", version=history.current_number)
+        if hashlib.sha256(source).hexdigest() == found.current.source_sha256:
+            return FileChange(name, path, "unchanged", version=found.current.number)
         return self._reload(name, module, path)
 
     def _reload(self, name: str, module: ModuleType, path: str) -> FileChange:

@@ -23,17 +23,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from types import FunctionType, MappingProxyType, ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
+from typing import Any, ClassVar, Literal, overload
 
 import attrs
 import importlib_metadata
 
 from .._errors import InvalidArgumentError, ReloadError, VersionLoadError
-from .._events import Event, emit, report_error
-from .._graph import dependency_map
-
-if TYPE_CHECKING:
-    from .._tracker import Tracker
+from .._events import Event, report_error
+from .._tracker import Tracker, default_tracker
 
 Check = Callable[[Any], object]
 BeforeHook = Callable[["Plugin"], object]
@@ -468,8 +465,6 @@ class PluginHost:
         if check is not None and not callable(check):
             raise InvalidArgumentError(f"check must be callable, got {check!r}")
         if tracker is None:
-            from .. import default_tracker
-
             tracker = default_tracker()
         self._group = group
         self._tracker = tracker
@@ -590,6 +585,14 @@ class PluginHost:
             raise InvalidArgumentError(f"check must be callable, got {check!r}")
         self._checks.append(check)
 
+    def remove_check(self, check: Check) -> None:
+        """
+        Stop running ``check`` (every copy of it that was added); unknown checks are ignored.
+
+        .. versionadded:: 0.2.0
+        """
+        self._checks[:] = [each for each in self._checks if each != check]
+
     def _hook_list(self, hook: str, callback: object) -> list[Callable[..., object]]:
         if hook not in self._hooks:
             raise InvalidArgumentError(f"hook must be one of {', '.join(_HOOK_NAMES)}; got {hook!r}")
@@ -682,7 +685,7 @@ class PluginHost:
         for name in names:
             self._tracker.track(sys.modules[name])
         rank = {name: index for index, name in enumerate(self._tracker.tracked())}
-        return dependency_order(names, rank, dependency_map(self._tracker._registry))
+        return dependency_order(names, rank, self._tracker.dependency_map())
 
     def _fail(
         self, entry_point: importlib_metadata.EntryPoint, error: PluginError, clash: bool = False
@@ -1068,7 +1071,7 @@ class PluginHost:
             return 0
 
     def _emit(self, event: Event) -> None:
-        emit(event, self._tracker._registry.subscribers)
+        self._tracker.emit(event)
 
 
 def _refuse_stale(old: Plugin, entry_point: importlib_metadata.EntryPoint, obj: object, root: str) -> None:

@@ -92,7 +92,7 @@ class PluggyBridge:
         """
         self.host.off("after_reload", self._swap)
         self.host.off("after_rollback", self._swap)
-        self.host._checks[:] = [check for check in self.host._checks if check != self.validate]
+        self.host.remove_check(self.validate)
 
     def _swap(self, old: Plugin, new: Plugin) -> None:
         if old is new:
