@@ -28,6 +28,9 @@ from ._events import Event, Subscriber, emit
 from ._finder import VersionedFinder
 from ._graph import dependencies_of, dependents_of
 from ._graph import dependency_map as _dependency_map
+
+# The one order of modules, handed out by the door for the plugin wing's units.
+from ._graph import topological_order as topological_order
 from ._group import cascade_targets, check_update, migrator, names_of, reload_group, restore_states
 from ._inplace import Ledger
 from ._registry import Registry, normalize_max_versions, normalize_patterns, normalize_roots

@@ -20,7 +20,8 @@ from .._errors import InvalidArgumentError
 if TYPE_CHECKING:
     import pluggy
 
-    from .host import Plugin, PluginHost
+    from .host import PluginHost
+    from .records import Plugin
 
 
 class PluggyBridge:
