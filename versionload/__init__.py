@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from ._errors import (
+    GroupReloadError,
     InvalidArgumentError,
     ModuleNotLoadedError,
     NotAModuleError,
@@ -47,7 +48,6 @@ from ._events import (
     ModuleRolledBack,
     VersionPruned,
 )
-from ._group import GroupReloadError
 from ._registry import DEFAULT_MAX_VERSIONS
 from ._snapshot import ModuleVersion, NamespaceDiff
 from ._stale import StaleObject, StaleReport

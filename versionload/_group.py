@@ -36,7 +36,7 @@ from ._engine import (
     resolve_loaded,
     unstage,
 )
-from ._errors import InvalidArgumentError, ModuleNotLoadedError, ReloadError
+from ._errors import GroupReloadError, InvalidArgumentError, ModuleNotLoadedError, ReloadError
 from ._events import CascadeFailed, CascadeReloaded, Event, ModulePatched
 from ._graph import cascade_order, dependency_map
 from ._inplace import Ledger, Patcher
@@ -48,29 +48,6 @@ MIGRATE = "__versionload_migrate__"
 UpdateMode = Literal["rebind", "in-place"]
 _MODES: tuple[UpdateMode, ...] = ("rebind", "in-place")
 _MISSING: Any = object()
-
-
-class GroupReloadError(ReloadError):
-    """
-    A module of a group reload (a cascade, or `reload_many`) failed; every module of
-    the group was put back as it was. ``module`` is the one that failed, ``modules``
-    the whole group in order; the failing module's error is chained.
-
-    .. versionadded:: 0.1.0
-    """
-
-    def __init__(
-        self, message: str, *, module: str, modules: tuple[str, ...], path: str | None = None
-    ) -> None:
-        super().__init__(message, module=module, path=path)
-        self.modules = modules
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (str(self), self.module, self.modules, self.path))
-
-
-def _rebuild(message: str, module: str, modules: tuple[str, ...], path: str | None) -> GroupReloadError:
-    return GroupReloadError(message, module=module, modules=modules, path=path)
 
 
 def check_update(update: object) -> UpdateMode:

@@ -212,9 +212,9 @@ def _terminated(signum: int, _: object) -> None:
 
 
 def _run(options: argparse.Namespace, module: str | None, script: str | None, rest: list[str]) -> int:
-    from .._errors import InvalidArgumentError
+    from .._errors import ControlError, InvalidArgumentError
     from .._tracker import default_tracker
-    from .control import SOCKET_ENV, ControlError, ControlServer
+    from .control import SOCKET_ENV, ControlServer
     from .watch import make_watcher
 
     if script is not None:
@@ -312,7 +312,8 @@ def _print_program_error(error: BaseException) -> None:
 
 
 def _ask(options: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any] | int:
-    from .control import ControlError, find_socket, request
+    from .._errors import ControlError
+    from .control import find_socket, request
 
     try:
         path = find_socket(options.pid, options.socket)

@@ -32,19 +32,19 @@ from typing import Any
 
 import structlog
 
-from .._errors import InvalidArgumentError, NotTrackedError, VersionLoadError, VersionNotFoundError
+from .._errors import (
+    ControlError,
+    InvalidArgumentError,
+    NotTrackedError,
+    VersionLoadError,
+    VersionNotFoundError,
+)
 from .._tracker import Tracker
 
 RUNTIME_DIR_ENV = "VERSIONLOAD_RUNTIME_DIR"
 SOCKET_ENV = "VERSIONLOAD_SOCKET"
 _MAX_REQUEST = 64 * 1024
 _TIMEOUT = 5.0
-
-
-class ControlError(VersionLoadError, OSError):
-    """
-    The control channel could not be used: no program found, refused, or unsafe.
-    """
 
 
 def runtime_dir(*, create: bool) -> Path:
