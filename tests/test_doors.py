@@ -82,7 +82,7 @@ class TestLookup:
         """
         A non-string raises InvalidArgumentError.
         """
-        with pytest.raises(versionload.InvalidArgumentError, match="name must be a module name"):
+        with pytest.raises(versionload.InvalidArgumentError, match="name must be a non-empty string"):
             tracker.lookup(42)  # type: ignore[arg-type]
 
 
@@ -169,6 +169,17 @@ class TestWatcherDoors:
             watcher.watches(str(tree.root / "data.txt")),
             watcher.watches(None),
         )
+
+    def test_watches_through_a_symlinked_root(self, tree: ModuleTree, tmp_path: Path) -> None:
+        """
+        A module reached through a symlink to the watched directory is watched.
+        """
+        inside = tree.module("dr_linked", "X = 1\n")
+        link = tmp_path / "link"
+        os.symlink(tree.root, link)
+        watcher = versionload.Watcher(versionload.Tracker(), (str(tree.root),), force_polling=True)
+
+        assert watcher.watches(str(link / inside.name))
 
     def test_reindex_picks_up_modules_tracked_behind_its_back(self, tree: ModuleTree) -> None:
         """

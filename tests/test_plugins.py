@@ -783,7 +783,6 @@ class TestDependencyOrder:
 
         assert "abs_pkg" == ordered[-1]
 
-
     def test_a_module_comes_after_an_import_cycle_it_depends_on(self, tree):
         """A module that imports from a cycle comes after the whole cycle, even when it was tracked first."""
         tree.write(

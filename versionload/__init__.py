@@ -24,6 +24,7 @@ from types import ModuleType as _ModuleType
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
+from ._arguments import DEFAULT_MAX_VERSIONS
 from ._errors import (
     GroupReloadError,
     InvalidArgumentError,
@@ -48,7 +49,6 @@ from ._events import (
     ModuleRolledBack,
     VersionPruned,
 )
-from ._registry import DEFAULT_MAX_VERSIONS
 from ._snapshot import ModuleVersion, NamespaceDiff
 from ._stale import StaleObject, StaleReport
 from ._tracker import TrackedModule, Tracker, default_tracker

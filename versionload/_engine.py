@@ -30,8 +30,8 @@ from typing import TypeVar
 
 import attrs
 
+from ._arguments import is_under, version_number
 from ._errors import (
-    InvalidArgumentError,
     ModuleNotLoadedError,
     NotAModuleError,
     NotTrackedError,
@@ -41,7 +41,7 @@ from ._errors import (
 )
 from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack, NamespaceChanged, wanted
 from ._history import ModuleHistory
-from ._registry import Registry, is_under
+from ._registry import Registry
 from ._snapshot import ModuleVersion, _SourceDigest, compare, source_digest
 from ._source import compile_source, read_source
 
@@ -111,12 +111,6 @@ def resolve_tracked(registry: Registry, obj: object) -> tuple[str, ModuleType, M
         raise NotAModuleError(obj)
     name = module_name(obj)
     return name, obj, registry.require(name, obj)
-
-
-def check_version_number(value: object, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"{argument} must be a version number (int), got {value!r}")
-    return value
 
 
 # -- namespaces ---------------------------------------------------------------------------
@@ -444,7 +438,7 @@ def rollback(
     module's lock, to restore the state of objects updated in place.
     """
     if to is not None:
-        check_version_number(to, "to")
+        version_number(to, "to")
     name, module, _ = resolve_tracked(registry, obj)
     with module_lock(name):
         history = registry.require(name, module)

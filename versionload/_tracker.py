@@ -20,10 +20,11 @@ from types import ModuleType
 
 import attrs
 
-from ._engine import check_version_number, module_name, origin_of, record_external_reload, resolve_tracked
+from . import _arguments as check
+from ._engine import module_name, origin_of, record_external_reload, resolve_tracked
 from ._engine import reload as _reload
 from ._engine import rollback as _rollback
-from ._errors import InvalidArgumentError, NotAModuleError, VersionLoadError
+from ._errors import NotAModuleError, VersionLoadError
 from ._events import Event, Subscriber, emit
 from ._finder import VersionedFinder
 from ._graph import dependencies_of, dependents_of
@@ -31,9 +32,9 @@ from ._graph import dependency_map as _dependency_map
 
 # The one order of modules, handed out by the door for the plugin wing's units.
 from ._graph import topological_order as topological_order
-from ._group import cascade_targets, check_update, migrator, names_of, reload_group, restore_states
+from ._group import cascade_targets, migrator, reload_group, restore_states
 from ._inplace import Ledger
-from ._registry import Registry, normalize_max_versions, normalize_patterns, normalize_roots
+from ._registry import Registry
 from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
 from ._stale import StaleReport, stale_report
 
@@ -88,10 +89,10 @@ class Tracker:
         allowed_roots: Iterable[str | os.PathLike[str]] | None = None,
     ) -> None:
         self._registry = Registry(
-            include=normalize_patterns(include, "include"),
-            exclude=normalize_patterns(exclude, "exclude"),
-            max_versions=normalize_max_versions(max_versions),
-            allowed_roots=normalize_roots(allowed_roots),
+            include=check.patterns(include, "include"),
+            exclude=check.patterns(exclude, "exclude"),
+            max_versions=check.max_versions(max_versions),
+            allowed_roots=check.allowed_roots(allowed_roots),
         )
         self._finder = VersionedFinder(
             self._registry.wants, self._on_load, self._on_external_reload_start, self._on_external_reload
@@ -150,10 +151,10 @@ class Tracker:
             InvalidArgumentError: a pattern or a root has the wrong type, or ``max_versions`` is below 1.
         """
         self._registry.configure(
-            normalize_patterns(include, "include"),
-            normalize_patterns(exclude, "exclude"),
-            normalize_max_versions(max_versions),
-            allowed_roots=normalize_roots(allowed_roots),
+            check.patterns(include, "include"),
+            check.patterns(exclude, "exclude"),
+            check.max_versions(max_versions),
+            allowed_roots=check.allowed_roots(allowed_roots),
         )
 
     @property
@@ -172,7 +173,7 @@ class Tracker:
 
     @max_versions.setter
     def max_versions(self, value: int) -> None:
-        self._registry.set_max_versions(normalize_max_versions(value))
+        self._registry.set_max_versions(check.max_versions(value))
 
     # -- operations ---------------------------------------------------------------------
 
@@ -237,9 +238,8 @@ class Tracker:
             GroupReloadError: with ``cascade``, a module of the cascade failed.
         """
         try:
-            if not isinstance(cascade, bool):
-                raise InvalidArgumentError(f"cascade must be a bool, got {cascade!r}")
-            mode = check_update(update)
+            check.flag(cascade, "cascade")
+            mode = check.update_mode(update)
             if cascade:
                 targets = cascade_targets(self._registry, module)
                 return reload_group(self._registry, self._ledger, targets, update=mode, kind="cascade")[0]
@@ -271,7 +271,9 @@ class Tracker:
                 (checked before anything runs).
         """
         try:
-            return reload_group(self._registry, self._ledger, names_of(modules), update=update, kind="many")
+            return reload_group(
+                self._registry, self._ledger, check.module_list(modules), update=update, kind="many"
+            )
         except VersionLoadError as error:
             raise error.with_traceback(None)  # noqa: B904 - keep our frames out
 
@@ -384,8 +386,8 @@ class Tracker:
             InvalidArgumentError: ``a`` or ``b`` is not an int.
         """
         try:
-            check_version_number(a, "a")
-            check_version_number(b, "b")
+            check.version_number(a, "a")
+            check.version_number(b, "b")
             name, _, history = resolve_tracked(self._registry, module)
             old, new = history.get(a), history.get(b)
             return compare(name, a, old.bindings, b, new.bindings)
@@ -410,9 +412,7 @@ class Tracker:
 
         .. versionadded:: 0.2.0
         """
-        if not isinstance(name, str):
-            raise InvalidArgumentError(f"name must be a module name, got {name!r}")
-        found = self._registry.find(name)
+        found = self._registry.find(check.text(name, "name"))
         if found is None:
             return None
         module, history = found
@@ -441,9 +441,7 @@ class Tracker:
 
         .. versionadded:: 0.2.0
         """
-        if not isinstance(event, Event):
-            raise InvalidArgumentError(f"event must be a versionload.Event, got {event!r}")
-        emit(event, self._registry.subscribers)
+        emit(check.instance(event, Event, "event", "versionload.Event"), self._registry.subscribers)
 
     def forget(self, module: ModuleType | str) -> bool:
         """
@@ -469,9 +467,7 @@ class Tracker:
         Raises:
             InvalidArgumentError: ``subscriber`` is not callable.
         """
-        if not callable(subscriber):
-            raise InvalidArgumentError(f"subscriber must be callable, got {subscriber!r}")
-        self._registry.subscribers.append(subscriber)
+        self._registry.subscribers.append(check.callback(subscriber, "subscriber"))
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """

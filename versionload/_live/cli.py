@@ -28,6 +28,8 @@ from typing import Any, NoReturn
 
 import structlog
 
+from .. import _arguments as check
+
 EXIT_OK = 0
 EXIT_PROGRAM_FAILED = 1
 EXIT_USAGE = 2
@@ -178,14 +180,14 @@ def _fail(code: int, message: str) -> int:
 
 
 def _configure_logging(json_lines: bool, roots: tuple[str, ...]) -> None:
+    resolved = tuple(check.resolve(root) for root in roots)
+
     def only_watched_loads(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         # Loads of the standard library and of installed packages would drown the
         # lines that matter: show debug events only for files under the watched roots.
         if event.get("level") == "debug":
             origin = event.get("origin")
-            if not isinstance(origin, str) or not any(
-                os.path.abspath(origin).startswith(root.rstrip(os.sep) + os.sep) for root in roots
-            ):
+            if not isinstance(origin, str) or not check.is_under(origin, resolved):
                 raise structlog.DropEvent
         return event
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import structlog
 
+from .. import _arguments as check
 from .._errors import (
     ControlError,
     InvalidArgumentError,
@@ -129,6 +130,7 @@ class ControlServer:
     def __init__(self, tracker: Tracker, roots: tuple[str, ...], path: Path | None = None) -> None:
         self.tracker = tracker
         self.roots = roots
+        self._resolved_roots = tuple(check.resolve(root) for root in roots)
         self.path = path
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -233,10 +235,7 @@ class ControlServer:
         return {"ok": False, "kind": "bad_request", "error": f"unknown op {op!r}"}
 
     def _under_roots(self, origin: str | None) -> bool:
-        if origin is None:
-            return False
-        path = os.path.abspath(origin)
-        return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in self.roots)
+        return origin is not None and check.is_under(origin, self._resolved_roots)
 
     def _history(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         module = request.get("module")

@@ -30,7 +30,8 @@ from typing import Any, Literal, overload
 import attrs
 import importlib_metadata
 
-from .._errors import InvalidArgumentError, ReloadError, VersionLoadError
+from .. import _arguments as arguments
+from .._errors import ReloadError, VersionLoadError
 from .._events import Event, report_error
 from .._tracker import Tracker, default_tracker
 from .errors import (
@@ -86,10 +87,9 @@ class PluginHost:
     """
 
     def __init__(self, group: str, *, tracker: Tracker | None = None, check: Check | None = None) -> None:
-        if not isinstance(group, str) or not group:
-            raise InvalidArgumentError(f"group must be a non-empty string, got {group!r}")
-        if check is not None and not callable(check):
-            raise InvalidArgumentError(f"check must be callable, got {check!r}")
+        arguments.text(group, "group")
+        if check is not None:
+            arguments.callback(check, "check")
         if tracker is None:
             tracker = default_tracker()
         self._group = group
@@ -207,9 +207,7 @@ class PluginHost:
         """
         Add a check that every plugin object must pass after a load or reload.
         """
-        if not callable(check):
-            raise InvalidArgumentError(f"check must be callable, got {check!r}")
-        self._checks.append(check)
+        self._checks.append(arguments.callback(check, "check"))
 
     def remove_check(self, check: Check) -> None:
         """
@@ -220,10 +218,8 @@ class PluginHost:
         self._checks[:] = [each for each in self._checks if each != check]
 
     def _hook_list(self, hook: str, callback: object) -> list[Callable[..., object]]:
-        if hook not in self._hooks:
-            raise InvalidArgumentError(f"hook must be one of {', '.join(_HOOK_NAMES)}; got {hook!r}")
-        if not callable(callback):
-            raise InvalidArgumentError(f"callback must be callable, got {callback!r}")
+        arguments.choice(hook, _HOOK_NAMES, "hook")
+        arguments.callback(callback, "callback")
         return self._hooks[hook]
 
     # -- loading --------------------------------------------------------------------------
@@ -503,8 +499,8 @@ class PluginHost:
             InvalidArgumentError: ``to`` is not an int.
             PluginError: a ``before_rollback`` callback raised; nothing was changed.
         """
-        if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
-            raise InvalidArgumentError(f"to must be a plugin version number (int), got {to!r}")
+        if to is not None:
+            arguments.version_number(to, "to", "plugin version number")
         with self._lock:
             entry = self._require(name)
             unit = entry.unit

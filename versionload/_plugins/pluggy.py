@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._errors import InvalidArgumentError
+from .. import _arguments as arguments
 
 if TYPE_CHECKING:
     import pluggy
@@ -40,8 +40,7 @@ class PluggyBridge:
     def __init__(self, host: PluginHost, manager: pluggy.PluginManager, *, validate: bool = True) -> None:
         import pluggy
 
-        if not isinstance(manager, pluggy.PluginManager):
-            raise InvalidArgumentError(f"manager must be a pluggy.PluginManager, got {manager!r}")
+        arguments.instance(manager, pluggy.PluginManager, "manager", "pluggy.PluginManager")
         self.host = host
         self.manager = manager
         host.on("after_reload", self._swap)
