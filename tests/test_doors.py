@@ -6,6 +6,7 @@ extension, the plugin host) use instead of reaching into a tracker's private sta
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
