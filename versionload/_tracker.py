@@ -11,12 +11,14 @@ to reach the registry, the engine and the graph.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.machinery import ModuleSpec
 from types import ModuleType
+from typing import ParamSpec, TypeVar
 
 import attrs
 
@@ -37,6 +39,9 @@ from ._inplace import Ledger
 from ._registry import Registry
 from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
 from ._stale import StaleReport, stale_report
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 @attrs.frozen
@@ -60,6 +65,27 @@ class TrackedModule:
     versions: tuple[ModuleVersion, ...]
 
 
+def _public_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """
+    Raise versionload's errors from the public method alone, without the frames of
+    the engine, the group and the registry below it.
+
+    A caller's traceback then ends where they called us; the error's message and
+    its chained cause (the module's own exception, from the module's own frames)
+    say what happened. The same idea as CPython's importlib, whose
+    ``_call_with_frames_removed`` keeps its machinery out of import tracebacks.
+    """
+
+    @functools.wraps(method)
+    def public(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except VersionLoadError as error:
+            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+
+    return public
+
+
 class Tracker:
     """
     Records every load of the modules it tracks, and reloads and rolls them back.
@@ -80,6 +106,7 @@ class Tracker:
     .. versionadded:: 0.1.0
     """
 
+    @_public_errors
     def __init__(
         self,
         *,
@@ -136,6 +163,7 @@ class Tracker:
         with self._install_lock:
             sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self._finder]
 
+    @_public_errors
     def configure(
         self,
         *,
@@ -172,11 +200,13 @@ class Tracker:
         return self._registry.max_versions
 
     @max_versions.setter
+    @_public_errors
     def max_versions(self, value: int) -> None:
         self._registry.set_max_versions(check.max_versions(value))
 
     # -- operations ---------------------------------------------------------------------
 
+    @_public_errors
     def track(self, module: ModuleType | str) -> ModuleVersion:
         """
         Adopt an already-imported module: its namespace now becomes a version.
@@ -200,6 +230,7 @@ class Tracker:
         version, _ = self._registry.record(name, module, "adopted", origin_of(module), _SourceDigest())
         return version
 
+    @_public_errors
     def reload(
         self, module: ModuleType | str, *, cascade: bool = False, update: str | None = None
     ) -> ModuleType:
@@ -237,18 +268,16 @@ class Tracker:
             ReloadError: the new code failed; the original exception is chained.
             GroupReloadError: with ``cascade``, a module of the cascade failed.
         """
-        try:
-            check.flag(cascade, "cascade")
-            mode = check.update_mode(update)
-            if cascade:
-                targets = cascade_targets(self._registry, module)
-                return reload_group(self._registry, self._ledger, targets, update=mode, kind="cascade")[0]
-            if mode == "in-place":
-                return reload_group(self._registry, self._ledger, [module], update=mode)[0]
-            return _reload(self._registry, module, migrator)
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        check.flag(cascade, "cascade")
+        mode = check.update_mode(update)
+        if cascade:
+            targets = cascade_targets(self._registry, module)
+            return reload_group(self._registry, self._ledger, targets, update=mode, kind="cascade")[0]
+        if mode == "in-place":
+            return reload_group(self._registry, self._ledger, [module], update=mode)[0]
+        return _reload(self._registry, module, migrator)
 
+    @_public_errors
     def reload_many(
         self, modules: Iterable[ModuleType | str], *, update: str | None = None
     ) -> tuple[ModuleType, ...]:
@@ -270,13 +299,11 @@ class Tracker:
             ReloadError: as `reload`, for a module that cannot be reloaded at all
                 (checked before anything runs).
         """
-        try:
-            return reload_group(
-                self._registry, self._ledger, check.module_list(modules), update=update, kind="many"
-            )
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        return reload_group(
+            self._registry, self._ledger, check.module_list(modules), update=update, kind="many"
+        )
 
+    @_public_errors
     def dependents(self, module: ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
         """
         The tracked modules that depend on ``module`` (import it, or bind names from it).
@@ -291,26 +318,22 @@ class Tracker:
         Returns:
             Module names, in the order they were first tracked.
         """
-        try:
-            name, _ = self._graph_node(module)
-            return dependents_of(_dependency_map(self._registry), name, transitive)
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        name, _ = self._graph_node(module)
+        return dependents_of(_dependency_map(self._registry), name, transitive)
 
+    @_public_errors
     def dependencies(self, module: ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
         """
         The tracked modules that ``module`` depends on; the converse of `dependents`.
         """
-        try:
-            name, _ = self._graph_node(module)
-            return dependencies_of(_dependency_map(self._registry), name, transitive)
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        name, _ = self._graph_node(module)
+        return dependencies_of(_dependency_map(self._registry), name, transitive)
 
     def _graph_node(self, module: ModuleType | str) -> tuple[str, ModuleType]:
         name, obj, _ = resolve_tracked(self._registry, module)
         return name, obj
 
+    @_public_errors
     def stale(self, module: ModuleType | str) -> StaleReport:
         """
         The live objects that still use code older than the module's current version.
@@ -322,12 +345,10 @@ class Tracker:
         Raises:
             NotTrackedError: the module has no history.
         """
-        try:
-            name, obj, history = resolve_tracked(self._registry, module)
-            return stale_report(name, obj, history, self._ledger.code_versions(name, history))
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        name, obj, history = resolve_tracked(self._registry, module)
+        return stale_report(name, obj, history, self._ledger.code_versions(name, history))
 
+    @_public_errors
     def rollback(self, module: ModuleType | str, to: int | None = None) -> ModuleType:
         """
         Restore the module's namespace exactly as it was at version ``to``.
@@ -345,11 +366,9 @@ class Tracker:
             VersionNotFoundError: no such version (or none below the current one).
             InvalidArgumentError: ``to`` is not an int.
         """
-        try:
-            return _rollback(self._registry, module, to, restore_states(self._registry, self._ledger))
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        return _rollback(self._registry, module, to, restore_states(self._registry, self._ledger))
 
+    @_public_errors
     def history(self, module: ModuleType | str) -> tuple[ModuleVersion, ...]:
         """
         The module's versions, oldest first.
@@ -358,11 +377,9 @@ class Tracker:
             NotTrackedError: the module has no history (see `track`).
             NotAModuleError: ``module`` is neither a module nor a string.
         """
-        try:
-            return resolve_tracked(self._registry, module)[2].versions
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        return resolve_tracked(self._registry, module)[2].versions
 
+    @_public_errors
     def current(self, module: ModuleType | str) -> ModuleVersion:
         """
         The module's current version (the last one recorded or rolled back to).
@@ -371,11 +388,9 @@ class Tracker:
             NotTrackedError: the module has no history (see `track`).
             NotAModuleError: ``module`` is neither a module nor a string.
         """
-        try:
-            return resolve_tracked(self._registry, module)[2].current
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        return resolve_tracked(self._registry, module)[2].current
 
+    @_public_errors
     def diff(self, module: ModuleType | str, a: int, b: int) -> NamespaceDiff:
         """
         The names added, removed and changed from version ``a`` to version ``b``.
@@ -385,14 +400,11 @@ class Tracker:
             VersionNotFoundError: ``a`` or ``b`` is not in the history (or was pruned).
             InvalidArgumentError: ``a`` or ``b`` is not an int.
         """
-        try:
-            check.version_number(a, "a")
-            check.version_number(b, "b")
-            name, _, history = resolve_tracked(self._registry, module)
-            old, new = history.get(a), history.get(b)
-            return compare(name, a, old.bindings, b, new.bindings)
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        check.version_number(a, "a")
+        check.version_number(b, "b")
+        name, _, history = resolve_tracked(self._registry, module)
+        old, new = history.get(a), history.get(b)
+        return compare(name, a, old.bindings, b, new.bindings)
 
     def tracked(self) -> tuple[str, ...]:
         """
@@ -400,6 +412,7 @@ class Tracker:
         """
         return self._registry.names()
 
+    @_public_errors
     def lookup(self, name: str) -> TrackedModule | None:
         """
         The tracked module of that name and its versions, or None if it has no history.
@@ -427,6 +440,7 @@ class Tracker:
         """
         return _dependency_map(self._registry)
 
+    @_public_errors
     def emit(self, event: Event) -> None:
         """
         Send ``event`` to this tracker's subscribers and to structlog, as the tracker's own
@@ -443,6 +457,7 @@ class Tracker:
         """
         emit(check.instance(event, Event, "event", "versionload.Event"), self._registry.subscribers)
 
+    @_public_errors
     def forget(self, module: ModuleType | str) -> bool:
         """
         Drop a module's history (its numbers are not reused); True if there was one.
@@ -460,6 +475,7 @@ class Tracker:
         """
         self._registry.clear()
 
+    @_public_errors
     def subscribe(self, subscriber: Subscriber) -> None:
         """
         Call ``subscriber(event)`` with each event payload this tracker emits.
