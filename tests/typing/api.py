@@ -21,6 +21,7 @@ from versionload import (
     Tracker,
     VersionLoadError,
 )
+from versionload.plugins import PluginHost
 
 
 def on_event(event: Event) -> None:
@@ -92,6 +93,14 @@ def front_end(tracker: Tracker, event: Event) -> dict[str, tuple[str, ...]]:
     watcher.stop()
     print(watched)
     return tracker.dependency_map()
+
+
+def plugin_checks(host: PluginHost) -> None:
+    def has_name(obj: object) -> bool:
+        return hasattr(obj, "name")
+
+    host.add_check(has_name)
+    host.remove_check(has_name)
 
 
 def rejected(module: ModuleType) -> None:
