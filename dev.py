@@ -6,6 +6,7 @@ Set-up and tasks for versionload, with nothing installed beforehand.
     python3 dev.py quickstart  # load, edit, reload, failed reload, rollback (examples/quickstart.py)
     python3 dev.py plugins     # upgrade plugins while a host runs (examples/plugin_host/host.py)
     python3 dev.py test        # run the whole test suite (extra arguments go to pytest)
+    python3 dev.py test --cov  # the same, measuring coverage, the programs the tests start included
     python3 dev.py lint        # ruff (lint and format check) and mypy
     python3 dev.py docs        # build the documentation site into site/ (mkdocs, strict)
 
@@ -17,11 +18,13 @@ or an example plugin's pyproject.toml changes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
 import sys
 import venv
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -63,6 +66,47 @@ def run(*command: str) -> int:
     return subprocess.run(command, cwd=ROOT).returncode
 
 
+#: Set while the tests measure coverage: tests/conftest.py hands it on to the programs
+#: the tests start (as COVERAGE_PROCESS_START), and pyproject.toml's data_file reads it.
+SUBPROCESS_CONFIG = "VERSIONLOAD_COVERAGE_CONFIG"
+SUBPROCESS_DATA = "VERSIONLOAD_COVERAGE_DATA"
+_HOOK = "versionload_subprocess_coverage.pth"
+
+
+@contextlib.contextmanager
+def subprocess_coverage() -> Iterator[None]:
+    """
+    Let the processes the tests start (``versionload run``, ``python -m versionload``)
+    measure themselves, into data files beside ``.coverage`` that pytest-cov combines.
+
+    Each such process starts coverage from a ``.pth`` file when ``COVERAGE_PROCESS_START``
+    is set. Recent versions of coverage install that file themselves; for older ones a
+    hook is put into the virtual environment for the run and taken out afterwards, so
+    the environment is unchanged whenever nothing is measured.
+    """
+    purelib = subprocess.run(
+        [str(PYTHON), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    hook = Path(purelib) / _HOOK
+    have_hook = any(
+        "process_startup" in path.read_text(errors="replace")
+        for path in Path(purelib).glob("*.pth")
+        if path.name != _HOOK
+    )
+    if not have_hook:
+        hook.write_text("import coverage; coverage.process_startup()\n")
+    os.environ[SUBPROCESS_CONFIG] = str(ROOT / "pyproject.toml")
+    os.environ[SUBPROCESS_DATA] = str(ROOT / ".coverage")
+    try:
+        yield
+    finally:
+        hook.unlink(missing_ok=True)
+        del os.environ[SUBPROCESS_CONFIG], os.environ[SUBPROCESS_DATA]
+
+
 def main(argv: list[str]) -> int:
     task, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if task in {"help", "-h", "--help"}:
@@ -83,6 +127,9 @@ def main(argv: list[str]) -> int:
         os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")  # mkdocs-material's banner about its future
         return run(str(BIN / "mkdocs"), "build", "--strict", *rest)
     if task == "test":
+        if any(arg == "--cov" or arg.startswith("--cov=") for arg in rest):
+            with subprocess_coverage():
+                return run(str(PYTHON), "-m", "pytest", *rest)
         return run(str(PYTHON), "-m", "pytest", *rest)
     sources = ("versionload", "tests", "examples", "tools", "benchmarks", "dev.py")
     return (

@@ -5,6 +5,7 @@ default tracker, and structlog's configuration.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,12 @@ import structlog
 import versionload
 
 from .helpers import ModuleTree
+
+# `python3 dev.py test --cov` asks for the programs the tests start (the versionload
+# command) to be measured too. Set here, not by dev.py, so that the test process
+# itself is measured by pytest-cov alone and not also from its own start-up.
+if os.environ.get("VERSIONLOAD_COVERAGE_CONFIG"):
+    os.environ["COVERAGE_PROCESS_START"] = os.environ["VERSIONLOAD_COVERAGE_CONFIG"]
 
 
 @pytest.fixture(autouse=True)

@@ -27,8 +27,8 @@ from typing import IO, Any
 import pytest
 
 import versionload
-from versionload import _control
-from versionload._cli import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
+from versionload._live import control as _control
+from versionload._live.cli import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 
 from .helpers import wait_for
 

@@ -10,6 +10,8 @@ The documentation cannot rot: its code runs as part of the test suite.
   marked with an HTML comment starting ``<!-- no-run``, on the line right before its
   opening fence or right after its closing fence; say why in the comment:
   ``<!-- no-run: uses a module of the reader's -->``. It is invisible on the site.
+- Every private module and name that ``docs/architecture.md`` names in backticks
+  (``_engine.execute``, ``_live/watch.py``) exists, so the map keeps up with the house.
 - Every script in ``examples/`` (a ``.py`` file with an ``if __name__ == "__main__":``
   block) runs and must exit with status 0, except a script with a line starting
   ``# no-run:`` and the reason (a server that runs until stopped, driven by another
@@ -18,6 +20,7 @@ The documentation cannot rot: its code runs as part of the test suite.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -174,3 +177,58 @@ def test_example_runs(script: Path) -> None:
     )
 
     assert 0 == result.returncode, result.stdout + result.stderr
+
+
+# A backticked private module path and name: `_engine.execute`, `_plugins.units.dependency_order`.
+PRIVATE_NAME = re.compile(r"`(_[a-z_]+(?:\.(?!py`)[A-Za-z_][A-Za-z0-9_]*)+)`")
+# A backticked file of the package: `_errors.py`, `_live/watch.py`.
+PRIVATE_FILE = re.compile(r"`(_[a-z_]+(?:/[a-z_]+)*\.py)`")
+
+
+def names_exist(dotted: str) -> bool:
+    """
+    Whether ``versionload.<dotted>`` is a module, or a name in one (the longest module prefix).
+    """
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(["versionload", *parts[:cut]]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(obj, attribute):
+                return False
+            obj = getattr(obj, attribute)
+        return True
+    return False
+
+
+class TestArchitecture:
+    """
+    docs/architecture.md names only modules and names that exist.
+    """
+
+    def test_named_modules_and_names_exist(self):
+        """Every backticked `_module.name` of the architecture page is a real module or name."""
+        text = (ROOT / "docs" / "architecture.md").read_text()
+        named = sorted(set(PRIVATE_NAME.findall(text)))
+
+        assert len(named) > 20
+        assert [] == [name for name in named if not names_exist(name)]
+
+    def test_named_files_exist(self):
+        """Every backticked file of the package on the architecture page exists."""
+        text = (ROOT / "docs" / "architecture.md").read_text()
+        files = sorted(set(PRIVATE_FILE.findall(text)))
+
+        assert len(files) > 10
+        assert [] == [name for name in files if not (ROOT / "versionload" / name).is_file()]
+
+    def test_a_gone_name_is_noticed(self):
+        """A name that was renamed or removed (the old `_source.fresh_code`) does not pass."""
+        assert (True, True, False, False) == (
+            names_exist("_source.read_source"),
+            names_exist("_plugins.units.dependency_order"),
+            names_exist("_source.fresh_code"),
+            names_exist("_no_such_module.name"),
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -216,6 +217,35 @@ class TestFailedReload:
             tracker.reload(module)
         files = [frame.filename for frame in traceback.extract_tb(caught.value.__traceback__)]
         ours = [Path(name).name for name in files if "versionload" in Path(name).parts[-2:-1]]
+        assert ["_tracker.py"] == ours
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda t: t.configure(max_versions=0),
+            lambda t: t.configure(allowed_roots=[3]),
+            lambda t: setattr(t, "max_versions", "3"),
+            lambda t: t.track(3),
+            lambda t: t.reload("fl_nowhere", cascade="yes"),
+            lambda t: t.reload_many("fl_not_a_list"),
+            lambda t: t.rollback("fl_nowhere", to="1"),
+            lambda t: t.lookup(3),
+            lambda t: t.emit(3),
+            lambda t: t.subscribe(3),
+            lambda t: t.forget(3),
+        ],
+    )
+    def test_refused_arguments_have_no_internal_frames(
+        self, tracker: versionload.Tracker, call: Callable[[versionload.Tracker], object]
+    ) -> None:
+        """
+        An error about an argument comes from the public method alone, never from the checks below it.
+        """
+        with pytest.raises(versionload.VersionLoadError) as caught:
+            call(tracker)
+        files = [frame.filename for frame in traceback.extract_tb(caught.value.__traceback__)]
+        ours = [Path(name).name for name in files if "versionload" in Path(name).parts]
+
         assert ["_tracker.py"] == ours
 
     def test_reload_works_after_a_failure(

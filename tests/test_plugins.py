@@ -583,6 +583,22 @@ class TestHooks:
 
         assert [(old, old)] == calls
 
+    def test_removed_check_no_longer_runs(self, site, tracker):
+        """A check taken away with remove_check() does not stop the next reload."""
+        install_shout(site)
+        host = PluginHost(GROUP, tracker=tracker)
+        host.load_all()
+
+        def refuse(obj):
+            return False
+
+        host.add_check(refuse)
+        host.add_check(refuse)
+        host.remove_check(refuse)
+        host.remove_check(greeting_is_polite)  # never added: ignored
+
+        assert 2 == host.reload("shout").version
+
     def test_before_raising_aborts(self, site, tracker):
         """A before_reload callback that raises stops the reload before anything changes."""
         install_shout(site)
@@ -766,6 +782,44 @@ class TestDependencyOrder:
         ordered = dependency_order(names, {"abs_pkg": 0, "abs_pkg.user": 1, "abs_pkg.base": 2})
 
         assert "abs_pkg" == ordered[-1]
+
+    def test_a_module_comes_after_an_import_cycle_it_depends_on(self, tree):
+        """A module that imports from a cycle comes after the whole cycle, even when it was tracked first."""
+        tree.write(
+            {
+                "cyc_pkg/__init__.py": "",
+                "cyc_pkg/a.py": "from . import b\n\ndef f():\n    return b\n",
+                "cyc_pkg/b.py": "from . import a\n\ndef g():\n    return a\n",
+                "cyc_pkg/user.py": "from .a import f\n",
+            }
+        )
+        import cyc_pkg.user  # noqa: F401
+
+        names = ["cyc_pkg.user", "cyc_pkg.a", "cyc_pkg.b"]
+        ordered = dependency_order(names, {"cyc_pkg.user": 0, "cyc_pkg.a": 1, "cyc_pkg.b": 2})
+
+        assert ["cyc_pkg.a", "cyc_pkg.b", "cyc_pkg.user"] == ordered
+
+    def test_same_order_as_a_cascade(self, tree, tracker):
+        """For modules the graph links, a unit's order is the order a cascade reloads them in."""
+        tree.write(
+            {
+                "same_pkg/__init__.py": "",
+                "same_pkg/base.py": "X = 1\n",
+                "same_pkg/mid.py": "from . import base\n",
+                "same_pkg/top.py": "from . import mid\n",
+            }
+        )
+        import same_pkg.top  # noqa: F401
+
+        names = ["same_pkg.base", "same_pkg.mid", "same_pkg.top"]
+        rank = {name: index for index, name in enumerate(tracker.tracked())}
+        events = []
+        tracker.subscribe(events.append)
+        tracker.reload("same_pkg.base", cascade=True)
+        cascade = [e.module for e in events if e.event == "module.reloaded"]
+
+        assert cascade == dependency_order(list(reversed(names)), rank, tracker.dependency_map())
 
 
 class TestErrors:

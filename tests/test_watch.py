@@ -288,7 +288,7 @@ class TestWatchOptions:
 
     def test_default_roots_skip_the_standard_library(self, tree):
         """With no paths, sys.path directories are watched except the standard library and site-packages."""
-        from versionload._watch import default_roots
+        from versionload._live.watch import default_roots
 
         roots = default_roots()
         assert str(tree.root) in roots
@@ -298,7 +298,7 @@ class TestWatchOptions:
         """Importing versionload imports neither watchfiles nor the watcher module."""
         code = (
             "import sys, versionload; "
-            "print(sorted(m for m in ('watchfiles', 'versionload._watch') if m in sys.modules))"
+            "print(sorted(m for m in ('watchfiles', 'versionload._live.watch') if m in sys.modules))"
         )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert "[]" == result.stdout.strip()

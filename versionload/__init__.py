@@ -24,7 +24,9 @@ from types import ModuleType as _ModuleType
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
+from ._arguments import DEFAULT_MAX_VERSIONS
 from ._errors import (
+    GroupReloadError,
     InvalidArgumentError,
     ModuleNotLoadedError,
     NotAModuleError,
@@ -47,28 +49,19 @@ from ._events import (
     ModuleRolledBack,
     VersionPruned,
 )
-from ._group import GroupReloadError
-from ._registry import DEFAULT_MAX_VERSIONS
 from ._snapshot import ModuleVersion, NamespaceDiff
 from ._stale import StaleObject, StaleReport
 from ._tracker import UNSET as _UNSET
-from ._tracker import Tracker
+from ._tracker import TrackedModule, Tracker, default_tracker
 from ._tracker import Unset as _Unset
 
 if _TYPE_CHECKING:
     import os
     from collections.abc import AsyncIterator, Callable, Collection
 
-    from ._watch import FileChange, Watcher
+    from ._live.watch import FileChange, Watcher
 
-_DEFAULT = Tracker()
-
-
-def default_tracker() -> Tracker:
-    """
-    The tracker that the module-level functions use.
-    """
-    return _DEFAULT
+_DEFAULT = default_tracker()
 
 
 def install(
@@ -220,7 +213,7 @@ def watch(
     Raises:
         InvalidArgumentError: a path does not exist, or an option has the wrong type.
     """
-    from ._watch import make_watcher
+    from ._live.watch import make_watcher
 
     return make_watcher(
         paths,
@@ -249,7 +242,7 @@ def awatch(
     Raises:
         InvalidArgumentError: as `watch`.
     """
-    from ._watch import make_watcher
+    from ._live.watch import make_watcher
 
     return make_watcher(
         paths,
@@ -266,7 +259,7 @@ def load_ipython_extension(ipython: _Any) -> None:
     """
     ``%load_ext versionload``: reload changed modules before each cell; add the magics.
     """
-    from ._ipython import load_ipython_extension as load
+    from ._live.ipython import load_ipython_extension as load
 
     load(ipython)
 
@@ -275,7 +268,7 @@ def unload_ipython_extension(ipython: _Any) -> None:
     """
     ``%unload_ext versionload``: stop reloading before each cell.
     """
-    from ._ipython import unload_ipython_extension as unload
+    from ._live.ipython import unload_ipython_extension as unload
 
     unload(ipython)
 
@@ -283,7 +276,7 @@ def unload_ipython_extension(ipython: _Any) -> None:
 def __getattr__(name: str) -> _Any:
     if name in {"FileChange", "Watcher", "WatchCounters"}:
         # Imported on first use, so that importing versionload stays light.
-        from . import _watch
+        from ._live import watch as _watch
 
         return getattr(_watch, name)
     if name == "__version__":
@@ -316,6 +309,7 @@ __all__ = [
     "SpecNotFoundError",
     "StaleObject",
     "StaleReport",
+    "TrackedModule",
     "Tracker",
     "VersionLoadError",
     "VersionNotFoundError",

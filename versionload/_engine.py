@@ -30,8 +30,8 @@ from typing import TypeVar
 
 import attrs
 
+from ._arguments import is_under, version_number
 from ._errors import (
-    InvalidArgumentError,
     ModuleNotLoadedError,
     NotAModuleError,
     NotTrackedError,
@@ -41,7 +41,7 @@ from ._errors import (
 )
 from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack, NamespaceChanged, wanted
 from ._history import ModuleHistory
-from ._registry import Registry, is_under
+from ._registry import Registry
 from ._snapshot import ModuleVersion, _SourceDigest, compare, source_digest
 from ._source import compile_source, read_source
 
@@ -167,12 +167,6 @@ def _aliased(alias: str) -> tuple[str, ModuleType] | None:
     except NotAModuleError:
         return None
     return (name, module) if name != alias else None
-
-
-def check_version_number(value: object, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"{argument} must be a version number (int), got {value!r}")
-    return value
 
 
 # -- namespaces ---------------------------------------------------------------------------
@@ -516,7 +510,7 @@ def rollback(
     module's lock, to restore the state of objects updated in place.
     """
     if to is not None:
-        check_version_number(to, "to")
+        version_number(to, "to")
     name, module, _ = resolve_tracked(registry, obj)
     with module_lock(name):
         history = registry.require(name, module)

@@ -10,13 +10,21 @@ system already catch::
     │   └── NotAModuleError         (TypeError)       not a module or a module name
     ├── NotTrackedError             (LookupError)     the module has no history
     ├── VersionNotFoundError        (LookupError)     no such version in the history
-    └── ReloadError                 (ImportError)     a reload could not run, or failed
-        ├── ModuleNotLoadedError                      not in sys.modules (or its parent)
-        ├── SpecNotFoundError       (ModuleNotFoundError)  the finders no longer find it
-        └── ReloadRefusedError                        its file lies outside the allowed roots
+    ├── ReloadError                 (ImportError)     a reload could not run, or failed
+    │   ├── ModuleNotLoadedError                      not in sys.modules (or its parent)
+    │   ├── SpecNotFoundError       (ModuleNotFoundError)  the finders no longer find it
+    │   ├── ReloadRefusedError                        its file lies outside the allowed roots
+    │   └── GroupReloadError                          a module of a cascade or reload_many failed
+    ├── ControlError                (OSError)         the control socket of `versionload run`
+    └── PluginError                                   see versionload._plugins.errors
 
 Errors are raised before anything is changed, except ``ReloadError`` for code that
-failed while executing, which is raised after the namespace was put back.
+failed while executing, which is raised after the namespace was put back (for
+``GroupReloadError``, after every module of the group was put back).
+
+Every error class lives here, except the plugin host's, which hang below
+``PluginError`` in ``versionload/_plugins/errors.py`` (drawn there). Errors pickle with
+their attributes.
 """
 
 from __future__ import annotations
@@ -112,6 +120,35 @@ class ReloadRefusedError(ReloadError):
     The module's code, as the finders find it now, lies outside the tracker's allowed roots.
 
     Raised before the module's code is read or run; the namespace is unchanged.
+    """
+
+
+class GroupReloadError(ReloadError):
+    """
+    A module of a group reload (a cascade, or `reload_many`) failed; every module of
+    the group was put back as it was. ``module`` is the one that failed, ``modules``
+    the whole group in order; the failing module's error is chained.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self, message: str, *, module: str, modules: tuple[str, ...], path: str | None = None
+    ) -> None:
+        super().__init__(message, module=module, path=path)
+        self.modules = modules
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_group, (str(self), self.module, self.modules, self.path))
+
+
+def _rebuild_group(message: str, module: str, modules: tuple[str, ...], path: str | None) -> GroupReloadError:
+    return GroupReloadError(message, module=module, modules=modules, path=path)
+
+
+class ControlError(VersionLoadError, OSError):
+    """
+    The control channel could not be used: no program found, refused, or unsafe.
     """
 
 

@@ -176,6 +176,12 @@ class _LoaderStandIn:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._vl_loader, name)
 
+    def vl_add_observer(self, observer: ReloadObserver) -> None:
+        """
+        Also call ``observer`` at the end of this reload (another tracker's finder).
+        """
+        self._vl_observers.append(observer)
+
     def __repr__(self) -> str:
         return repr(self._vl_loader)
 
@@ -292,7 +298,7 @@ class VersionedFinder:
             # A later tracker's finder made it; checked first, since looking up its
             # exec_module would start the reload's observation.
             self._on_reload_start(target)
-            stand_in._vl_observers.append(self._on_reload)
+            stand_in.vl_add_observer(self._on_reload)
             return spec
         real_loader = spec.loader
         if real_loader is None or not hasattr(real_loader, "exec_module"):

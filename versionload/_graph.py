@@ -237,18 +237,38 @@ def cascade_order(edges: Mapping[str, tuple[str, ...]], trigger: str) -> tuple[s
     """
     ``trigger`` and every module that depends on it, each after its dependencies.
 
-    Modules in an import cycle (a strongly connected component) cannot all come after
-    one another: the component is reloaded as one block, at the point its first
-    module is due, the trigger first if it is in the block, the others in tracking
-    order (the order they finished their first import, which is an order their code
-    is known to run in). Between blocks the order is topological, ties broken by
-    tracking order, so the result is deterministic.
+    The order is `topological_order` over those modules, ranked by tracking order
+    with the trigger ahead of all: in an import cycle it comes first, and its block
+    is the first one due.
     """
     members = _reach(_reverse(edges), trigger) | {trigger}
     rank = {name: index for index, name in enumerate(edges)}
-    rank.setdefault(trigger, -1)
-    sub = {name: [t for t in edges.get(name, ()) if t in members] for name in members}
-    components = _components(sub, sorted(members, key=rank.__getitem__))
+    rank[trigger] = -1
+    return topological_order(
+        {name: [t for t in edges.get(name, ()) if t in members] for name in members}, rank
+    )
+
+
+def topological_order(edges: Mapping[str, Iterable[str]], rank: Mapping[str, int]) -> tuple[str, ...]:
+    """
+    Every node of ``edges`` after the nodes it has an edge to (module -> what it
+    depends on); targets that are not nodes, and edges to oneself, are ignored.
+
+    The one order of versionload: cascades and plugin units both use it. Nodes in a
+    cycle (a strongly connected component) cannot all come after one another: the
+    component is one block, in rank order, placed at the point its first node is due.
+    Between blocks the order is topological, ties broken by rank (then by name; a
+    node without a rank comes after those with one), so the result is deterministic.
+    For modules the rank is the tracking order: the order they finished their first
+    import, which is an order their code is known to run in.
+    """
+    nodes = sorted(edges, key=lambda name: (rank.get(name, len(rank)), name))
+    position = {name: index for index, name in enumerate(nodes)}
+    sub = {
+        name: sorted({t for t in edges[name] if t in position and t != name}, key=position.__getitem__)
+        for name in nodes
+    }
+    components = _components(sub, nodes)
     component_of = {name: index for index, names in enumerate(components) for name in names}
     # Kahn's algorithm over the components: a component is due once every component
     # it depends on is done.
@@ -260,10 +280,9 @@ def cascade_order(edges: Mapping[str, tuple[str, ...]], trigger: str) -> tuple[s
     done: set[int] = set()
     while len(done) < len(components):
         ready = [i for i, needs in waiting.items() if i not in done and needs <= done]
-        chosen = min(ready, key=lambda i: min(-2 if n == trigger else rank[n] for n in components[i]))
+        chosen = min(ready, key=lambda i: min(position[n] for n in components[i]))
         done.add(chosen)
-        block = sorted(components[chosen], key=lambda n: (n != trigger, rank[n]))
-        order.extend(block)
+        order.extend(sorted(components[chosen], key=position.__getitem__))
     return tuple(order)
 
 

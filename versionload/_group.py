@@ -20,10 +20,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
+from ._arguments import UpdateMode, update_mode
 from ._engine import (
     Staged,
     _parent_path,
@@ -37,7 +38,7 @@ from ._engine import (
     resolve_loaded,
     unstage,
 )
-from ._errors import InvalidArgumentError, ModuleNotLoadedError, ReloadError
+from ._errors import GroupReloadError, InvalidArgumentError, ModuleNotLoadedError, ReloadError
 from ._events import CascadeFailed, CascadeReloaded, Event, ModulePatched
 from ._graph import cascade_order, dependency_map
 from ._inplace import Ledger, Patcher
@@ -46,43 +47,7 @@ from ._registry import Registry
 #: The hook a module defines to carry state over from its previous version.
 MIGRATE = "__versionload_migrate__"
 
-UpdateMode = Literal["rebind", "in-place"]
-_MODES: tuple[UpdateMode, ...] = ("rebind", "in-place")
 _MISSING: Any = object()
-
-
-class GroupReloadError(ReloadError):
-    """
-    A module of a group reload (a cascade, or `reload_many`) failed; every module of
-    the group was put back as it was. ``module`` is the one that failed, ``modules``
-    the whole group in order; the failing module's error is chained.
-
-    .. versionadded:: 0.1.0
-    """
-
-    def __init__(
-        self, message: str, *, module: str, modules: tuple[str, ...], path: str | None = None
-    ) -> None:
-        super().__init__(message, module=module, path=path)
-        self.modules = modules
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (str(self), self.module, self.modules, self.path))
-
-
-def _rebuild(message: str, module: str, modules: tuple[str, ...], path: str | None) -> GroupReloadError:
-    return GroupReloadError(message, module=module, modules=modules, path=path)
-
-
-def check_update(update: object) -> UpdateMode:
-    """
-    Validate ``update``: None (the default) or ``"rebind"``, or ``"in-place"``.
-    """
-    if update is None:
-        return "rebind"
-    if isinstance(update, str) and update in _MODES:
-        return update
-    raise InvalidArgumentError(f"update must be None, 'rebind' or 'in-place', got {update!r}")
 
 
 def migrator(name: str, module: ModuleType, before: Mapping[str, object]) -> None:
@@ -135,7 +100,7 @@ def reload_group(
     """
     Reload ``targets`` in the given order as one transaction (see the module docstring).
     """
-    mode = check_update(update)
+    mode = update_mode(update)
     resolved = [resolve_loaded(target) for target in targets]
     if not resolved:
         return ()
@@ -275,14 +240,3 @@ def restore_states(registry: Registry, ledger: Ledger) -> Callable[[str, int], N
             ledger.restore(name, found[1], number)
 
     return restore
-
-
-def names_of(modules: Iterable[object]) -> list[object]:
-    """
-    A `reload_many` argument as a list, refusing a bare string or module (a common slip).
-    """
-    if isinstance(modules, (str, ModuleType)) or not isinstance(modules, Iterable):
-        raise InvalidArgumentError(
-            f"reload_many takes an iterable of modules or module names, got {type(modules).__name__}"
-        )
-    return list(modules)

@@ -12,17 +12,17 @@ deadlock with the import system's module locks.
 from __future__ import annotations
 
 import fnmatch
-import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import ModuleType
 from typing import cast
 
 import attrs
 
-from ._errors import InvalidArgumentError, NotTrackedError
+from ._arguments import DEFAULT_MAX_VERSIONS
+from ._errors import NotTrackedError
 from ._events import (
     Event,
     HistoryEnded,
@@ -37,76 +37,10 @@ from ._fork import renew_after_fork
 from ._history import ModuleHistory
 from ._snapshot import ModuleVersion, Reason, _SourceDigest, make_version, source_digest
 
-#: How many versions a module keeps by default; the current one is never pruned.
-DEFAULT_MAX_VERSIONS = 10
-
 #: A first import not yet made into a history takes this many consecutive items of
 #: ``Registry._pending``: name, weak reference to the module, namespace copy, origin,
 #: when, and the digest of what ran.
 _PENDING_FIELDS = 6
-
-
-def normalize_patterns(value: str | Iterable[str] | None, argument: str) -> tuple[str, ...] | None:
-    """
-    Validate include/exclude patterns: None, one pattern, or an iterable of them.
-    """
-    if value is None:
-        return None
-    patterns = (value,) if isinstance(value, str) else tuple(value) if _iterable(value) else None
-    if patterns is None or not all(isinstance(p, str) and p for p in patterns):
-        raise InvalidArgumentError(
-            f"{argument} must be a module-name pattern or an iterable of them, got {value!r}"
-        )
-    return patterns
-
-
-def normalize_roots(value: object) -> tuple[str, ...] | None:
-    """
-    Validate ``allowed_roots``: None, one path, or an iterable of paths; each becomes
-    an absolute path with symlinks resolved, so a link cannot lead a reload outside.
-    """
-    if value is None:
-        return None
-    items: Iterable[object] = (value,) if isinstance(value, (str, os.PathLike)) else value  # type: ignore[assignment]
-    if not _iterable(items):
-        raise InvalidArgumentError(f"allowed_roots must be a path or an iterable of paths, got {value!r}")
-    roots = []
-    for item in items:
-        path = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
-        if not isinstance(path, str) or not path:
-            raise InvalidArgumentError(f"allowed_roots must be text paths, got {item!r} in {value!r}")
-        roots.append(os.path.realpath(path))
-    return tuple(roots)
-
-
-def is_under(path: str, roots: tuple[str, ...]) -> bool:
-    """
-    Whether ``path`` (resolved as `normalize_roots` resolves the roots) lies in one of ``roots``.
-    """
-    real = os.path.realpath(path)
-    for root in roots:
-        try:
-            if os.path.commonpath([real, root]) == root:
-                return True
-        except ValueError:
-            continue  # different drives on Windows
-    return False
-
-
-def normalize_max_versions(value: object) -> int:
-    if value is None:
-        return DEFAULT_MAX_VERSIONS
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"max_versions must be a whole number of at least 1, got {value!r}")
-    return value
-
-
-def _iterable(value: object) -> bool:
-    try:
-        iter(value)  # type: ignore[call-overload]
-    except TypeError:
-        return False
-    return True
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:

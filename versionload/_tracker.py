@@ -1,34 +1,92 @@
 """
-`Tracker`: the public holder of versionload's state, and its import hook.
+`Tracker`: the public holder of versionload's state, its import hook, and the one door
+to the core.
 
-The module-level functions of ``versionload`` use one default tracker; tests and
-applications that want isolated state create their own.
+The module-level functions of ``versionload`` use one default tracker, made here (see
+`default_tracker`) so that nothing below the facade has to import the facade back;
+tests and applications that want isolated state create their own. The wings
+(``versionload._live``, ``versionload._plugins``) use only this module's public methods
+to reach the registry, the engine and the graph.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.machinery import ModuleSpec
 from types import ModuleType
+from typing import ParamSpec, TypeVar
 
-from ._engine import check_version_number, module_name, origin_of, record_external_reload, resolve_tracked
+import attrs
+
+from . import _arguments as check
+from ._engine import module_name, origin_of, record_external_reload, resolve_tracked
 from ._engine import reload as _reload
 from ._engine import rollback as _rollback
-from ._errors import InvalidArgumentError, NotAModuleError, VersionLoadError
-from ._events import Subscriber
+from ._errors import NotAModuleError, VersionLoadError
+from ._events import Event, Subscriber, emit
 from ._finder import VersionedFinder
 from ._fork import renew_after_fork
-from ._graph import dependencies_of, dependency_map, dependents_of
-from ._group import cascade_targets, check_update, migrator, names_of, reload_group, restore_states
+from ._graph import dependencies_of, dependents_of
+from ._graph import dependency_map as _dependency_map
+
+# The one order of modules, handed out by the door for the plugin wing's units.
+from ._graph import topological_order as topological_order
+from ._group import cascade_targets, migrator, reload_group, restore_states
 from ._inplace import Ledger
-from ._registry import Registry, normalize_max_versions, normalize_patterns, normalize_roots
+from ._registry import Registry
 from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
 from ._source import forget_compiled
 from ._stale import StaleReport, stale_report
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@attrs.frozen
+class TrackedModule:
+    """
+    A tracked module as its tracker holds it at the moment `Tracker.lookup` was called.
+
+    Attributes:
+        name: The module's name.
+        module: The module object the history belongs to (it may no longer be the one
+            in ``sys.modules``, if something imported the name again since).
+        current: The current version (the last one recorded or rolled back to).
+        versions: Every kept version, oldest first.
+
+    .. versionadded:: 0.2.0
+    """
+
+    name: str
+    module: ModuleType = attrs.field(repr=False, eq=False)
+    current: ModuleVersion
+    versions: tuple[ModuleVersion, ...]
+
+
+def _public_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """
+    Raise versionload's errors from the public method alone, without the frames of
+    the engine, the group and the registry below it.
+
+    A caller's traceback then ends where they called us; the error's message and
+    its chained cause (the module's own exception, from the module's own frames)
+    say what happened. The same idea as CPython's importlib, whose
+    ``_call_with_frames_removed`` keeps its machinery out of import tracebacks.
+    """
+
+    @functools.wraps(method)
+    def public(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except VersionLoadError as error:
+            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+
+    return public
 
 
 class Unset(enum.Enum):
@@ -65,6 +123,7 @@ class Tracker:
     .. versionadded:: 0.1.0
     """
 
+    @_public_errors
     def __init__(
         self,
         *,
@@ -74,10 +133,10 @@ class Tracker:
         allowed_roots: Iterable[str | os.PathLike[str]] | None = None,
     ) -> None:
         self._registry = Registry(
-            include=normalize_patterns(include, "include"),
-            exclude=normalize_patterns(exclude, "exclude"),
-            max_versions=normalize_max_versions(max_versions),
-            allowed_roots=normalize_roots(allowed_roots),
+            include=check.patterns(include, "include"),
+            exclude=check.patterns(exclude, "exclude"),
+            max_versions=check.max_versions(max_versions),
+            allowed_roots=check.allowed_roots(allowed_roots),
         )
         self._finder = VersionedFinder(
             self._registry.wants, self._on_load, self._on_external_reload_start, self._on_external_reload
@@ -122,6 +181,7 @@ class Tracker:
         with self._install_lock:
             sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self._finder]
 
+    @_public_errors
     def configure(
         self,
         *,
@@ -143,10 +203,10 @@ class Tracker:
         """
         registry = self._registry
         # Check every argument before changing anything.
-        new_include = registry.include if include is UNSET else normalize_patterns(include, "include")
-        new_exclude = registry.exclude if exclude is UNSET else normalize_patterns(exclude, "exclude")
-        new_max = registry.max_versions if max_versions is UNSET else normalize_max_versions(max_versions)
-        new_roots = registry.allowed_roots if allowed_roots is UNSET else normalize_roots(allowed_roots)
+        new_include = registry.include if include is UNSET else check.patterns(include, "include")
+        new_exclude = registry.exclude if exclude is UNSET else check.patterns(exclude, "exclude")
+        new_max = registry.max_versions if max_versions is UNSET else check.max_versions(max_versions)
+        new_roots = registry.allowed_roots if allowed_roots is UNSET else check.allowed_roots(allowed_roots)
         registry.configure(new_include, new_exclude, new_max, allowed_roots=new_roots)
 
     @property
@@ -164,11 +224,13 @@ class Tracker:
         return self._registry.max_versions
 
     @max_versions.setter
+    @_public_errors
     def max_versions(self, value: int) -> None:
-        self._registry.set_max_versions(normalize_max_versions(value))
+        self._registry.set_max_versions(check.max_versions(value))
 
     # -- operations ---------------------------------------------------------------------
 
+    @_public_errors
     def track(self, module: ModuleType | str) -> ModuleVersion:
         """
         Adopt an already-imported module: its namespace now becomes a version.
@@ -192,6 +254,7 @@ class Tracker:
         version, _ = self._registry.record(name, module, "adopted", origin_of(module), _SourceDigest())
         return version
 
+    @_public_errors
     def reload(
         self, module: ModuleType | str, *, cascade: bool = False, update: str | None = None
     ) -> ModuleType:
@@ -229,19 +292,16 @@ class Tracker:
             ReloadError: the new code failed; the original exception is chained.
             GroupReloadError: with ``cascade``, a module of the cascade failed.
         """
-        try:
-            if not isinstance(cascade, bool):
-                raise InvalidArgumentError(f"cascade must be a bool, got {cascade!r}")
-            mode = check_update(update)
-            if cascade:
-                targets = cascade_targets(self._registry, module)
-                return reload_group(self._registry, self._ledger, targets, update=mode, kind="cascade")[0]
-            if mode == "in-place":
-                return reload_group(self._registry, self._ledger, [module], update=mode)[0]
-            return _reload(self._registry, module, migrator)
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        check.flag(cascade, "cascade")
+        mode = check.update_mode(update)
+        if cascade:
+            targets = cascade_targets(self._registry, module)
+            return reload_group(self._registry, self._ledger, targets, update=mode, kind="cascade")[0]
+        if mode == "in-place":
+            return reload_group(self._registry, self._ledger, [module], update=mode)[0]
+        return _reload(self._registry, module, migrator)
 
+    @_public_errors
     def reload_many(
         self, modules: Iterable[ModuleType | str], *, update: str | None = None
     ) -> tuple[ModuleType, ...]:
@@ -263,11 +323,11 @@ class Tracker:
             ReloadError: as `reload`, for a module that cannot be reloaded at all
                 (checked before anything runs).
         """
-        try:
-            return reload_group(self._registry, self._ledger, names_of(modules), update=update, kind="many")
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        return reload_group(
+            self._registry, self._ledger, check.module_list(modules), update=update, kind="many"
+        )
 
+    @_public_errors
     def dependents(self, module: ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
         """
         The tracked modules that depend on ``module`` (import it, or bind names from it).
@@ -282,26 +342,22 @@ class Tracker:
         Returns:
             Module names, in the order they were first tracked.
         """
-        try:
-            name, _ = self._graph_node(module)
-            return dependents_of(dependency_map(self._registry), name, transitive)
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        name, _ = self._graph_node(module)
+        return dependents_of(_dependency_map(self._registry), name, transitive)
 
+    @_public_errors
     def dependencies(self, module: ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
         """
         The tracked modules that ``module`` depends on; the converse of `dependents`.
         """
-        try:
-            name, _ = self._graph_node(module)
-            return dependencies_of(dependency_map(self._registry), name, transitive)
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        name, _ = self._graph_node(module)
+        return dependencies_of(_dependency_map(self._registry), name, transitive)
 
     def _graph_node(self, module: ModuleType | str) -> tuple[str, ModuleType]:
         name, obj, _ = resolve_tracked(self._registry, module)
         return name, obj
 
+    @_public_errors
     def stale(self, module: ModuleType | str) -> StaleReport:
         """
         The live objects that still use code older than the module's current version.
@@ -313,12 +369,10 @@ class Tracker:
         Raises:
             NotTrackedError: the module has no history.
         """
-        try:
-            name, obj, history = resolve_tracked(self._registry, module)
-            return stale_report(name, obj, history, self._ledger.code_versions(name, history))
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        name, obj, history = resolve_tracked(self._registry, module)
+        return stale_report(name, obj, history, self._ledger.code_versions(name, history))
 
+    @_public_errors
     def rollback(self, module: ModuleType | str, to: int | None = None) -> ModuleType:
         """
         Restore the module's namespace exactly as it was at version ``to``.
@@ -336,11 +390,9 @@ class Tracker:
             VersionNotFoundError: no such version (or none below the current one).
             InvalidArgumentError: ``to`` is not an int.
         """
-        try:
-            return _rollback(self._registry, module, to, restore_states(self._registry, self._ledger))
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        return _rollback(self._registry, module, to, restore_states(self._registry, self._ledger))
 
+    @_public_errors
     def history(self, module: ModuleType | str) -> tuple[ModuleVersion, ...]:
         """
         The module's versions, oldest first.
@@ -349,11 +401,9 @@ class Tracker:
             NotTrackedError: the module has no history (see `track`).
             NotAModuleError: ``module`` is neither a module nor a string.
         """
-        try:
-            return resolve_tracked(self._registry, module)[2].versions
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        return resolve_tracked(self._registry, module)[2].versions
 
+    @_public_errors
     def current(self, module: ModuleType | str) -> ModuleVersion:
         """
         The module's current version (the last one recorded or rolled back to).
@@ -362,11 +412,9 @@ class Tracker:
             NotTrackedError: the module has no history (see `track`).
             NotAModuleError: ``module`` is neither a module nor a string.
         """
-        try:
-            return resolve_tracked(self._registry, module)[2].current
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        return resolve_tracked(self._registry, module)[2].current
 
+    @_public_errors
     def diff(self, module: ModuleType | str, a: int, b: int) -> NamespaceDiff:
         """
         The names added, removed and changed from version ``a`` to version ``b``.
@@ -376,14 +424,11 @@ class Tracker:
             VersionNotFoundError: ``a`` or ``b`` is not in the history (or was pruned).
             InvalidArgumentError: ``a`` or ``b`` is not an int.
         """
-        try:
-            check_version_number(a, "a")
-            check_version_number(b, "b")
-            name, _, history = resolve_tracked(self._registry, module)
-            old, new = history.get(a), history.get(b)
-            return compare(name, a, old.bindings, b, new.bindings)
-        except VersionLoadError as error:
-            raise error.with_traceback(None)  # noqa: B904 - keep our frames out
+        check.version_number(a, "a")
+        check.version_number(b, "b")
+        name, _, history = resolve_tracked(self._registry, module)
+        old, new = history.get(a), history.get(b)
+        return compare(name, a, old.bindings, b, new.bindings)
 
     def tracked(self) -> tuple[str, ...]:
         """
@@ -391,6 +436,52 @@ class Tracker:
         """
         return self._registry.names()
 
+    @_public_errors
+    def lookup(self, name: str) -> TrackedModule | None:
+        """
+        The tracked module of that name and its versions, or None if it has no history.
+
+        Unlike `history` and `current`, an untracked name is not an error: this is how
+        a front-end asks whether a module is tracked.
+
+        Raises:
+            InvalidArgumentError: ``name`` is not a string.
+
+        .. versionadded:: 0.2.0
+        """
+        found = self._registry.find(check.text(name, "name"))
+        if found is None:
+            return None
+        module, history = found
+        return TrackedModule(name, module, history.current, history.versions)
+
+    def dependency_map(self) -> dict[str, tuple[str, ...]]:
+        """
+        For each tracked module still in ``sys.modules`` (in tracking order), the tracked
+        modules it depends on; see `dependents` for where the edges come from.
+
+        .. versionadded:: 0.2.0
+        """
+        return _dependency_map(self._registry)
+
+    @_public_errors
+    def emit(self, event: Event) -> None:
+        """
+        Send ``event`` to this tracker's subscribers and to structlog, as the tracker's own
+        events are sent: a failing subscriber is reported through ``sys.unraisablehook``
+        and never raises here.
+
+        For front-ends built on a tracker (the plugin host) whose events belong in the
+        same stream.
+
+        Raises:
+            InvalidArgumentError: ``event`` is not an `Event`.
+
+        .. versionadded:: 0.2.0
+        """
+        emit(check.instance(event, Event, "event", "versionload.Event"), self._registry.subscribers)
+
+    @_public_errors
     def forget(self, module: ModuleType | str) -> bool:
         """
         Drop a module's history (its numbers are not reused); True if there was one.
@@ -410,6 +501,7 @@ class Tracker:
         forget_compiled()
         self._registry.clear()
 
+    @_public_errors
     def subscribe(self, subscriber: Subscriber) -> None:
         """
         Call ``subscriber(event)`` with each event payload this tracker emits.
@@ -417,9 +509,7 @@ class Tracker:
         Raises:
             InvalidArgumentError: ``subscriber`` is not callable.
         """
-        if not callable(subscriber):
-            raise InvalidArgumentError(f"subscriber must be callable, got {subscriber!r}")
-        self._registry.subscribers.append(subscriber)
+        self._registry.subscribers.append(check.callback(subscriber, "subscriber"))
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """
@@ -451,3 +541,13 @@ class Tracker:
         self, spec: ModuleSpec, module: ModuleType, duration_ns: int, digest: _SourceDigest | None
     ) -> None:
         record_external_reload(self._registry, spec.name, module, duration_ns, digest)
+
+
+_DEFAULT = Tracker()
+
+
+def default_tracker() -> Tracker:
+    """
+    The tracker that the module-level functions use.
+    """
+    return _DEFAULT

@@ -13,28 +13,29 @@ from __future__ import annotations
 
 import contextlib
 
-from ._pluggy import PluggyBridge
-from ._plugins import (
-    PLUGIN_EVENT_TYPES,
-    Plugin,
+from ._plugins.errors import (
     PluginCheckError,
+    PluginError,
+    PluginLoadError,
+    PluginNotFoundError,
+    PluginReloadError,
+    PluginVersionNotFoundError,
+)
+from ._plugins.events import (
+    PLUGIN_EVENT_TYPES,
     PluginCheckFailed,
     PluginDiscovered,
-    PluginError,
     PluginEvent,
-    PluginHost,
     PluginLoaded,
-    PluginLoadError,
     PluginLoadFailed,
-    PluginNotFoundError,
     PluginReloaded,
-    PluginReloadError,
     PluginReloadFailed,
     PluginRolledBack,
-    PluginVersion,
-    PluginVersionNotFoundError,
-    dependency_order,
 )
+from ._plugins.host import PluginHost
+from ._plugins.pluggy import PluggyBridge
+from ._plugins.records import Plugin, PluginVersion
+from ._plugins.units import dependency_order
 
 __all__ = [
     "PLUGIN_EVENT_TYPES",

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 
 from ._events import Event
-from ._tracker import Tracker
+from ._tracker import Tracker, default_tracker
 
 
 @contextlib.contextmanager
@@ -33,8 +33,6 @@ def capture_events(tracker: Tracker | None = None) -> Iterator[list[Event]]:
     .. versionadded:: 0.1.0
     """
     if tracker is None:
-        from . import default_tracker
-
         tracker = default_tracker()
     events: list[Event] = []
     tracker.subscribe(events.append)

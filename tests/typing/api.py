@@ -21,6 +21,7 @@ from versionload import (
     Tracker,
     VersionLoadError,
 )
+from versionload.plugins import PluginHost
 
 
 def on_event(event: Event) -> None:
@@ -78,6 +79,30 @@ def own_tracker() -> None:
     versionload.uninstall()
     default: Tracker = versionload.default_tracker()
     print(default)
+
+
+def front_end(tracker: Tracker, event: Event) -> dict[str, tuple[str, ...]]:
+    found: versionload.TrackedModule | None = tracker.lookup("app.views")
+    if found is not None:
+        module: ModuleType = found.module
+        current: ModuleVersion = found.current
+        kept: tuple[ModuleVersion, ...] = found.versions
+        print(found.name, module, current.number, len(kept))
+    tracker.emit(event)
+    watcher = versionload.watch("src", tracker=tracker)
+    watched: bool = watcher.watches("src/app/views.py")
+    watcher.reindex()
+    watcher.stop()
+    print(watched)
+    return tracker.dependency_map()
+
+
+def plugin_checks(host: PluginHost) -> None:
+    def has_name(obj: object) -> bool:
+        return hasattr(obj, "name")
+
+    host.add_check(has_name)
+    host.remove_check(has_name)
 
 
 def rejected(module: ModuleType) -> None:

@@ -32,6 +32,8 @@ from typing import Any, NoReturn
 
 import structlog
 
+from .. import _arguments as check
+
 EXIT_OK = 0
 EXIT_PROGRAM_FAILED = 1
 EXIT_USAGE = 2
@@ -183,14 +185,14 @@ def _fail(code: int, message: str) -> int:
 
 
 def _configure_logging(json_lines: bool, roots: tuple[str, ...]) -> None:
+    resolved = tuple(check.resolve(root) for root in roots)
+
     def only_watched_loads(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         # Loads of the standard library and of installed packages would drown the
         # lines that matter: show debug events only for files under the watched roots.
         if event.get("level") == "debug":
             origin = event.get("origin")
-            if not isinstance(origin, str) or not any(
-                os.path.abspath(origin).startswith(root.rstrip(os.sep) + os.sep) for root in roots
-            ):
+            if not isinstance(origin, str) or not check.is_under(origin, resolved):
                 raise structlog.DropEvent
         return event
 
@@ -217,11 +219,10 @@ def _terminated(signum: int, _: object) -> None:
 
 
 def _run(options: argparse.Namespace, module: str | None, script: str | None, rest: list[str]) -> int:
-    import versionload
-
-    from ._control import SOCKET_ENV, ControlError, ControlServer
-    from ._errors import InvalidArgumentError
-    from ._watch import make_watcher
+    from .._errors import ControlError, InvalidArgumentError
+    from .._tracker import default_tracker
+    from .control import SOCKET_ENV, ControlServer
+    from .watch import make_watcher
 
     # What python accepts as its target: a script, a directory or zip file holding a
     # ``__main__`` module (then runpy puts that path first on sys.path, as python
@@ -248,7 +249,8 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
     # As python does: the script's directory (or the directory or zip file itself), or
     # the cwd for -m, replaces the entry that ran versionload.
     sys.path[0:1] = [program_path]
-    tracker = versionload.install()
+    # What versionload.install() does: the settings in force, the hook in place.
+    tracker = default_tracker().install()
     if module is not None:
         try:
             found = importlib.util.find_spec(module)
@@ -348,7 +350,8 @@ def _print_program_error(error: BaseException) -> None:
 
 
 def _ask(options: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any] | int:
-    from ._control import ControlError, find_socket, request
+    from .._errors import ControlError
+    from .control import find_socket, request
 
     try:
         path = find_socket(options.pid, options.socket)

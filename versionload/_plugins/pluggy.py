@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidArgumentError
+from .. import _arguments as arguments
 
 if TYPE_CHECKING:
     import pluggy
 
-    from ._plugins import Plugin, PluginHost
+    from .host import PluginHost
+    from .records import Plugin
 
 
 class PluggyBridge:
@@ -39,8 +40,7 @@ class PluggyBridge:
     def __init__(self, host: PluginHost, manager: pluggy.PluginManager, *, validate: bool = True) -> None:
         import pluggy
 
-        if not isinstance(manager, pluggy.PluginManager):
-            raise InvalidArgumentError(f"manager must be a pluggy.PluginManager, got {manager!r}")
+        arguments.instance(manager, pluggy.PluginManager, "manager", "pluggy.PluginManager")
         self.host = host
         self.manager = manager
         host.on("after_reload", self._swap)
@@ -92,7 +92,7 @@ class PluggyBridge:
         """
         self.host.off("after_reload", self._swap)
         self.host.off("after_rollback", self._swap)
-        self.host._checks[:] = [check for check in self.host._checks if check != self.validate]
+        self.host.remove_check(self.validate)
 
     def _swap(self, old: Plugin, new: Plugin) -> None:
         if old is new:

@@ -34,8 +34,15 @@ from typing import Any
 
 import structlog
 
-from ._errors import InvalidArgumentError, NotTrackedError, VersionLoadError, VersionNotFoundError
-from ._tracker import Tracker
+from .. import _arguments as check
+from .._errors import (
+    ControlError,
+    InvalidArgumentError,
+    NotTrackedError,
+    VersionLoadError,
+    VersionNotFoundError,
+)
+from .._tracker import Tracker
 
 RUNTIME_DIR_ENV = "VERSIONLOAD_RUNTIME_DIR"
 SOCKET_ENV = "VERSIONLOAD_SOCKET"
@@ -45,12 +52,6 @@ _TIMEOUT = 5.0
 #: thread and at most _TIMEOUT seconds to send its request, so an idle or slow client
 #: delays nobody else.
 _MAX_CLIENTS = 8
-
-
-class ControlError(VersionLoadError, OSError):
-    """
-    The control channel could not be used: no program found, refused, or unsafe.
-    """
 
 
 def _configured_dir() -> Path:
@@ -234,6 +235,7 @@ class ControlServer:
     def __init__(self, tracker: Tracker, roots: tuple[str, ...], path: Path | None = None) -> None:
         self.tracker = tracker
         self.roots = roots
+        self._resolved_roots = tuple(check.resolve(root) for root in roots)
         self.path = path
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -403,31 +405,26 @@ class ControlServer:
         return {"ok": False, "kind": "bad_request", "error": f"unknown op {op!r}"}
 
     def _under_roots(self, origin: str | None) -> bool:
-        if origin is None:
-            return False
-        path = os.path.abspath(origin)
-        return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in self.roots)
+        return origin is not None and check.is_under(origin, self._resolved_roots)
 
     def _history(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         module = request.get("module")
         if module is not None and not isinstance(module, str):
             raise InvalidArgumentError(f"module must be a name, got {module!r}")
-        registry = self.tracker._registry
-        names = [module] if module is not None else list(registry.names())
+        names = [module] if module is not None else list(self.tracker.tracked())
         result = []
         for name in names:
-            found = registry.find(name)
+            found = self.tracker.lookup(name)
             if found is None:
                 if module is not None:
                     raise NotTrackedError(name)
                 continue
-            history = found[1]
-            if module is None and not request.get("all") and not self._under_roots(history.current.origin):
+            if module is None and not request.get("all") and not self._under_roots(found.current.origin):
                 continue
             result.append(
                 {
                     "module": name,
-                    "current": history.current_number,
+                    "current": found.current.number,
                     "versions": [
                         {
                             "number": v.number,
@@ -436,7 +433,7 @@ class ControlServer:
                             "origin": v.origin,
                             "source_sha256": v.source_sha256,
                         }
-                        for v in history.versions
+                        for v in found.versions
                     ],
                 }
             )
@@ -446,11 +443,11 @@ class ControlServer:
         name, to = request.get("module"), request.get("to")
         if not isinstance(name, str):
             return {"ok": False, "kind": "bad_request", "error": "rollback needs a module name"}
-        found = self.tracker._registry.find(name)
+        found = self.tracker.lookup(name)
         if found is None:
             raise NotTrackedError(name)
-        module, history = found
-        previous = history.current_number
+        module = found.module
+        previous = found.current.number
         self.tracker.rollback(module, to)
         return {
             "ok": True,

@@ -1,6 +1,9 @@
 """
 `PluginHost`: plugins found through entry points, reloaded and rolled back as units.
 
+The errors, records, events and units it works with live beside it (``errors.py``,
+``records.py``, ``events.py``, ``units.py``); this module holds the host's operations.
+
 A plugin is an entry point of the host's group. Its *unit* is every loaded module in
 the top-level package that holds the entry point's module (one level further down
 when that package is a namespace package shared by several distributions): an
@@ -16,436 +19,57 @@ rolling back asks the tracker to restore each module to the number recorded.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
-from types import FunctionType, MappingProxyType, ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
+from types import FunctionType, MappingProxyType
+from typing import Any, Literal, overload
 
 import attrs
 import importlib_metadata
 
-from ._errors import InvalidArgumentError, ReloadError, VersionLoadError
-from ._events import Event, emit, report_error
-from ._fork import renew_after_fork
-from ._graph import dependency_map
-
-if TYPE_CHECKING:
-    from ._tracker import Tracker
+from .. import _arguments as arguments
+from .._errors import ReloadError, VersionLoadError
+from .._events import Event, report_error
+from .._fork import renew_after_fork
+from .._tracker import Tracker, default_tracker
+from .errors import (
+    PluginCheckError,
+    PluginError,
+    PluginLoadError,
+    PluginNotFoundError,
+    PluginReloadError,
+    PluginVersionNotFoundError,
+)
+from .events import (
+    PluginCheckFailed,
+    PluginDiscovered,
+    PluginLoaded,
+    PluginLoadFailed,
+    PluginReloaded,
+    PluginReloadFailed,
+    PluginRolledBack,
+)
+from .records import Plugin, PluginVersion
+from .units import (
+    Entry,
+    State,
+    Unit,
+    dependency_order,
+    distribution_of,
+    in_unit,
+    source_removed,
+    unit_modules,
+    unit_root,
+)
 
 Check = Callable[[Any], object]
 BeforeHook = Callable[["Plugin"], object]
 AfterHook = Callable[["Plugin", "Plugin"], object]
 HookName = Literal["before_reload", "after_reload", "before_rollback", "after_rollback"]
 _HOOK_NAMES: tuple[str, ...] = ("before_reload", "after_reload", "before_rollback", "after_rollback")
-
-
-# -- errors -------------------------------------------------------------------------------
-
-
-class PluginError(VersionLoadError):
-    """
-    A plugin could not be found, loaded, reloaded, checked or rolled back.
-
-    Attributes:
-        plugin: The plugin's (entry point's) name.
-    """
-
-    def __init__(self, message: str, *, plugin: str) -> None:
-        super().__init__(message)
-        self.plugin = plugin
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_plugin_error, (type(self), str(self), self.plugin))
-
-
-class PluginCheckError(PluginError):
-    """
-    The reloaded plugin failed the host's check (it raised, or returned False).
-
-    Every module of the plugin was rolled back to the version it had before the
-    reload; the check's exception, if any, is chained.
-    """
-
-
-class PluginNotFoundError(PluginError, KeyError):
-    """
-    The host has no loaded plugin of that name.
-    """
-
-    def __str__(self) -> str:
-        # KeyError would show the message in quotes.
-        return str(self.args[0])
-
-
-class PluginLoadError(PluginError, ImportError):
-    """
-    An entry point could not be loaded; the original exception is chained.
-
-    Found in `PluginHost.errors`, never raised by `PluginHost.load_all`.
-    """
-
-
-class PluginReloadError(PluginError, ReloadError):
-    """
-    Reloading a plugin failed (a module's new code raised, or the entry point no
-    longer resolves); every module of the plugin is back at its previous version.
-    """
-
-    def __init__(self, message: str, *, plugin: str, module: str) -> None:
-        ReloadError.__init__(self, message, module=module)
-        self.plugin = plugin
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_reload_error, (type(self), str(self), self.plugin, self.module))
-
-
-class PluginVersionNotFoundError(PluginError, LookupError):
-    """
-    The plugin has no such version, or a module version it records was pruned.
-    """
-
-
-def _rebuild_plugin_error(cls: type[PluginError], message: str, plugin: str) -> PluginError:
-    return cls(message, plugin=plugin)
-
-
-def _rebuild_reload_error(
-    cls: type[PluginReloadError], message: str, plugin: str, module: str
-) -> PluginReloadError:
-    return cls(message, plugin=plugin, module=module)
-
-
-# -- records --------------------------------------------------------------------------------
-
-
-@attrs.frozen(eq=False)
-class Plugin:
-    """
-    A loaded plugin as the host holds it now.
-
-    Compared by identity: ``obj`` may be any object. A reload or rollback makes a new
-    `Plugin`; the old record keeps the old ``obj``.
-
-    Attributes:
-        name: The entry point's name.
-        group: The entry point group.
-        value: The entry point's value, ``"module:attr"``.
-        distribution: The name of the distribution that provides it (None if unknown).
-        dist_version: That distribution's version when this state was loaded.
-        obj: What the entry point resolves to in this state.
-        modules: The modules of the plugin's unit, in reload order.
-        version: The number of this state in `PluginHost.history`.
-
-    .. versionadded:: 0.1.0
-    """
-
-    name: str
-    group: str
-    value: str
-    distribution: str | None
-    dist_version: str | None
-    obj: Any = attrs.field(repr=False)
-    modules: tuple[str, ...]
-    version: int
-
-
-def _read_only(value: Mapping[str, int]) -> Mapping[str, int]:
-    return MappingProxyType(dict(value))
-
-
-@attrs.frozen
-class PluginVersion:
-    """
-    One recorded state of a plugin: the version number of each of its modules.
-
-    Attributes:
-        plugin: The plugin's name.
-        number: 1, 2, 3… per plugin (shared by plugins of one unit); only ever goes up.
-        reason: ``"load"`` or ``"reload"``.
-        created_at: When the state was recorded (UTC).
-        dist_version: The distribution's version in this state.
-        modules: Module name -> that module's version number in the tracker.
-
-    .. versionadded:: 0.1.0
-    """
-
-    plugin: str
-    number: int
-    reason: Literal["load", "reload"]
-    created_at: datetime
-    dist_version: str | None
-    modules: Mapping[str, int] = attrs.field(converter=_read_only, hash=False)
-
-
-# -- events ---------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class PluginEvent(Event):
-    """
-    Base of the plugin events; ``module`` is the entry point's module.
-
-    ``modules`` and ``versions`` are parallel: module names and their version numbers.
-    """
-
-    plugin: str
-    group: str
-    distribution: str | None
-    dist_version: str | None
-    modules: tuple[str, ...]
-    versions: tuple[int, ...]
-
-
-@attrs.frozen
-class PluginDiscovered(PluginEvent):
-    """
-    An entry point of the group was found (nothing is imported yet).
-    """
-
-    event: ClassVar[str] = "plugin.discovered"
-    level: ClassVar[str] = "debug"
-
-    value: str
-
-
-@attrs.frozen
-class PluginLoaded(PluginEvent):
-    """
-    A plugin was imported, resolved and passed its check.
-    """
-
-    event: ClassVar[str] = "plugin.loaded"
-
-    version: int
-
-
-@attrs.frozen
-class PluginLoadFailed(PluginEvent):
-    """
-    An entry point could not be loaded; the plugin is in `PluginHost.errors`.
-    """
-
-    event: ClassVar[str] = "plugin.load_failed"
-    level: ClassVar[str] = "error"
-
-    error: str
-
-
-@attrs.frozen
-class PluginReloaded(PluginEvent):
-    """
-    A plugin was reloaded and passed its check.
-    """
-
-    event: ClassVar[str] = "plugin.reloaded"
-
-    version: int
-    previous_version: int
-    duration_ms: float
-
-
-@attrs.frozen
-class PluginReloadFailed(PluginEvent):
-    """
-    A module of the plugin failed to reload, or its entry point no longer resolves.
-    """
-
-    event: ClassVar[str] = "plugin.reload_failed"
-    level: ClassVar[str] = "error"
-
-    error: str
-
-
-@attrs.frozen
-class PluginCheckFailed(PluginEvent):
-    """
-    The reloaded plugin failed the host's check.
-    """
-
-    event: ClassVar[str] = "plugin.check_failed"
-    level: ClassVar[str] = "error"
-
-    error: str
-
-
-@attrs.frozen
-class PluginRolledBack(PluginEvent):
-    """
-    Every module of the plugin was returned to an earlier state.
-
-    ``reason`` is ``"requested"`` (`PluginHost.rollback`), ``"reload_failed"`` or
-    ``"check_failed"``; after an automatic rollback ``version`` equals ``previous_version``.
-    """
-
-    event: ClassVar[str] = "plugin.rolled_back"
-    level: ClassVar[str] = "warning"
-
-    version: int
-    previous_version: int
-    reason: str
-
-
-PLUGIN_EVENT_TYPES: tuple[type[PluginEvent], ...] = (
-    PluginDiscovered,
-    PluginLoaded,
-    PluginLoadFailed,
-    PluginReloaded,
-    PluginReloadFailed,
-    PluginCheckFailed,
-    PluginRolledBack,
-)
-
-
-# -- internal state -------------------------------------------------------------------------
-
-
-@attrs.frozen
-class _State:
-    number: int
-    reason: Literal["load", "reload"]
-    created_at: datetime
-    modules: Mapping[str, int]
-    entry_points: Mapping[str, importlib_metadata.EntryPoint]
-    dist_versions: Mapping[str, str | None]
-
-
-@attrs.define
-class _Unit:
-    """
-    The modules that reload together, their recorded states, and the current one.
-    """
-
-    root: str
-    states: list[_State] = attrs.Factory(list)
-    current: int = 0
-
-    def state(self, number: int) -> _State:
-        for state in self.states:
-            if state.number == number:
-                return state
-        raise LookupError(number)
-
-    def numbers(self) -> tuple[int, ...]:
-        return tuple(state.number for state in self.states)
-
-
-@attrs.define
-class _Entry:
-    entry_point: importlib_metadata.EntryPoint
-    unit: _Unit
-    plugin: Plugin
-
-
-def _distribution(entry_point: importlib_metadata.EntryPoint) -> tuple[str | None, str | None]:
-    dist = entry_point.dist
-    if dist is None:
-        return None, None
-    try:
-        return dist.name, dist.version
-    except Exception:  # noqa: BLE001 - the metadata was removed or rewritten under us
-        return None, None
-
-
-def _is_namespace_package(module: object) -> bool:
-    return hasattr(module, "__path__") and getattr(module, "__file__", None) is None
-
-
-def _unit_root(module_name: str) -> str:
-    """
-    The first package above (or at) ``module_name`` that is not a namespace package.
-    """
-    parts = module_name.split(".")
-    for depth in range(1, len(parts) + 1):
-        candidate = ".".join(parts[:depth])
-        if not _is_namespace_package(sys.modules.get(candidate)):
-            return candidate
-    return module_name
-
-
-def _source_removed(name: str) -> bool:
-    """
-    Whether the module was loaded from a file that no longer exists.
-    """
-    spec = getattr(sys.modules.get(name), "__spec__", None)
-    origin = getattr(spec, "origin", None)
-    if not getattr(spec, "has_location", False) or not isinstance(origin, str):
-        return False
-    return not os.path.exists(origin)
-
-
-def _in_unit(name: str, root: str) -> bool:
-    return name == root or name.startswith(root + ".")
-
-
-def _unit_modules(root: str) -> list[str]:
-    return [
-        name
-        for name, module in list(sys.modules.items())
-        if _in_unit(name, root) and isinstance(module, ModuleType) and not _is_namespace_package(module)
-    ]
-
-
-def _references(module: ModuleType, candidates: set[str]) -> set[str]:
-    """
-    The candidate modules that ``module``'s namespace refers to: modules bound in it,
-    and classes and functions defined in them (``from .util import helper``), except
-    its own parent packages.
-    """
-    found: set[str] = set()
-    for value in list(vars(module).values()):
-        if isinstance(value, ModuleType):
-            target = getattr(value, "__name__", None)
-        elif isinstance(value, (type, FunctionType)):
-            target = value.__module__
-        else:
-            continue
-        if isinstance(target, str) and target in candidates:
-            found.add(target)
-    found.discard(module.__name__)
-    # ``import pkg.sibling`` binds the parent package, which is not what the module
-    # needs first: packages normally import their submodules, so they come after.
-    return {target for target in found if not module.__name__.startswith(target + ".")}
-
-
-def dependency_order(
-    names: list[str], rank: Mapping[str, int], edges: Mapping[str, Iterable[str]] | None = None
-) -> list[str]:
-    """
-    Order modules so that each comes after the modules it imports from.
-
-    Re-executing ``from .util import helper`` binds whatever ``util`` holds at that
-    moment, so ``util`` must be reloaded before the module that imports from it.
-    The dependencies are ``edges`` (module -> modules it depends on, as the tracker's
-    dependency graph has them from each module's code and namespace) together with
-    what each module's namespace took from the others; a module's own parent
-    packages do not count (a package imports its submodules, so it comes after
-    them). Among modules with no such constraint between them (and to break import
-    cycles) the order in which they were first tracked decides: with the import hook
-    that is the order in which their first imports finished, which already put every
-    module after the modules it imported.
-    """
-    candidates = set(names)
-    needs = {name: _references(sys.modules[name], candidates) for name in names}
-    for name in names:
-        needs[name].update(
-            target
-            for target in (edges or {}).get(name, ())
-            if target in candidates and target != name and not name.startswith(target + ".")
-        )
-    remaining = sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
-    ordered: list[str] = []
-    while remaining:
-        ready = next((name for name in remaining if not needs[name] - set(ordered)), remaining[0])
-        remaining.remove(ready)
-        ordered.append(ready)
-    return ordered
-
-
-# -- the host -------------------------------------------------------------------------------
 
 
 class PluginHost:
@@ -464,19 +88,16 @@ class PluginHost:
     """
 
     def __init__(self, group: str, *, tracker: Tracker | None = None, check: Check | None = None) -> None:
-        if not isinstance(group, str) or not group:
-            raise InvalidArgumentError(f"group must be a non-empty string, got {group!r}")
-        if check is not None and not callable(check):
-            raise InvalidArgumentError(f"check must be callable, got {check!r}")
+        arguments.text(group, "group")
+        if check is not None:
+            arguments.callback(check, "check")
         if tracker is None:
-            from . import default_tracker
-
             tracker = default_tracker()
         self._group = group
         self._tracker = tracker
         self._checks: list[Check] = [] if check is None else [check]
-        self._entries: dict[str, _Entry] = {}
-        self._units: dict[str, _Unit] = {}
+        self._entries: dict[str, Entry] = {}
+        self._units: dict[str, Unit] = {}
         self._errors: dict[str, Exception] = {}
         self._hooks: dict[str, list[Callable[..., object]]] = {name: [] for name in _HOOK_NAMES}
         # Serialises operations (load_all, reload, rollback), held while callbacks run.
@@ -588,15 +209,19 @@ class PluginHost:
         """
         Add a check that every plugin object must pass after a load or reload.
         """
-        if not callable(check):
-            raise InvalidArgumentError(f"check must be callable, got {check!r}")
-        self._checks.append(check)
+        self._checks.append(arguments.callback(check, "check"))
+
+    def remove_check(self, check: Check) -> None:
+        """
+        Stop running ``check`` (every copy of it that was added); unknown checks are ignored.
+
+        .. versionadded:: 0.2.0
+        """
+        self._checks[:] = [each for each in self._checks if each != check]
 
     def _hook_list(self, hook: str, callback: object) -> list[Callable[..., object]]:
-        if hook not in self._hooks:
-            raise InvalidArgumentError(f"hook must be one of {', '.join(_HOOK_NAMES)}; got {hook!r}")
-        if not callable(callback):
-            raise InvalidArgumentError(f"callback must be callable, got {callback!r}")
+        arguments.choice(hook, _HOOK_NAMES, "hook")
+        arguments.callback(callback, "callback")
         return self._hooks[hook]
 
     # -- loading --------------------------------------------------------------------------
@@ -614,11 +239,11 @@ class PluginHost:
             Every loaded plugin by name (as `plugins`).
         """
         with self._lock:
-            touched: list[_Unit] = []
+            touched: list[Unit] = []
             for entry_point in importlib_metadata.entry_points(group=self._group):
                 name = entry_point.name
                 if name in self._entries:
-                    if self._entries[name].plugin.distribution != _distribution(entry_point)[0]:
+                    if self._entries[name].plugin.distribution != distribution_of(entry_point)[0]:
                         self._fail(
                             entry_point,
                             PluginLoadError(
@@ -649,7 +274,7 @@ class PluginHost:
                 self._publish()
             return self.plugins
 
-    def _load(self, entry_point: importlib_metadata.EntryPoint) -> _Unit:
+    def _load(self, entry_point: importlib_metadata.EntryPoint) -> Unit:
         name = entry_point.name
         try:
             obj = entry_point.load()
@@ -660,13 +285,13 @@ class PluginHost:
                 plugin=name,
             ) from error
         self._run_checks(name, obj, "load")
-        root = _unit_root(entry_point.module)
+        root = unit_root(entry_point.module)
         modules = self._adopt(root)
         unit = self._units.get(root)
         if unit is None:
-            unit = self._units[root] = _Unit(root)
-        distribution, dist_version = _distribution(entry_point)
-        self._entries[name] = _Entry(
+            unit = self._units[root] = Unit(root)
+        distribution, dist_version = distribution_of(entry_point)
+        self._entries[name] = Entry(
             entry_point,
             unit,
             Plugin(name, self._group, entry_point.value, distribution, dist_version, obj, tuple(modules), 0),
@@ -677,14 +302,14 @@ class PluginHost:
         """
         Make sure every module of the unit is tracked; the modules in reload order.
         """
-        names = _unit_modules(root)
+        names = unit_modules(root)
         # Modules imported without the hook are adopted in sys.modules order, which is
         # the order their imports finished: the import system moves each module to the
         # end of sys.modules once its code ran. Adoption order becomes their rank.
         for name in names:
             self._tracker.track(sys.modules[name])
         rank = {name: index for index, name in enumerate(self._tracker.tracked())}
-        return dependency_order(names, rank, dependency_map(self._tracker._registry))
+        return dependency_order(names, rank, self._tracker.dependency_map())
 
     def _fail(
         self, entry_point: importlib_metadata.EntryPoint, error: PluginError, clash: bool = False
@@ -729,7 +354,7 @@ class PluginHost:
                 self._after("after_reload", olds, news)
             return self._entries[name].plugin
 
-    def _reload_unit(self, requested: _Entry, entries: list[_Entry]) -> list[Plugin]:
+    def _reload_unit(self, requested: Entry, entries: list[Entry]) -> list[Plugin]:
         unit = requested.unit
         if self._tracker.max_versions < 2:
             raise PluginReloadError(
@@ -746,7 +371,7 @@ class PluginHost:
         try:
             # A module whose file the new version dropped has nothing to run; it stays
             # as it was, for code of the old version that may still use it.
-            reloadable = [module for module in modules if not _source_removed(module)]
+            reloadable = [module for module in modules if not source_removed(module)]
             # One atomic group: if a module fails, the core puts back the ones that
             # already ran and records no version for any of them.
             if reloadable:
@@ -796,7 +421,7 @@ class PluginHost:
             )
         return [entry.plugin for entry in entries]
 
-    def _fresh_entry_points(self, entries: list[_Entry]) -> dict[str, importlib_metadata.EntryPoint]:
+    def _fresh_entry_points(self, entries: list[Entry]) -> dict[str, importlib_metadata.EntryPoint]:
         """
         The entry points as the installed metadata has them now (an upgrade may change them).
         """
@@ -807,7 +432,7 @@ class PluginHost:
             matches = [
                 ep
                 for ep in available
-                if ep.name == name and _distribution(ep)[0] == entry.plugin.distribution
+                if ep.name == name and distribution_of(ep)[0] == entry.plugin.distribution
             ]
             if not matches:
                 raise PluginReloadError(
@@ -815,7 +440,7 @@ class PluginHost:
                     plugin=name,
                     module=entry.entry_point.module,
                 )
-            if not _in_unit(matches[0].module, entry.unit.root):
+            if not in_unit(matches[0].module, entry.unit.root):
                 raise PluginReloadError(
                     f"plugin {name!r}: its entry point now points outside {entry.unit.root!r} "
                     f"({matches[0].value!r}); load it with a new host instead; nothing was reloaded",
@@ -825,19 +450,19 @@ class PluginHost:
             found[name] = matches[0]
         return found
 
-    def _undo(self, unit: _Unit, before: Mapping[str, int], done: list[str]) -> None:
+    def _undo(self, unit: Unit, before: Mapping[str, int], done: list[str]) -> None:
         """
         Put every module of the unit back to its version in ``before``.
         """
         for module in reversed(done):
             self._tracker.rollback(module, to=before[module])
-        for module in _unit_modules(unit.root):
+        for module in unit_modules(unit.root):
             if module not in before:
                 # First imported by the failed reload: the old code never saw it.
                 self._tracker.forget(module)
                 sys.modules.pop(module, None)
 
-    def _failure(self, requested: _Entry, entries: list[_Entry], error: Exception) -> PluginError:
+    def _failure(self, requested: Entry, entries: list[Entry], error: Exception) -> PluginError:
         name = requested.plugin.name
         if isinstance(error, PluginError):
             return error
@@ -876,8 +501,8 @@ class PluginHost:
             InvalidArgumentError: ``to`` is not an int.
             PluginError: a ``before_rollback`` callback raised; nothing was changed.
         """
-        if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
-            raise InvalidArgumentError(f"to must be a plugin version number (int), got {to!r}")
+        if to is not None:
+            arguments.version_number(to, "to", "plugin version number")
         with self._lock:
             entry = self._require(name)
             unit = entry.unit
@@ -920,7 +545,7 @@ class PluginHost:
                 self._after("after_rollback", olds, news)
             return entry.plugin
 
-    def _target(self, name: str, unit: _Unit, to: int | None) -> _State:
+    def _target(self, name: str, unit: Unit, to: int | None) -> State:
         numbers = unit.numbers()
         if to is None:
             below = [number for number in numbers if number < unit.current]
@@ -943,7 +568,7 @@ class PluginHost:
             {name: entry.plugin for name, entry in self._entries.items() if entry.plugin.version}
         )
 
-    def _require(self, name: str) -> _Entry:
+    def _require(self, name: str) -> Entry:
         entry = self._entries.get(name)
         if entry is None or not entry.plugin.version:
             raise self._not_found(name)
@@ -959,26 +584,26 @@ class PluginHost:
             f"no plugin {name!r} in group {self._group!r} (loaded: {known}){hint}", plugin=name
         )
 
-    def _entries_of(self, unit: _Unit) -> list[_Entry]:
+    def _entries_of(self, unit: Unit) -> list[Entry]:
         return [entry for entry in self._entries.values() if entry.unit is unit]
 
-    def _state(self, unit: _Unit, reason: Literal["load", "reload"]) -> _State:
+    def _state(self, unit: Unit, reason: Literal["load", "reload"]) -> State:
         modules = self._adopt(unit.root)
         number = unit.states[-1].number + 1 if unit.states else 1
-        return _State(
+        return State(
             number,
             reason,
             datetime.now(timezone.utc),
             {module: self._tracker.current(module).number for module in modules},
             {e.plugin.name: e.entry_point for e in self._entries_of(unit)},
-            {e.plugin.name: _distribution(e.entry_point)[1] for e in self._entries_of(unit)},
+            {e.plugin.name: distribution_of(e.entry_point)[1] for e in self._entries_of(unit)},
         )
 
-    def _record(self, unit: _Unit, reason: Literal["load", "reload"]) -> None:
+    def _record(self, unit: Unit, reason: Literal["load", "reload"]) -> None:
         unit.states.append(self._state(unit, reason))
         unit.current = unit.states[-1].number
 
-    def _resolve(self, entry: _Entry, unit: _Unit) -> Plugin:
+    def _resolve(self, entry: Entry, unit: Unit) -> Plugin:
         """
         The plugin as the unit's current state has it: the object resolved again.
         """
@@ -1030,7 +655,7 @@ class PluginHost:
                 except Exception as error:  # noqa: BLE001 - reported, not swallowed
                     report_error(error, f"versionload: {hook} callback {callback!r} failed for {old.name!r}")
 
-    def _version_of(self, name: str, state: _State) -> PluginVersion:
+    def _version_of(self, name: str, state: State) -> PluginVersion:
         return PluginVersion(
             plugin=name,
             number=state.number,
@@ -1041,7 +666,7 @@ class PluginHost:
         )
 
     def _fields(self, entry_point: importlib_metadata.EntryPoint, modules: tuple[str, ...]) -> dict[str, Any]:
-        distribution, dist_version = _distribution(entry_point)
+        distribution, dist_version = distribution_of(entry_point)
         return {
             "module": entry_point.module,
             "plugin": entry_point.name,
@@ -1070,7 +695,7 @@ class PluginHost:
             return 0
 
     def _emit(self, event: Event) -> None:
-        emit(event, self._tracker._registry.subscribers)
+        self._tracker.emit(event)
 
 
 def _refuse_stale(old: Plugin, entry_point: importlib_metadata.EntryPoint, obj: object, root: str) -> None:
@@ -1084,7 +709,7 @@ def _refuse_stale(old: Plugin, entry_point: importlib_metadata.EntryPoint, obj: 
     """
     if entry_point.attr is None or obj is not old.obj or not isinstance(obj, (type, FunctionType)):
         return
-    if _in_unit(obj.__module__, root):
+    if in_unit(obj.__module__, root):
         raise AttributeError(
             f"{entry_point.value!r} still resolves to the object of the previous version: "
             f"the new code no longer defines {entry_point.attr!r}"
@@ -1092,7 +717,7 @@ def _refuse_stale(old: Plugin, entry_point: importlib_metadata.EntryPoint, obj: 
 
 
 def _describe_dist(entry_point: importlib_metadata.EntryPoint) -> str:
-    distribution, dist_version = _distribution(entry_point)
+    distribution, dist_version = distribution_of(entry_point)
     if distribution is None:
         return "unknown distribution"
     return f"from {distribution} {dist_version}"

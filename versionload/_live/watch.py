@@ -36,11 +36,11 @@ from typing import Any, Literal
 import attrs
 import structlog
 
-from ._errors import InvalidArgumentError
-from ._events import Event, HistoryEnded, ModuleLoaded, ModuleReloaded, ModuleReloadFailed, report_error
-from ._fork import renew_after_fork
-from ._group import check_update
-from ._tracker import Tracker
+from .. import _arguments as check
+from .._errors import InvalidArgumentError, VersionLoadError
+from .._events import Event, HistoryEnded, ModuleLoaded, ModuleReloaded, ModuleReloadFailed, report_error
+from .._fork import renew_after_fork
+from .._tracker import Tracker
 
 Outcome = Literal["reloaded", "failed", "deleted", "unchanged"]
 Backend = Literal["watchfiles", "polling"]
@@ -98,10 +98,6 @@ def _normalize(path: str) -> str:
     return os.path.normcase(os.path.abspath(path))
 
 
-def _is_under(path: str, directory: str) -> bool:
-    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
-
-
 def _library_dirs() -> tuple[str, ...]:
     """
     Directories whose modules are never live-reloaded: the standard library,
@@ -109,8 +105,8 @@ def _library_dirs() -> tuple[str, ...]:
     """
     paths = sysconfig.get_paths()
     found = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
-    found.add(os.path.dirname(os.path.abspath(__file__)))
-    return tuple(sorted({_normalize(p) for p in found} | {os.path.realpath(_normalize(p)) for p in found}))
+    found.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return tuple(sorted({check.resolve(p) for p in found}))
 
 
 def default_roots() -> tuple[str, ...]:
@@ -122,7 +118,7 @@ def default_roots() -> tuple[str, ...]:
     roots: list[str] = []
     for entry in sys.path:
         path = _normalize(entry or os.getcwd())
-        if not os.path.isdir(path) or any(_is_under(path, lib) for lib in libraries):
+        if not os.path.isdir(path) or check.is_under(path, libraries):
             continue
         roots.append(path)
     return _outermost(roots)
@@ -130,63 +126,46 @@ def default_roots() -> tuple[str, ...]:
 
 def _outermost(roots: Iterable[str]) -> tuple[str, ...]:
     # A root inside another root would report each change twice.
-    unique = sorted(set(roots), key=len)
     kept: list[str] = []
-    for root in unique:
-        if not any(_is_under(root, outer) for outer in kept):
+    resolved: list[str] = []
+    for root in sorted(set(roots), key=len):
+        if not check.is_under(root, resolved):
             kept.append(root)
+            resolved.append(check.resolve(root))
     return tuple(kept)
 
 
 def check_roots(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None) -> tuple[str, ...]:
     """
-    Validate the paths to watch and make them absolute.
+    Validate the paths to watch and make them absolute (None: `default_roots`).
 
     Raises:
         InvalidArgumentError: a path is not a string or path, or is not an existing directory or file.
     """
     if paths is None:
         return default_roots()
-    if isinstance(paths, (str, os.PathLike)):
-        items: list[object] = [paths]
-    else:
-        try:
-            items = list(paths)
-        except TypeError:
-            raise InvalidArgumentError(
-                f"paths must be a path or an iterable of paths, got {paths!r}"
-            ) from None
-    roots: list[str] = []
-    for item in items:
-        if not isinstance(item, (str, os.PathLike)):
-            raise InvalidArgumentError(f"paths must be a path or an iterable of paths, got {item!r}")
-        path = _normalize(os.fspath(item))
-        if not os.path.exists(path):
-            raise InvalidArgumentError(f"cannot watch {path!r}: no such file or directory")
-        roots.append(path)
-    if not roots:
-        raise InvalidArgumentError("paths is empty: give at least one directory, or None for the defaults")
-    return _outermost(roots)
+    return _outermost(check.watch_paths(paths))
 
 
 class PathIndex:
     """
     File path to the tracked modules executed from it, for the modules under the roots.
 
-    Kept current by the tracker's events, so it is never rebuilt: a load costs one
-    ``realpath``, a change one dictionary lookup.
+    Kept current by the tracker's events, so it is never rebuilt: a load costs a
+    ``realpath`` or two, a change one dictionary lookup.
     """
 
     def __init__(self, roots: tuple[str, ...], counters: WatchCounters) -> None:
         self.roots = roots
         self._counters = counters
-        # Both spellings of each root, so that a module found through a symlinked
-        # sys.path entry is recognised without resolving every module's path.
-        self._prefixes = tuple(sorted(set(roots) | {os.path.realpath(r) for r in roots}))
-        libraries = _library_dirs()
+        # Resolved, as `is_under` resolves the paths it compares with them: a module
+        # found through a symlinked sys.path entry is recognised.
+        self._prefixes = tuple(sorted({check.resolve(root) for root in roots}))
         # A virtual environment inside a watched project is not part of the project.
         self._excluded = tuple(
-            lib for lib in libraries if any(_is_under(lib, root) and lib != root for root in self._prefixes)
+            lib
+            for lib in _library_dirs()
+            if any(check.is_under(lib, (root,)) and lib != root for root in self._prefixes)
         )
         self._names: dict[str, dict[str, int]] = {}
         self._path_of: dict[str, str] = {}
@@ -195,14 +174,13 @@ class PathIndex:
         renew_after_fork(self, "_lock", threading.Lock)
 
     def key(self, path: str) -> str:
-        return os.path.normcase(os.path.realpath(path))
+        return check.resolve(path)
 
     def wants(self, origin: str | None) -> bool:
         if origin is None or not origin.endswith(tuple(SOURCE_SUFFIXES)):
             return False
-        path = _normalize(origin)
-        return any(_is_under(path, p) for p in self._prefixes) and not any(
-            _is_under(path, lib) for lib in self._excluded
+        return check.is_under(origin, self._prefixes) and not (
+            self._excluded and check.is_under(origin, self._excluded)
         )
 
     def add(self, name: str, origin: str | None) -> str | None:
@@ -277,10 +255,9 @@ class Watcher:
         force_polling: bool = False,
         on_change: Callable[[FileChange], object] | None = None,
     ) -> None:
-        if isinstance(debounce, bool) or not isinstance(debounce, (int, float)) or not 0 < debounce <= 10:
-            raise InvalidArgumentError(f"debounce must be a number of seconds in (0, 10], got {debounce!r}")
-        if on_change is not None and not callable(on_change):
-            raise InvalidArgumentError(f"on_change must be callable, got {on_change!r}")
+        debounce = check.seconds(debounce, "debounce", most=10)
+        if on_change is not None:
+            check.callback(on_change, "on_change")
         self.tracker = tracker
         self.roots = roots
         self.counters = WatchCounters()
@@ -356,7 +333,7 @@ class Watcher:
         if not self._attached:
             self._attached = True
             self.tracker.subscribe(self._on_event)
-            self._index_existing()
+            self.reindex()
 
     def detach(self) -> None:
         """
@@ -386,12 +363,28 @@ class Watcher:
 
     # -- the index ---------------------------------------------------------------------
 
-    def _index_existing(self) -> None:
-        registry = self.tracker._registry
-        for name in registry.names():
-            found = registry.find(name)
+    def reindex(self) -> None:
+        """
+        Index every tracked module under the roots that is not indexed yet.
+
+        Needed only after modules were tracked without the tracker's events reaching
+        the watcher (adopted before `attach`, for example); indexing is idempotent.
+
+        .. versionadded:: 0.2.0
+        """
+        for name in self.tracker.tracked():
+            found = self.tracker.lookup(name)
             if found is not None:
-                self._add(name, found[1].current.origin)
+                self._add(name, found.current.origin)
+
+    def watches(self, path: str | None) -> bool:
+        """
+        Whether a module executed from ``path`` would be watched: a Python source file
+        under the roots, outside the standard library, site-packages and versionload.
+
+        .. versionadded:: 0.2.0
+        """
+        return self._index.wants(path)
 
     def _add(self, name: str, origin: str | None) -> None:
         key = self._index.add(name, origin)
@@ -513,11 +506,11 @@ class Watcher:
         return changes
 
     def _handle(self, name: str, path: str) -> FileChange | None:
-        found = self.tracker._registry.find(name)
+        found = self.tracker.lookup(name)
         if found is None:
             self._index.remove(name)
             return None
-        module, history = found
+        module = found.module
         if sys.modules.get(name) is not module:
             return None  # replaced by a new import: that one has its own history
         self.counters.files_read += 1
@@ -530,8 +523,8 @@ class Watcher:
         except OSError as error:
             self._logger.error("watch.file_unreadable", module=name, path=path, error=repr(error))
             return FileChange(name, path, "failed", error=repr(error))
-        if hashlib.sha256(source).hexdigest() == history.current.source_sha256:
-            return FileChange(name, path, "unchanged", version=history.current_number)
+        if hashlib.sha256(source).hexdigest() == found.current.source_sha256:
+            return FileChange(name, path, "unchanged", version=found.current.number)
         return self._reload(name, module, path)
 
     def _reload(self, name: str, module: ModuleType, path: str) -> FileChange:
@@ -600,13 +593,11 @@ def make_watcher(
     force_polling: bool,
     on_change: Callable[[FileChange], object] | None,
 ) -> Watcher:
-    if not isinstance(cascade, bool):
-        raise InvalidArgumentError(f"cascade must be True or False, got {cascade!r}")
+    check.flag(cascade, "cascade")
     if update is not None:
         # Checked now: an unknown mode would otherwise fail every reload the watcher starts.
-        check_update(update)
-    if not isinstance(tracker, Tracker):
-        raise InvalidArgumentError(f"tracker must be a versionload.Tracker, got {tracker!r}")
+        check.update_mode(update)
+    check.instance(tracker, Tracker, "tracker", "versionload.Tracker")
     return Watcher(
         tracker,
         check_roots(paths),

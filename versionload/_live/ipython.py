@@ -24,9 +24,9 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from ._errors import VersionLoadError
-from ._tracker import Tracker
-from ._watch import FileChange, PathIndex, Watcher, default_roots
+from .._errors import VersionLoadError
+from .._tracker import Tracker, default_tracker
+from .watch import FileChange, Watcher, default_roots
 
 _ACTIVE: dict[int, LiveReload] = {}
 
@@ -46,15 +46,12 @@ class LiveReload:
     def _adopt_loaded(self) -> None:
         # Modules of the project imported before %load_ext: without a version 1 they
         # could not be reloaded atomically (there would be nothing to go back to).
-        index = PathIndex(self.watcher.roots, self.watcher.counters)
         for name, module in list(sys.modules.items()):
-            if (
-                isinstance(module, ModuleType)
-                and index.wants(getattr(module, "__file__", None))
-                and self.tracker._registry.history_of(name, module) is None
-            ):
-                self.tracker.track(module)
-        self.watcher._index_existing()
+            if isinstance(module, ModuleType) and self.watcher.watches(getattr(module, "__file__", None)):
+                found = self.tracker.lookup(name)
+                if found is None or found.module is not module:
+                    self.tracker.track(module)
+        self.watcher.reindex()
 
     def pre_run_cell(self, *_: object) -> None:
         for change in self.watcher.poll():
@@ -84,9 +81,10 @@ def load_ipython_extension(shell: Any) -> None:
     """
     if id(shell) in _ACTIVE:
         return
-    import versionload
-
-    live = LiveReload(shell, versionload.install())
+    # What versionload.install() does: the default settings, the hook in place.
+    tracker = default_tracker()
+    tracker.configure()
+    live = LiveReload(shell, tracker.install())
     _ACTIVE[id(shell)] = live
     shell.events.register("pre_run_cell", live.pre_run_cell)
     for name, function in (("vl_history", _history), ("vl_diff", _diff), ("vl_rollback", _rollback)):
@@ -136,12 +134,11 @@ def _history(live: LiveReload, args: list[str]) -> None:
     if len(args) > 1:
         raise _usage("usage: %vl_history [MODULE]")
     if not args:
-        registry = live.tracker._registry
         shown = 0
-        for name in registry.names():
-            found = registry.find(name)
-            if found is not None and live.watcher._index.wants(found[1].current.origin):
-                print(f"{name}: version {found[1].current_number} ({len(found[1].versions)} kept)")
+        for name in live.tracker.tracked():
+            found = live.tracker.lookup(name)
+            if found is not None and live.watcher.watches(found.current.origin):
+                print(f"{name}: version {found.current.number} ({len(found.versions)} kept)")
                 shown += 1
         if not shown:
             print("no watched modules yet: import a module of your project")

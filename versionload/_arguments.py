@@ -1,0 +1,241 @@
+"""
+Checking what callers pass in, before anything changes; and the one rule for paths
+and roots that those checks set up.
+
+Every public entry point checks its arguments here first, so bad input fails with an
+`InvalidArgumentError` naming the argument, and nothing (no module, no version, no
+setting) has changed yet. Each check returns the value in the form the core keeps:
+a tuple instead of any iterable, a resolved path instead of any spelling of one.
+
+Roots are kept resolved (`resolve`: absolute, symlinks followed, case folded where
+the file system folds it), and `is_under` resolves the path it is asked about the same
+way, so a symlink can neither lead a reload out of its allowed roots nor hide a
+watched file from the watcher. It is the only place that answers "does this path lie
+in one of these directories".
+
+Pure functions: no state, no locks; the only I/O is resolving and testing paths.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Literal, TypeVar, cast
+
+from ._errors import InvalidArgumentError
+
+#: Versions kept per module when nothing else is asked for.
+DEFAULT_MAX_VERSIONS = 10
+
+UpdateMode = Literal["rebind", "in-place"]
+UPDATE_MODES: tuple[UpdateMode, ...] = ("rebind", "in-place")
+
+_T = TypeVar("_T")
+
+
+def is_iterable(value: object) -> bool:
+    """
+    Whether ``iter(value)`` works.
+    """
+    try:
+        iter(value)  # type: ignore[call-overload]
+    except TypeError:
+        return False
+    return True
+
+
+# -- paths and roots ------------------------------------------------------------------
+
+
+def resolve(path: str) -> str:
+    """
+    ``path`` as roots are kept: absolute, symlinks resolved, case folded where the
+    file system is case-insensitive.
+    """
+    return os.path.normcase(os.path.realpath(path))
+
+
+def is_under(path: str, roots: Iterable[str]) -> bool:
+    """
+    Whether ``path``, resolved, is one of ``roots`` or lies inside one.
+
+    ``roots`` must already be resolved (`resolve`, `allowed_roots`, `watch_paths`):
+    they are compared as they are, once per call.
+    """
+    real = resolve(path)
+    for root in roots:
+        try:
+            if os.path.commonpath([real, root]) == root:
+                return True
+        except ValueError:
+            continue  # different drives on Windows
+    return False
+
+
+def paths(value: object, argument: str) -> list[str]:
+    """
+    One path or an iterable of paths (``str`` or ``os.PathLike``), as a list of strings.
+
+    Raises:
+        InvalidArgumentError: ``value`` is neither, or an item is not a non-empty path.
+    """
+    items = [value] if isinstance(value, (str, os.PathLike)) else value
+    if not is_iterable(items):
+        raise InvalidArgumentError(f"{argument} must be a path or an iterable of paths, got {value!r}")
+    found: list[str] = []
+    for item in items:  # type: ignore[attr-defined]
+        path = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+        if not isinstance(path, str) or not path:
+            raise InvalidArgumentError(f"{argument} must be a path or an iterable of paths, got {item!r}")
+        found.append(path)
+    return found
+
+
+def allowed_roots(value: object) -> tuple[str, ...] | None:
+    """
+    ``allowed_roots``: None (any origin), one path, or an iterable of paths; each
+    resolved, so that a link cannot lead a reload outside.
+    """
+    if value is None:
+        return None
+    return tuple(resolve(path) for path in paths(value, "allowed_roots"))
+
+
+def watch_paths(value: object) -> tuple[str, ...]:
+    """
+    The paths of `versionload.watch`: existing files or directories, made absolute
+    (not resolved: they are shown back to the user and given to the OS watch).
+
+    Raises:
+        InvalidArgumentError: a path has the wrong type or does not exist, or there is none.
+    """
+    found = [os.path.normcase(os.path.abspath(path)) for path in paths(value, "paths")]
+    for path in found:
+        if not os.path.exists(path):
+            raise InvalidArgumentError(f"cannot watch {path!r}: no such file or directory")
+    if not found:
+        raise InvalidArgumentError("paths is empty: give at least one directory, or None for the defaults")
+    return tuple(found)
+
+
+# -- settings -------------------------------------------------------------------------
+
+
+def patterns(value: object, argument: str) -> tuple[str, ...] | None:
+    """
+    ``include`` / ``exclude``: None, one module-name pattern, or an iterable of them.
+    """
+    if value is None:
+        return None
+    found: tuple[object, ...] | None = None
+    if isinstance(value, str):
+        found = (value,)
+    elif is_iterable(value):
+        found = tuple(cast(Iterable[object], value))
+    if found is None or not all(isinstance(p, str) and p for p in found):
+        raise InvalidArgumentError(
+            f"{argument} must be a module-name pattern or an iterable of them, got {value!r}"
+        )
+    return cast(tuple[str, ...], found)
+
+
+def max_versions(value: object) -> int:
+    """
+    ``max_versions``: None (the default, `DEFAULT_MAX_VERSIONS`) or a whole number of at least 1.
+    """
+    if value is None:
+        return DEFAULT_MAX_VERSIONS
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"max_versions must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def update_mode(value: object) -> UpdateMode:
+    """
+    ``update``: None (the default) or ``"rebind"``, or ``"in-place"``.
+    """
+    if value is None:
+        return "rebind"
+    if isinstance(value, str) and value in UPDATE_MODES:
+        return value
+    raise InvalidArgumentError(f"update must be None, 'rebind' or 'in-place', got {value!r}")
+
+
+# -- values ---------------------------------------------------------------------------
+
+
+def version_number(value: object, argument: str, what: str = "version number") -> int:
+    """
+    A version number: an int (a bool is refused, though Python counts it as one).
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{argument} must be a {what} (int), got {value!r}")
+    return value
+
+
+def text(value: object, argument: str) -> str:
+    """
+    A name such as an entry point group: a non-empty string.
+    """
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"{argument} must be a non-empty string, got {value!r}")
+    return value
+
+
+def seconds(value: object, argument: str, *, most: float) -> float:
+    """
+    A duration in seconds, above 0 and at most ``most``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= most:
+        raise InvalidArgumentError(f"{argument} must be a number of seconds in (0, {most:g}], got {value!r}")
+    return float(value)
+
+
+def instance(value: object, kind: type[_T], argument: str, shown: str) -> _T:
+    """
+    An object of one of our own types (a tracker, an event), named as the user knows it (``shown``).
+    """
+    if not isinstance(value, kind):
+        raise InvalidArgumentError(f"{argument} must be a {shown}, got {value!r}")
+    return value
+
+
+def choice(value: object, options: tuple[str, ...], argument: str) -> str:
+    """
+    One of a few fixed strings.
+    """
+    if not isinstance(value, str) or value not in options:
+        raise InvalidArgumentError(f"{argument} must be one of {', '.join(options)}; got {value!r}")
+    return value
+
+
+def flag(value: object, argument: str) -> bool:
+    """
+    A switch such as ``cascade``: exactly True or False (a truthy value is refused,
+    since ``cascade="no"`` would mean yes).
+    """
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{argument} must be True or False, got {value!r}")
+    return value
+
+
+def callback(value: _T, argument: str) -> _T:
+    """
+    Something that will be called later: refused now, when the mistake is made,
+    rather than when it is first called.
+    """
+    if not callable(value):
+        raise InvalidArgumentError(f"{argument} must be callable, got {value!r}")
+    return value
+
+
+def module_list(modules: object) -> list[object]:
+    """
+    A `reload_many` argument as a list, refusing a bare string or module (a common slip).
+    """
+    if isinstance(modules, (str, ModuleType)) or not isinstance(modules, Iterable):
+        raise InvalidArgumentError(
+            f"reload_many takes an iterable of modules or module names, got {type(modules).__name__}"
+        )
+    return list(modules)
