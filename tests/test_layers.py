@@ -27,8 +27,10 @@ import versionload
 
 PACKAGE = Path(versionload.__file__).parent
 ROOT = "versionload"
-#: Plain data, errors and argument checks: anybody may import these.
-BOTTOM = frozenset(f"{ROOT}.{name}" for name in ("_errors", "_snapshot", "_history", "_events", "_arguments", "_fork"))
+#: Plain data, errors, argument checks and fork safety: anybody may import these.
+BOTTOM = frozenset(
+    f"{ROOT}.{name}" for name in ("_errors", "_snapshot", "_history", "_events", "_arguments", "_fork")
+)
 #: The one door to the core for the wings.
 DOOR = f"{ROOT}._tracker"
 WINGS = (f"{ROOT}._live", f"{ROOT}._plugins")

@@ -88,8 +88,6 @@ class Registry:
                 registry._release_dead()
 
         self._pending_callback = on_collected
-
-    def __attrs_post_init__(self) -> None:
         renew_after_fork(self, "_lock", threading.RLock)
 
     def __repr__(self) -> str:

@@ -37,7 +37,7 @@ import attrs
 import structlog
 
 from .. import _arguments as check
-from .._errors import InvalidArgumentError, VersionLoadError
+from .._errors import InvalidArgumentError
 from .._events import Event, HistoryEnded, ModuleLoaded, ModuleReloaded, ModuleReloadFailed, report_error
 from .._fork import renew_after_fork
 from .._tracker import Tracker
