@@ -47,6 +47,7 @@ CPYTHON_PRIVATE = frozenset(
         "_bootstrap._init_module_attrs",  # a reload sets __spec__ and friends as importlib does
         "sys._getframe",  # the finder's caller, and the end of a load, read from the stack
         "sys._current_frames",  # stale(): frames of running threads executing old code
+        "lock._is_owned",  # RLock: does this thread hold the registry lock, asked without blocking
     }
 )
 

@@ -84,8 +84,7 @@ class Registry:
             registry = this()
             if registry is not None:
                 # No history has the name "": only the release of the queue is wanted.
-                registry._collected.append(("", ref))
-                registry._release_dead()
+                registry.note_collected("", ref)
 
         self._pending_callback = on_collected
         renew_after_fork(self, "_lock", threading.RLock)
@@ -342,12 +341,20 @@ class Registry:
         this = weakref.ref(self)
 
         def on_collected(ref: weakref.ref[ModuleType]) -> None:
-            collected.append((name, ref))
             registry = this()
-            if registry is not None:
-                registry._release_dead()
+            if registry is None:
+                collected.append((name, ref))
+            else:
+                registry.note_collected(name, ref)
 
         return on_collected
+
+    def note_collected(self, name: str, ref: weakref.ref[ModuleType]) -> None:
+        """
+        Called by the weak reference of a collected module (``name`` is "" for a queued import).
+        """
+        self._collected.append((name, ref))
+        self._release_dead()
 
     def _release_dead(self) -> None:
         """
