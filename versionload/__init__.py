@@ -8,6 +8,7 @@ place. The functions here act on one default `Tracker`:
     versionload.reload(module)           # run the source on disk; a failure changes nothing
     versionload.rollback(module, to=1)   # restore what version 1 bound
     versionload.history(module)          # the recorded versions, oldest first
+    with versionload.serving(): ...      # a unit of work no reload interrupts
 
 Functions that take a module accept the module or its name. Bad input raises a
 `VersionLoadError` subclass that is also the stdlib error callers expect (`TypeError`,
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from ._errors import (
+    DrainTimeoutError,
     InvalidArgumentError,
     ModuleNotLoadedError,
     NotAModuleError,
@@ -42,11 +44,14 @@ from ._events import (
     HistoryEnded,
     ModuleLoaded,
     ModulePatched,
+    ModuleReloadDeferred,
     ModuleReloaded,
     ModuleReloadFailed,
     ModuleRolledBack,
     VersionPruned,
 )
+from ._gate import DEFAULT_DRAIN_TIMEOUT as _DEFAULT_DRAIN_TIMEOUT
+from ._gate import Section as _Section
 from ._group import GroupReloadError
 from ._registry import DEFAULT_MAX_VERSIONS
 from ._snapshot import ModuleVersion, NamespaceDiff
@@ -75,6 +80,7 @@ def install(
     exclude: str | _Iterable[str] | None = None,
     max_versions: int | None = None,
     allowed_roots: _Iterable[str | _os.PathLike[str]] | None = None,
+    drain_timeout: float | None = _DEFAULT_DRAIN_TIMEOUT,
 ) -> Tracker:
     """
     Configure the default tracker and put its finder first on ``sys.meta_path``.
@@ -89,16 +95,22 @@ def install(
         max_versions: Versions kept per module; None means the default (10).
         allowed_roots: Directories (or zip files) that `reload` may run code from;
             None allows any origin. See ``docs/security.md``.
+        drain_timeout: Seconds a reload or rollback waits for the `serving` sections
+            in flight to end (None: forever); see ``docs/gate.md``.
 
     Returns:
         The default `Tracker`.
 
     Raises:
-        InvalidArgumentError: a pattern is not a string, a root is not a path, or
-            ``max_versions`` is below 1.
+        InvalidArgumentError: a pattern is not a string, a root is not a path,
+            ``max_versions`` is below 1, or ``drain_timeout`` is negative or not a number.
     """
     _DEFAULT.configure(
-        include=include, exclude=exclude, max_versions=max_versions, allowed_roots=allowed_roots
+        include=include,
+        exclude=exclude,
+        max_versions=max_versions,
+        allowed_roots=allowed_roots,
+        drain_timeout=drain_timeout,
     )
     return _DEFAULT.install()
 
@@ -108,6 +120,15 @@ def uninstall() -> None:
     Take the default tracker's finder off ``sys.meta_path``; histories are kept.
     """
     _DEFAULT.uninstall()
+
+
+def serving() -> _Section:
+    """
+    A section of serving code (a request, a task) that no reload or rollback of the
+    default tracker interrupts: a context manager, an async context manager and a
+    decorator; see `Tracker.serving`.
+    """
+    return _DEFAULT.serving()
 
 
 def track(module: _ModuleType | str) -> ModuleVersion:
@@ -293,6 +314,7 @@ __all__ = [
     "CascadeFailed",
     "CascadeReloaded",
     "DEFAULT_MAX_VERSIONS",
+    "DrainTimeoutError",
     "Event",
     "GroupReloadError",
     "HistoryEnded",
@@ -300,6 +322,7 @@ __all__ = [
     "ModuleLoaded",
     "ModuleNotLoadedError",
     "ModulePatched",
+    "ModuleReloadDeferred",
     "ModuleReloadFailed",
     "ModuleReloaded",
     "ModuleRolledBack",
@@ -327,6 +350,7 @@ __all__ = [
     "reload",
     "reload_many",
     "rollback",
+    "serving",
     "stale",
     "track",
     "uninstall",

@@ -13,7 +13,8 @@ system already catch::
     └── ReloadError                 (ImportError)     a reload could not run, or failed
         ├── ModuleNotLoadedError                      not in sys.modules (or its parent)
         ├── SpecNotFoundError       (ModuleNotFoundError)  the finders no longer find it
-        └── ReloadRefusedError                        its file lies outside the allowed roots
+        ├── ReloadRefusedError                        its file lies outside the allowed roots
+        └── DrainTimeoutError                         serving sections did not end in time
 
 Errors are raised before anything is changed, except ``ReloadError`` for code that
 failed while executing, which is raised after the namespace was put back.
@@ -113,6 +114,51 @@ class ReloadRefusedError(ReloadError):
 
     Raised before the module's code is read or run; the namespace is unchanged.
     """
+
+
+class DrainTimeoutError(ReloadError):
+    """
+    Sections of serving code (``versionload.serving()``) were still in flight when the
+    tracker's ``drain_timeout`` ran out, so the operation changed nothing.
+
+    ``module`` is the first module the operation would have changed, ``modules`` all of
+    them, ``in_flight`` the sections it waited for, ``timeout`` the seconds it waited
+    (None: it would have waited forever, but the sections could never end, because they
+    belong to operations waiting for each other). A ``module.reload_deferred`` event
+    reports the same.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        modules: tuple[str, ...],
+        *,
+        in_flight: int,
+        timeout: float | None,
+        deadlock: bool = False,
+        message: str | None = None,
+    ) -> None:
+        if message is None:
+            names = ", ".join(repr(name) for name in modules)
+            if deadlock:
+                why = "they belong to other changes that wait for this thread's sections"
+            else:
+                why = f"they did not end within {timeout} s"
+            message = f"not changing {names}: {in_flight} serving section(s) in flight and {why}"
+        super().__init__(message, module=modules[0] if modules else "")
+        self.modules = modules
+        self.in_flight = in_flight
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_drain, (str(self), self.modules, self.in_flight, self.timeout))
+
+
+def _rebuild_drain(
+    message: str, modules: tuple[str, ...], in_flight: int, timeout: float | None
+) -> DrainTimeoutError:
+    return DrainTimeoutError(modules, in_flight=in_flight, timeout=timeout, message=message)
 
 
 def _rebuild(cls: type[ReloadError], message: str, module: str, path: str | None) -> ReloadError:

@@ -14,12 +14,20 @@ from collections.abc import Iterable
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-from ._engine import check_version_number, module_name, origin_of, record_external_reload, resolve_tracked
+from ._engine import (
+    check_version_number,
+    module_name,
+    origin_of,
+    record_external_reload,
+    resolve_loaded,
+    resolve_tracked,
+)
 from ._engine import reload as _reload
 from ._engine import rollback as _rollback
-from ._errors import InvalidArgumentError, NotAModuleError, VersionLoadError
-from ._events import Subscriber
+from ._errors import DrainTimeoutError, InvalidArgumentError, NotAModuleError, VersionLoadError
+from ._events import ModuleReloadDeferred, Subscriber
 from ._finder import VersionedFinder
+from ._gate import DEFAULT_DRAIN_TIMEOUT, Gate, Section, normalize_drain_timeout
 from ._graph import dependencies_of, dependency_map, dependents_of
 from ._group import cascade_targets, check_update, migrator, names_of, reload_group, restore_states
 from ._inplace import Ledger
@@ -41,6 +49,10 @@ class Tracker:
         allowed_roots: Directories (or zip files) that `reload` may run code from; a
             reload of a module whose file, as the finders find it now, lies elsewhere
             (or that has no file) raises `ReloadRefusedError`. None allows any origin.
+        drain_timeout: Seconds a reload, rollback or group waits for the sections of
+            serving code in flight (see `serving`) to end; None waits forever. When
+            they do not end in time, the operation changes nothing and raises
+            `DrainTimeoutError`.
 
     Creating a tracker changes nothing in ``sys``; `install` puts its finder in front
     of ``sys.meta_path``.
@@ -55,7 +67,9 @@ class Tracker:
         exclude: str | Iterable[str] | None = None,
         max_versions: int | None = None,
         allowed_roots: Iterable[str | os.PathLike[str]] | None = None,
+        drain_timeout: float | None = DEFAULT_DRAIN_TIMEOUT,
     ) -> None:
+        self._drain_timeout = normalize_drain_timeout(drain_timeout)
         self._registry = Registry(
             include=normalize_patterns(include, "include"),
             exclude=normalize_patterns(exclude, "exclude"),
@@ -67,6 +81,7 @@ class Tracker:
         )
         self._install_lock = threading.Lock()
         self._ledger = Ledger()  # states of objects updated in place, per version
+        self._gate = Gate()
 
     def __repr__(self) -> str:
         state = "installed" if self.installed else "not installed"
@@ -111,19 +126,79 @@ class Tracker:
         exclude: str | Iterable[str] | None = None,
         max_versions: int | None = None,
         allowed_roots: Iterable[str | os.PathLike[str]] | None = None,
+        drain_timeout: float | None = DEFAULT_DRAIN_TIMEOUT,
     ) -> None:
         """
-        Replace the filters, the retention and the allowed roots; fewer versions are pruned at once.
+        Replace the filters, the retention, the allowed roots and the drain timeout;
+        fewer versions are pruned at once.
 
         Raises:
-            InvalidArgumentError: a pattern or a root has the wrong type, or ``max_versions`` is below 1.
+            InvalidArgumentError: a pattern or a root has the wrong type, ``max_versions``
+                is below 1, or ``drain_timeout`` is negative or not a number.
         """
+        timeout = normalize_drain_timeout(drain_timeout)
         self._registry.configure(
             normalize_patterns(include, "include"),
             normalize_patterns(exclude, "exclude"),
             normalize_max_versions(max_versions),
             allowed_roots=normalize_roots(allowed_roots),
         )
+        self._drain_timeout = timeout
+
+    @property
+    def drain_timeout(self) -> float | None:
+        """
+        Seconds a change waits for serving sections to end (None: forever); settable.
+        """
+        return self._drain_timeout
+
+    @drain_timeout.setter
+    def drain_timeout(self, value: float | None) -> None:
+        self._drain_timeout = normalize_drain_timeout(value)
+
+    def serving(self) -> Section:
+        """
+        A section of serving code during which none of this tracker's changes is applied.
+
+        Use it as a context manager (``with tracker.serving():``), an async context
+        manager (``async with``) or a decorator (``@tracker.serving()``), around a
+        unit of work: a request, a task, a hook call. A reload, rollback, cascade or
+        `reload_many` waits until the sections in flight have ended and holds new
+        ones back meanwhile, so code inside a section sees each module either
+        before or after a change, never half-executed. Sections nest, per thread
+        (and per asyncio task); a change requested inside a section does not wait
+        for the sections its own thread holds. See ``docs/gate.md``.
+
+        .. versionadded:: 0.1.0
+        """
+        return self._gate.section
+
+    @property
+    def sections_in_flight(self) -> int:
+        """
+        The serving sections in flight right now, over all threads.
+        """
+        return self._gate.in_flight
+
+    def _close_gate(self, operation: str, names: tuple[str, ...]) -> bool:
+        """
+        Wait for the serving sections to drain before ``operation`` changes ``names``.
+        """
+        try:
+            return self._gate.close(names, self._drain_timeout)
+        except DrainTimeoutError as error:
+            self._registry.emit_all(
+                [
+                    ModuleReloadDeferred(
+                        module=error.module,
+                        modules=error.modules,
+                        operation=operation,
+                        in_flight=error.in_flight,
+                        timeout=error.timeout,
+                    )
+                ]
+            )
+            raise
 
     @property
     def allowed_roots(self) -> tuple[str, ...] | None:
@@ -211,10 +286,19 @@ class Tracker:
             mode = check_update(update)
             if cascade:
                 targets = cascade_targets(self._registry, module)
-                return reload_group(self._registry, self._ledger, targets, update=mode, kind="cascade")[0]
-            if mode == "in-place":
-                return reload_group(self._registry, self._ledger, [module], update=mode)[0]
-            return _reload(self._registry, module, migrator)
+                names = tuple(_name_of(target) for target in targets)
+                nested = self._close_gate("cascade", names)
+                try:
+                    return reload_group(self._registry, self._ledger, targets, update=mode, kind="cascade")[0]
+                finally:
+                    self._gate.reopen(nested)
+            nested = self._close_gate("reload", (resolve_loaded(module)[0],))
+            try:
+                if mode == "in-place":
+                    return reload_group(self._registry, self._ledger, [module], update=mode)[0]
+                return _reload(self._registry, module, migrator)
+            finally:
+                self._gate.reopen(nested)
         except VersionLoadError as error:
             raise error.with_traceback(None)  # noqa: B904 - keep our frames out
 
@@ -240,7 +324,15 @@ class Tracker:
                 (checked before anything runs).
         """
         try:
-            return reload_group(self._registry, self._ledger, names_of(modules), update=update, kind="many")
+            targets = names_of(modules)
+            check_update(update)
+            if not targets:
+                return ()
+            nested = self._close_gate("many", tuple(resolve_loaded(target)[0] for target in targets))
+            try:
+                return reload_group(self._registry, self._ledger, targets, update=update, kind="many")
+            finally:
+                self._gate.reopen(nested)
         except VersionLoadError as error:
             raise error.with_traceback(None)  # noqa: B904 - keep our frames out
 
@@ -313,7 +405,13 @@ class Tracker:
             InvalidArgumentError: ``to`` is not an int.
         """
         try:
-            return _rollback(self._registry, module, to, restore_states(self._registry, self._ledger))
+            if to is not None:
+                check_version_number(to, "to")
+            nested = self._close_gate("rollback", (resolve_tracked(self._registry, module)[0],))
+            try:
+                return _rollback(self._registry, module, to, restore_states(self._registry, self._ledger))
+            finally:
+                self._gate.reopen(nested)
         except VersionLoadError as error:
             raise error.with_traceback(None)  # noqa: B904 - keep our frames out
 
@@ -420,3 +518,7 @@ class Tracker:
         self, spec: ModuleSpec, module: ModuleType, duration_ns: int, digest: _SourceDigest | None
     ) -> None:
         record_external_reload(self._registry, spec.name, module, duration_ns, digest)
+
+
+def _name_of(target: object) -> str:
+    return target if isinstance(target, str) else module_name(target)  # type: ignore[arg-type]

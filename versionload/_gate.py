@@ -1,0 +1,316 @@
+"""
+The drain gate: sections of serving code that no reload interrupts.
+
+A *section* is a unit of work (a request, a task, a hook call) marked with
+`Gate.section` (``versionload.serving()``). An operation that changes modules (a
+reload, a rollback, a group) first *drains* the gate: it waits until the sections in
+flight have ended, holds new ones back meanwhile, applies its change, then lets them
+go. Code inside a section therefore sees every module either before or after a
+change, never half-executed.
+
+The bookkeeping, all under one lock:
+
+- ``active``: the sections in flight, over all threads; a thread's nested sections
+  count once. ``held`` (per thread) is how many of them the thread holds: its
+  outermost sync section, plus each asyncio task running on it that is in a section.
+- ``waiting``: operations waiting to drain. While one waits, new sections wait too,
+  so a stream of requests cannot starve a reload (writer preference). A thread that
+  already holds a section enters again at once: waiting would only delay the drain.
+- ``owner``: the thread applying a change. Its own sections (module code calling a
+  decorated function while it runs) pass through.
+
+An operation started inside a section does not wait for the sections its own thread
+holds: they cannot end while it waits. On an event loop's thread that covers every
+task in a section on that loop; they are suspended at an ``await`` while the change
+runs, and see it when they resume. When every section in flight belongs to an
+operation that waits for the others, none can ever end: the later one fails at once
+with `DrainTimeoutError` rather than hanging.
+
+This module is the core's bottom layer: it imports no other part of versionload
+except the errors. After ``os.fork`` the child's gates keep only the sections of the
+thread that forked (the other threads do not exist there).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._errors import DrainTimeoutError, InvalidArgumentError
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: Seconds an operation waits for sections to end unless told otherwise.
+DEFAULT_DRAIN_TIMEOUT = 30.0
+
+# How long an async section waiting at the gate sleeps between looks: short at
+# first (a reload is usually quick), then longer so that waiting tasks stay cheap.
+_ASYNC_POLL_FIRST = 0.0005
+_ASYNC_POLL_MAX = 0.01
+
+
+def normalize_drain_timeout(value: object) -> float | None:
+    """
+    Check a ``drain_timeout``: None (wait forever) or a number of seconds, 0 or more.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+        raise InvalidArgumentError(
+            f"drain_timeout must be a number of seconds (0 or more) or None, got {value!r}"
+        )
+    return None if math.isinf(value) else float(value)
+
+
+class _ThreadState(threading.local):
+    depth = 0  # nesting of sync sections in this thread
+    held = 0  # sections this thread holds: its outer sync one, plus its tasks' ones
+
+
+_gates: weakref.WeakSet[Gate] = weakref.WeakSet()
+
+
+class Gate:
+    """
+    Sections of serving code, and the drain that changes wait for; see the module docstring.
+    """
+
+    def __init__(self) -> None:
+        self._local = _ThreadState()
+        self._task_depth: contextvars.ContextVar[int] = contextvars.ContextVar("versionload_section", default=0)
+        self._reset(0, None)
+        self.section = Section(self)
+        _gates.add(self)
+
+    def _reset(self, active: int, owner: int | None) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._active = active
+        self._waiting = 0
+        self._waiting_held = 0  # sections held by the threads of waiting operations
+        self._owner = owner
+        self._owner_depth = 0 if owner is None else self._owner_depth
+
+    def __repr__(self) -> str:
+        return f"<versionload gate: {self._active} sections in flight, {self._waiting} changes waiting>"
+
+    @property
+    def in_flight(self) -> int:
+        """
+        The sections in flight right now, over all threads.
+        """
+        return self._active
+
+    # -- sections ----------------------------------------------------------------------
+
+    def _may_enter(self, me: int) -> bool:
+        return (self._waiting == 0 and self._owner is None) or self._owner == me
+
+    def enter_sync(self) -> None:
+        local = self._local
+        if local.depth:
+            local.depth += 1
+            return
+        with self._lock:
+            if local.held == 0 and not self._may_enter(threading.get_ident()):
+                while not self._may_enter(threading.get_ident()):
+                    self._changed.wait()
+            self._active += 1
+        local.held += 1
+        local.depth = 1
+
+    def exit_sync(self) -> None:
+        local = self._local
+        local.depth -= 1
+        if local.depth:
+            return
+        local.held -= 1
+        self._leave()
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._waiting:
+                self._changed.notify_all()
+
+    async def enter_async(self) -> None:
+        depth = self._task_depth.get()
+        if depth:
+            self._task_depth.set(depth + 1)
+            return
+        import asyncio  # here: a program that never awaits a section need not import it
+
+        me = threading.get_ident()
+        pause = _ASYNC_POLL_FIRST
+        while True:
+            with self._lock:
+                if self._may_enter(me):
+                    self._active += 1
+                    break
+                # Never block the loop: the operation we wait for may need it to run.
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _ASYNC_POLL_MAX)
+        self._local.held += 1
+        self._task_depth.set(1)
+
+    def exit_async(self) -> None:
+        depth = self._task_depth.get()
+        self._task_depth.set(depth - 1)
+        if depth > 1:
+            return
+        self._local.held -= 1
+        self._leave()
+
+    # -- changes -----------------------------------------------------------------------
+
+    def close(self, modules: tuple[str, ...], timeout: float | None) -> bool:
+        """
+        Close the gate for a change: wait until no other section is in flight.
+
+        Returns whether the change is nested in one this thread is applying already;
+        pass that to `reopen` once the change is applied (or failed).
+
+        Raises:
+            DrainTimeoutError: sections were still in flight after ``timeout`` seconds
+                (None: wait forever), or could never end; the gate is open again.
+        """
+        me = threading.get_ident()
+        with self._lock:
+            if self._owner == me:
+                # A change made while applying one (module code reloading another module).
+                self._owner_depth += 1
+                return True
+            self._wait_for_drain(me, modules, timeout)
+            return False
+
+    def reopen(self, nested: bool) -> None:
+        """
+        Let sections in again after a change that `close` let through.
+        """
+        with self._lock:
+            if nested:
+                self._owner_depth -= 1
+            else:
+                self._owner = None
+                self._owner_depth = 0
+                self._changed.notify_all()
+
+    @contextmanager
+    def drained(self, modules: tuple[str, ...], timeout: float | None) -> Iterator[None]:
+        """
+        `close` and `reopen` around a block.
+        """
+        nested = self.close(modules, timeout)
+        try:
+            yield
+        finally:
+            self.reopen(nested)
+
+    def _wait_for_drain(self, me: int, modules: tuple[str, ...], timeout: float | None) -> None:
+        # Called with the lock held.
+        own = self._local.held
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._waiting += 1
+        self._waiting_held += own
+        try:
+            while self._owner is not None or self._active > own:
+                others = self._active - own
+                if own and self._owner is None and self._active == self._waiting_held:
+                    # Every section in flight belongs to an operation waiting for the others.
+                    raise DrainTimeoutError(modules, in_flight=others, timeout=timeout, deadlock=True)
+                if deadline is None:
+                    self._changed.wait()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DrainTimeoutError(modules, in_flight=others, timeout=timeout)
+                self._changed.wait(remaining)
+            self._owner = me
+        finally:
+            self._waiting -= 1
+            self._waiting_held -= own
+            # Sections held back by this operation may go if it gave up.
+            self._changed.notify_all()
+
+
+class Section:
+    """
+    ``versionload.serving()``: a section as a context manager, decorator or async context manager.
+
+    One object serves every use: the state lives per thread and per asyncio task.
+    """
+
+    __slots__ = ("__weakref__", "_aexit", "_enter", "_exit", "_gate")
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+        self._enter = gate.enter_sync
+        self._exit = gate.exit_sync
+        self._aexit = gate.exit_async
+
+    def __repr__(self) -> str:
+        return f"<versionload.serving section, {self._gate.in_flight} in flight>"
+
+    def __enter__(self) -> None:
+        self._enter()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._exit()
+
+    async def __aenter__(self) -> None:
+        await self._gate.enter_async()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._aexit()
+
+    def __call__(self, func: _F) -> _F:
+        """
+        Decorate ``func`` so that each call is a section (a coroutine function's awaits included).
+        """
+        if not callable(func):
+            raise InvalidArgumentError(f"serving() decorates a callable, got {func!r}")
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                async with self:
+                    return await func(*args, **kwargs)
+
+            return run_async  # type: ignore[return-value]
+        enter, leave = self._enter, self._exit
+
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            enter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                leave()
+
+        return run  # type: ignore[return-value]
+
+
+def _after_fork_in_child() -> None:
+    me = threading.get_ident()
+    for gate in list(_gates):
+        # The old lock may have been held by a thread that does not exist here.
+        owner = me if gate._owner == me else None
+        gate._reset(gate._local.held, owner)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
