@@ -138,20 +138,22 @@ def track(module: _ModuleType | str) -> ModuleVersion:
     return _DEFAULT.track(module)
 
 
-def reload(module: _ModuleType | str, *, cascade: bool = False, update: str | None = None) -> _ModuleType:
+def reload(
+    module: _ModuleType | str, *, cascade: bool = False, update: str | None = None, prune: bool = False
+) -> _ModuleType:
     """
     Reload a module in place and record a new version; see `Tracker.reload`.
     """
-    return _DEFAULT.reload(module, cascade=cascade, update=update)
+    return _DEFAULT.reload(module, cascade=cascade, update=update, prune=prune)
 
 
 def reload_many(
-    modules: _Iterable[_ModuleType | str], *, update: str | None = None
+    modules: _Iterable[_ModuleType | str], *, update: str | None = None, prune: bool = False
 ) -> tuple[_ModuleType, ...]:
     """
     Reload several modules as one atomic group; see `Tracker.reload_many`.
     """
-    return _DEFAULT.reload_many(modules, update=update)
+    return _DEFAULT.reload_many(modules, update=update, prune=prune)
 
 
 def dependents(module: _ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
@@ -212,6 +214,7 @@ def watch(
     debounce: float = 0.05,
     force_polling: bool = False,
     on_change: Callable[[FileChange], object] | None = None,
+    prune: bool = False,
 ) -> Watcher:
     """
     Reload tracked modules when their source files change, from a background thread.
@@ -230,6 +233,8 @@ def watch(
         debounce: Seconds a burst of writes must be quiet before it is handled.
         force_polling: Poll even when ``watchfiles`` is available.
         on_change: Called with a `FileChange` for each module the watcher handled.
+        prune: Reload with ``prune=True``: names the new code no longer binds are
+            dropped (see `Tracker.reload`).
 
     Returns:
         The running `Watcher`; call ``stop()`` or use it as a context manager.
@@ -247,6 +252,7 @@ def watch(
         debounce=debounce,
         force_polling=force_polling,
         on_change=on_change,
+        prune=prune,
     ).start()
 
 
@@ -258,6 +264,7 @@ def awatch(
     tracker: Tracker | None = None,
     debounce: float = 0.05,
     force_polling: bool = False,
+    prune: bool = False,
 ) -> AsyncIterator[list[FileChange]]:
     """
     The async form of `watch`: reloads run in the event loop's thread, and each batch
@@ -276,6 +283,7 @@ def awatch(
         debounce=debounce,
         force_polling=force_polling,
         on_change=None,
+        prune=prune,
     ).changes()
 
 

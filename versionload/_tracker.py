@@ -244,7 +244,12 @@ class Tracker:
         return version
 
     def reload(
-        self, module: ModuleType | str, *, cascade: bool = False, update: str | None = None
+        self,
+        module: ModuleType | str,
+        *,
+        cascade: bool = False,
+        update: str | None = None,
+        prune: bool = False,
     ) -> ModuleType:
         """
         Re-execute the module's current source in its existing namespace.
@@ -267,13 +272,20 @@ class Tracker:
                 ``importlib.reload`` does. ``"in-place"``: functions and classes the
                 module defined before keep their identity and take on the new code,
                 so references held elsewhere see it; see ``docs/update-modes.md``.
+            prune: Run the new code in an emptied namespace, so that names it no
+                longer binds are gone afterwards, as after a fresh import (the
+                import system's attributes such as ``__name__`` and ``__file__``
+                stay, and so do loaded submodules of a package). What
+                ``__versionload_migrate__`` binds is kept. A failed reload still
+                leaves the module exactly as it was, and a rollback brings the
+                pruned names back. Applies to every module of a cascade.
 
         Returns:
             ``sys.modules[name]`` afterwards (the module, unless it replaced itself).
 
         Raises:
             NotAModuleError: ``module`` is neither a module nor a string.
-            InvalidArgumentError: ``cascade`` is not a bool, or ``update`` is unknown.
+            InvalidArgumentError: ``cascade`` or ``prune`` is not a bool, or ``update`` is unknown.
             ModuleNotLoadedError: it (or its parent package) is not in ``sys.modules``.
             SpecNotFoundError: no finder finds it any more.
             ReloadRefusedError: its file lies outside the tracker's ``allowed_roots``.
@@ -283,27 +295,30 @@ class Tracker:
         try:
             if not isinstance(cascade, bool):
                 raise InvalidArgumentError(f"cascade must be a bool, got {cascade!r}")
+            _check_prune(prune)
             mode = check_update(update)
             if cascade:
                 targets = cascade_targets(self._registry, module)
                 names = tuple(_name_of(target) for target in targets)
                 nested = self._close_gate("cascade", names)
                 try:
-                    return reload_group(self._registry, self._ledger, targets, update=mode, kind="cascade")[0]
+                    return reload_group(
+                        self._registry, self._ledger, targets, update=mode, kind="cascade", prune=prune
+                    )[0]
                 finally:
                     self._gate.reopen(nested)
             nested = self._close_gate("reload", (resolve_loaded(module)[0],))
             try:
                 if mode == "in-place":
-                    return reload_group(self._registry, self._ledger, [module], update=mode)[0]
-                return _reload(self._registry, module, migrator)
+                    return reload_group(self._registry, self._ledger, [module], update=mode, prune=prune)[0]
+                return _reload(self._registry, module, migrator, prune=prune)
             finally:
                 self._gate.reopen(nested)
         except VersionLoadError as error:
             raise error.with_traceback(None)  # noqa: B904 - keep our frames out
 
     def reload_many(
-        self, modules: Iterable[ModuleType | str], *, update: str | None = None
+        self, modules: Iterable[ModuleType | str], *, update: str | None = None, prune: bool = False
     ) -> tuple[ModuleType, ...]:
         """
         Reload several modules, in the order given, as one atomic group: all or none.
@@ -312,13 +327,14 @@ class Tracker:
         reverted, namespaces restored), no version is recorded for any of them, and
         `GroupReloadError` names the one that failed. Emits one event per module
         and a ``cascade.reloaded`` / ``cascade.failed`` event for the group.
+        ``prune`` empties each module's namespace before its new code runs (see `reload`).
 
         Returns:
             The modules, in the order given.
 
         Raises:
             InvalidArgumentError: ``modules`` is not an iterable of modules or names,
-                names a module twice, or ``update`` is unknown.
+                names a module twice, ``update`` is unknown, or ``prune`` is not a bool.
             GroupReloadError: a module of the group failed; all are unchanged.
             ReloadError: as `reload`, for a module that cannot be reloaded at all
                 (checked before anything runs).
@@ -326,11 +342,14 @@ class Tracker:
         try:
             targets = names_of(modules)
             check_update(update)
+            _check_prune(prune)
             if not targets:
                 return ()
             nested = self._close_gate("many", tuple(resolve_loaded(target)[0] for target in targets))
             try:
-                return reload_group(self._registry, self._ledger, targets, update=update, kind="many")
+                return reload_group(
+                    self._registry, self._ledger, targets, update=update, kind="many", prune=prune
+                )
             finally:
                 self._gate.reopen(nested)
         except VersionLoadError as error:
@@ -522,3 +541,8 @@ class Tracker:
 
 def _name_of(target: object) -> str:
     return target if isinstance(target, str) else module_name(target)  # type: ignore[arg-type]
+
+
+def _check_prune(prune: object) -> None:
+    if not isinstance(prune, bool):
+        raise InvalidArgumentError(f"prune must be a bool, got {prune!r}")

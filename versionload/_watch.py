@@ -274,6 +274,7 @@ class Watcher:
         debounce: float = DEFAULT_DEBOUNCE,
         force_polling: bool = False,
         on_change: Callable[[FileChange], object] | None = None,
+        prune: bool = False,
     ) -> None:
         if isinstance(debounce, bool) or not isinstance(debounce, (int, float)) or not 0 < debounce <= 10:
             raise InvalidArgumentError(f"debounce must be a number of seconds in (0, 10], got {debounce!r}")
@@ -290,6 +291,8 @@ class Watcher:
             self._reload_options["cascade"] = True
         if update is not None:
             self._reload_options["update"] = update
+        if prune:
+            self._reload_options["prune"] = True
         accepted = inspect.signature(tracker.reload).parameters
         unsupported = sorted(option for option in self._reload_options if option not in accepted)
         if unsupported:
@@ -592,9 +595,12 @@ def make_watcher(
     debounce: float,
     force_polling: bool,
     on_change: Callable[[FileChange], object] | None,
+    prune: bool = False,
 ) -> Watcher:
     if not isinstance(cascade, bool):
         raise InvalidArgumentError(f"cascade must be True or False, got {cascade!r}")
+    if not isinstance(prune, bool):
+        raise InvalidArgumentError(f"prune must be True or False, got {prune!r}")
     if update is not None:
         # Checked now: an unknown mode would otherwise fail every reload the watcher starts.
         check_update(update)
@@ -608,4 +614,5 @@ def make_watcher(
         debounce=debounce,
         force_polling=force_polling,
         on_change=on_change,
+        prune=prune,
     )
