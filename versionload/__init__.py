@@ -311,6 +311,11 @@ def __getattr__(name: str) -> _Any:
         from . import _watch
 
         return getattr(_watch, name)
+    if name == "gate":
+        # The middleware submodule, imported on first use.
+        import importlib
+
+        return importlib.import_module(f"{__name__}.gate")
     if name == "__version__":
         from importlib.metadata import version
 

@@ -122,7 +122,10 @@ class Gate:
             local.depth += 1
             return
         with self._lock:
-            if local.held == 0 and not self._may_enter(threading.get_ident()):
+            # A thread that holds sections (of its asyncio tasks), or that runs work
+            # for a task in a section (``asyncio.to_thread`` copies the task's
+            # context), goes on: waiting could only delay the drain it waits for.
+            if local.held == 0 and not self._task_depth.get() and not self._may_enter(threading.get_ident()):
                 while not self._may_enter(threading.get_ident()):
                     self._changed.wait()
             self._active += 1
