@@ -72,9 +72,16 @@ def normalize_drain_timeout(value: object) -> float | None:
     return None if math.isinf(value) else float(value)
 
 
-class _ThreadState(threading.local):
-    depth = 0  # nesting of sync sections in this thread
-    held = 0  # sections this thread holds: its outer sync one, plus its tasks' ones
+class _ThreadState:
+    """
+    One thread's sections for one gate; only its own thread writes it.
+    """
+
+    __slots__ = ("__weakref__", "depth", "held")
+
+    def __init__(self) -> None:
+        self.depth = 0  # nesting of this thread's sync sections
+        self.held = 0  # sections this thread holds: its outer sync one, plus its tasks' ones
 
 
 _gates: weakref.WeakSet[Gate] = weakref.WeakSet()
@@ -83,68 +90,77 @@ _gates: weakref.WeakSet[Gate] = weakref.WeakSet()
 class Gate:
     """
     Sections of serving code, and the drain that changes wait for; see the module docstring.
+
+    Entering a section takes no lock: the thread announces it in its own
+    `_ThreadState` and then reads ``closed``; a change sets ``closed`` and then adds
+    up the announcements. Each bytecode is atomic under the GIL, so at least one of
+    the two sees the other: either the section waits, or the change counts it.
     """
 
     def __init__(self) -> None:
-        self._local = _ThreadState()
+        self._local = threading.local()
+        self._states: weakref.WeakSet[_ThreadState] = weakref.WeakSet()
         self._task_depth: contextvars.ContextVar[int] = contextvars.ContextVar("versionload_section", default=0)
-        self._reset(0, None)
+        self._reset(None)
         self.section = Section(self)
         _gates.add(self)
 
-    def _reset(self, active: int, owner: int | None) -> None:
+    def _reset(self, owner: int | None) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._active = active
+        self.closed = owner is not None  # a change waits or applies: new sections wait
         self._waiting = 0
         self._waiting_held = 0  # sections held by the threads of waiting operations
         self._owner = owner
         self._owner_depth = 0 if owner is None else self._owner_depth
 
     def __repr__(self) -> str:
-        return f"<versionload gate: {self._active} sections in flight, {self._waiting} changes waiting>"
+        return f"<versionload gate: {self.in_flight} sections in flight, {self._waiting} changes waiting>"
 
     @property
     def in_flight(self) -> int:
         """
         The sections in flight right now, over all threads.
         """
-        return self._active
+        return sum(state.held for state in list(self._states))
+
+    def state(self) -> _ThreadState:
+        """
+        This thread's state, made on first use.
+        """
+        try:
+            found: _ThreadState = self._local.state
+        except AttributeError:
+            found = self._local.state = _ThreadState()
+            with self._lock:
+                self._states.add(found)
+        return found
 
     # -- sections ----------------------------------------------------------------------
 
-    def _may_enter(self, me: int) -> bool:
-        return (self._waiting == 0 and self._owner is None) or self._owner == me
-
-    def enter_sync(self) -> None:
-        local = self._local
-        if local.depth:
-            local.depth += 1
+    def enter_slow(self, state: _ThreadState) -> None:
+        """
+        The outermost sync section of a thread found the gate closed after announcing itself.
+        """
+        if state.held > 1 or self._task_depth.get():
+            # The thread holds sections of its asyncio tasks, or runs work for a task
+            # in a section (``asyncio.to_thread`` copies the task's context): waiting
+            # could only delay the drain it waits for.
             return
+        me = threading.get_ident()
         with self._lock:
-            # A thread that holds sections (of its asyncio tasks), or that runs work
-            # for a task in a section (``asyncio.to_thread`` copies the task's
-            # context), goes on: waiting could only delay the drain it waits for.
-            if local.held == 0 and not self._task_depth.get() and not self._may_enter(threading.get_ident()):
-                while not self._may_enter(threading.get_ident()):
-                    self._changed.wait()
-            self._active += 1
-        local.held += 1
-        local.depth = 1
-
-    def exit_sync(self) -> None:
-        local = self._local
-        local.depth -= 1
-        if local.depth:
-            return
-        local.held -= 1
-        self._leave()
-
-    def _leave(self) -> None:
-        with self._lock:
-            self._active -= 1
-            if self._waiting:
+            while self.closed and self._owner != me:
+                state.held -= 1  # withdrawn while waiting, so the change can apply
                 self._changed.notify_all()
+                self._changed.wait()
+                state.held += 1
+
+    def leave(self) -> None:
+        """
+        Wake the changes waiting for sections to end.
+        """
+        with self._lock:
+            self._changed.notify_all()
 
     async def enter_async(self) -> None:
         depth = self._task_depth.get()
@@ -153,17 +169,18 @@ class Gate:
             return
         import asyncio  # here: a program that never awaits a section need not import it
 
+        state = self.state()
         me = threading.get_ident()
         pause = _ASYNC_POLL_FIRST
         while True:
-            with self._lock:
-                if self._may_enter(me):
-                    self._active += 1
-                    break
-                # Never block the loop: the operation we wait for may need it to run.
+            state.held += 1
+            if not self.closed or self._owner == me:
+                break
+            state.held -= 1
+            self.leave()
+            # Never block the loop: the change we wait for may need it to run.
             await asyncio.sleep(pause)
             pause = min(pause * 2, _ASYNC_POLL_MAX)
-        self._local.held += 1
         self._task_depth.set(1)
 
     def exit_async(self) -> None:
@@ -171,8 +188,9 @@ class Gate:
         self._task_depth.set(depth - 1)
         if depth > 1:
             return
-        self._local.held -= 1
-        self._leave()
+        self.state().held -= 1
+        if self.closed:
+            self.leave()
 
     # -- changes -----------------------------------------------------------------------
 
@@ -188,12 +206,13 @@ class Gate:
                 (None: wait forever), or could never end; the gate is open again.
         """
         me = threading.get_ident()
+        state = self.state()  # before the lock: making it takes the lock
         with self._lock:
             if self._owner == me:
                 # A change made while applying one (module code reloading another module).
                 self._owner_depth += 1
                 return True
-            self._wait_for_drain(me, modules, timeout)
+            self._wait_for_drain(me, state.held, modules, timeout)
             return False
 
     def reopen(self, nested: bool) -> None:
@@ -206,6 +225,7 @@ class Gate:
             else:
                 self._owner = None
                 self._owner_depth = 0
+                self.closed = self._waiting > 0
                 self._changed.notify_all()
 
     @contextmanager
@@ -219,16 +239,20 @@ class Gate:
         finally:
             self.reopen(nested)
 
-    def _wait_for_drain(self, me: int, modules: tuple[str, ...], timeout: float | None) -> None:
-        # Called with the lock held.
-        own = self._local.held
+    def _wait_for_drain(self, me: int, own: int, modules: tuple[str, ...], timeout: float | None) -> None:
+        # Called with the lock held; ``own`` are the sections this thread holds.
         deadline = None if timeout is None else time.monotonic() + timeout
         self._waiting += 1
         self._waiting_held += own
+        self.closed = True
         try:
-            while self._owner is not None or self._active > own:
-                others = self._active - own
-                if own and self._owner is None and self._active == self._waiting_held:
+            while True:
+                # Read after ``closed`` was set: a section announced before it is counted here.
+                active = self.in_flight
+                if self._owner is None and active <= own:
+                    break
+                others = active - own
+                if own and self._owner is None and active == self._waiting_held:
                     # Every section in flight belongs to an operation waiting for the others.
                     raise DrainTimeoutError(modules, in_flight=others, timeout=timeout, deadlock=True)
                 if deadline is None:
@@ -242,6 +266,7 @@ class Gate:
         finally:
             self._waiting -= 1
             self._waiting_held -= own
+            self.closed = self._owner is not None or self._waiting > 0
             # Sections held back by this operation may go if it gave up.
             self._changed.notify_all()
 
@@ -253,24 +278,40 @@ class Section:
     One object serves every use: the state lives per thread and per asyncio task.
     """
 
-    __slots__ = ("__weakref__", "_aexit", "_enter", "_exit", "_gate")
+    __slots__ = ("__weakref__", "_gate", "_local")
 
     def __init__(self, gate: Gate) -> None:
         self._gate = gate
-        self._enter = gate.enter_sync
-        self._exit = gate.exit_sync
-        self._aexit = gate.exit_async
+        self._local = gate._local
 
     def __repr__(self) -> str:
         return f"<versionload.serving section, {self._gate.in_flight} in flight>"
 
+    # The sync path is written out in full, without helper calls: it runs once per
+    # request and is most of what a section costs.
     def __enter__(self) -> None:
-        self._enter()
+        try:
+            state: _ThreadState = self._local.state
+        except AttributeError:
+            state = self._gate.state()
+        if state.depth:
+            state.depth += 1
+            return
+        state.held += 1  # announce first, then look (see `Gate`)
+        state.depth = 1
+        if self._gate.closed:
+            self._gate.enter_slow(state)
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._exit()
+        state: _ThreadState = self._local.state
+        state.depth -= 1
+        if state.depth:
+            return
+        state.held -= 1
+        if self._gate.closed:
+            self._gate.leave()
 
     async def __aenter__(self) -> None:
         await self._gate.enter_async()
@@ -278,7 +319,7 @@ class Section:
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._aexit()
+        self._gate.exit_async()
 
     def __call__(self, func: _F) -> _F:
         """
@@ -294,7 +335,7 @@ class Section:
                     return await func(*args, **kwargs)
 
             return run_async  # type: ignore[return-value]
-        enter, leave = self._enter, self._exit
+        enter, leave = self.__enter__, self.__exit__
 
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
@@ -302,7 +343,7 @@ class Section:
             try:
                 return func(*args, **kwargs)
             finally:
-                leave()
+                leave(None, None, None)
 
         return run  # type: ignore[return-value]
 
@@ -310,9 +351,13 @@ class Section:
 def _after_fork_in_child() -> None:
     me = threading.get_ident()
     for gate in list(_gates):
-        # The old lock may have been held by a thread that does not exist here.
-        owner = me if gate._owner == me else None
-        gate._reset(gate._local.held, owner)
+        mine = getattr(gate._local, "state", None)
+        # Only the thread that forked exists here; the old lock may have been held
+        # by another thread, so the child gets a new one.
+        for state in list(gate._states):
+            if state is not mine:
+                state.held = state.depth = 0
+        gate._reset(me if gate._owner == me else None)
 
 
 if hasattr(os, "register_at_fork"):
