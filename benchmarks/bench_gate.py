@@ -152,7 +152,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
         row = comparison.row()
         added = row["a_median"] - row["b_median"]
         print(
-            h.format_comparison(comparison) + f"  => waits ~{added:.1f} ms (a request lasts {request_ms:g} ms)",
+            h.format_comparison(comparison)
+            + f"  => waits ~{added:.1f} ms (a request lasts {request_ms:g} ms)",
             flush=True,
         )
         rows.append({**row, "added_ms": added})

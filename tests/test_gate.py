@@ -386,7 +386,12 @@ class TestDrainTimeout:
         }
 
         assert [expected_event] == [event.fields() for event in events]
-        assert ("gt_late", ("gt_late",), 2, 0.05) == (error.module, error.modules, error.in_flight, error.timeout)
+        assert ("gt_late", ("gt_late",), 2, 0.05) == (
+            error.module,
+            error.modules,
+            error.in_flight,
+            error.timeout,
+        )
         assert ((2, 2, 2), 2) == (gt_late.pair(), tracker.current(gt_late).number)
 
     def test_the_error_is_a_reload_error_and_pickles(self) -> None:

@@ -206,7 +206,7 @@ class TestWSGIGate:
         bytecode: bool,
     ) -> None:
         """
-        Every request answers with one whole version while the handler is edited, broken, fixed and rolled back.
+        Every request answers with one whole version while the handler is edited, broken, fixed, rolled back.
         """
         tree.module("gs_handler", _HANDLER.format(value=1, pause=0.02))
         import gs_handler
@@ -300,7 +300,9 @@ def _asgi_app(tracker: versionload.Tracker) -> Any:
         else:
             await asyncio.sleep(0)
             body = gs_handler.answer()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
         await send({"type": "http.response.body", "body": body.encode()})
 
     return app

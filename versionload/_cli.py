@@ -37,7 +37,8 @@ EXIT_REFUSED = 5
 
 _RUN_VALUE_OPTIONS = {"--watch", "-w"}
 _RUN_USAGE = (
-    "versionload run [--watch DIR ...] [--cascade] [--in-place] [--prune] [--json] (-m MODULE | SCRIPT) [ARGS...]"
+    "versionload run [--watch DIR ...] [--cascade] [--in-place] [--prune] [--json] "
+    "(-m MODULE | SCRIPT) [ARGS...]"
 )
 
 

@@ -142,7 +142,17 @@ def restore_namespace(namespace: dict[str, object], bindings: Mapping[str, objec
 #: What the import system binds in a module before its code runs: a pruned reload
 #: keeps these (``__doc__`` is reset to None, as in a new module).
 _IMPORT_ATTRIBUTES = frozenset(
-    {"__name__", "__doc__", "__package__", "__loader__", "__spec__", "__path__", "__file__", "__cached__", "__builtins__"}
+    {
+        "__name__",
+        "__doc__",
+        "__package__",
+        "__loader__",
+        "__spec__",
+        "__path__",
+        "__file__",
+        "__cached__",
+        "__builtins__",
+    }
 )
 
 
@@ -191,7 +201,9 @@ def _error_location(error: BaseException, origin: str | None) -> str | None:
 # -- reload -------------------------------------------------------------------------------
 
 
-def reload(registry: Registry, obj: object, finish: Finish | None = None, *, prune: bool = False) -> ModuleType:
+def reload(
+    registry: Registry, obj: object, finish: Finish | None = None, *, prune: bool = False
+) -> ModuleType:
     """
     Re-execute the module's current source in its existing namespace and record it.
 

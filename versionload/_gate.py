@@ -100,19 +100,21 @@ class Gate:
     def __init__(self) -> None:
         self._local = threading.local()
         self._states: weakref.WeakSet[_ThreadState] = weakref.WeakSet()
-        self._task_depth: contextvars.ContextVar[int] = contextvars.ContextVar("versionload_section", default=0)
-        self._reset(None)
+        self._task_depth: contextvars.ContextVar[int] = contextvars.ContextVar(
+            "versionload_section", default=0
+        )
+        self._reset(None, 0)
         self.section = Section(self)
         _gates.add(self)
 
-    def _reset(self, owner: int | None) -> None:
+    def _reset(self, owner: int | None, owner_depth: int) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self.closed = owner is not None  # a change waits or applies: new sections wait
         self._waiting = 0
         self._waiting_held = 0  # sections held by the threads of waiting operations
         self._owner = owner
-        self._owner_depth = 0 if owner is None else self._owner_depth
+        self._owner_depth = owner_depth
 
     def __repr__(self) -> str:
         return f"<versionload gate: {self.in_flight} sections in flight, {self._waiting} changes waiting>"
@@ -357,7 +359,8 @@ def _after_fork_in_child() -> None:
         for state in list(gate._states):
             if state is not mine:
                 state.held = state.depth = 0
-        gate._reset(me if gate._owner == me else None)
+        mine_applying = gate._owner == me
+        gate._reset(me if mine_applying else None, gate._owner_depth if mine_applying else 0)
 
 
 if hasattr(os, "register_at_fork"):

@@ -33,7 +33,7 @@ STEP_TIMEOUT = 20.0
 CLIENTS = 4
 MAX_REQUESTS = 50_000  # per client: a bound should the stop signal be lost
 
-GOOD = '''
+GOOD = """
 import time
 
 A = {value}
@@ -47,7 +47,7 @@ def answer():
 
 def helper():
     return {value}
-'''
+"""
 SYNTAX_ERROR = "A = 9\ndef answer(:\n"
 FAILS_HALF_WAY = "import time\n\nA = 7\ntime.sleep(0.05)\nraise RuntimeError('fails half-way')\n"
 
@@ -154,7 +154,10 @@ class Clients:
 def versionload(*arguments: str) -> None:
     print("$ versionload " + " ".join(arguments), flush=True)
     result = subprocess.run(
-        [sys.executable, "-m", "versionload", *arguments], capture_output=True, text=True, timeout=STEP_TIMEOUT
+        [sys.executable, "-m", "versionload", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT,
     )
     sys.stdout.write(result.stdout + result.stderr)
     if result.returncode != 0:
