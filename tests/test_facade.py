@@ -124,6 +124,7 @@ class TestErrors:
             (versionload.ReloadError, (ImportError,)),
             (versionload.ModuleNotLoadedError, (versionload.ReloadError, ImportError)),
             (versionload.SpecNotFoundError, (versionload.ReloadError, ModuleNotFoundError)),
+            (versionload.DrainTimeoutError, (versionload.ReloadError, ImportError)),
         ],
     )
     def test_bases(self, error: type[Exception], bases: tuple[type[Exception], ...]) -> None:

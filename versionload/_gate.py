@@ -8,16 +8,19 @@ flight have ended, holds new ones back meanwhile, applies its change, then lets 
 go. Code inside a section therefore sees every module either before or after a
 change, never half-executed.
 
-The bookkeeping, all under one lock:
+The bookkeeping:
 
-- ``active``: the sections in flight, over all threads; a thread's nested sections
-  count once. ``held`` (per thread) is how many of them the thread holds: its
-  outermost sync section, plus each asyncio task running on it that is in a section.
-- ``waiting``: operations waiting to drain. While one waits, new sections wait too,
-  so a stream of requests cannot starve a reload (writer preference). A thread that
-  already holds a section enters again at once: waiting would only delay the drain.
-- ``owner``: the thread applying a change. Its own sections (module code calling a
-  decorated function while it runs) pass through.
+- ``held`` (per thread, written only by that thread): the sections the thread holds,
+  its outermost sync section plus each asyncio task running on it that is in a
+  section; nested sections count once. The sections in flight are the sum.
+- ``waiting`` (under the lock): operations waiting to drain. While one waits, new
+  sections wait too, so a stream of requests cannot starve a reload (writer
+  preference). A thread that already holds a section enters again at once: waiting
+  would only delay the drain.
+- ``applying`` (under the lock): the threads applying a change. Changes of different
+  modules may apply at the same time (each module has its own import lock); new
+  sections wait for all of them. An applying thread's own sections (module code
+  calling a decorated function while it runs) pass through.
 
 An operation started inside a section does not wait for the sections its own thread
 holds: they cannot end while it waits. On an event loop's thread that covers every
@@ -103,18 +106,19 @@ class Gate:
         self._task_depth: contextvars.ContextVar[int] = contextvars.ContextVar(
             "versionload_section", default=0
         )
-        self._reset(None, 0)
+        self._reset({})
         self.section = Section(self)
         _gates.add(self)
 
-    def _reset(self, owner: int | None, owner_depth: int) -> None:
+    def _reset(self, applying: dict[int, int]) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self.closed = owner is not None  # a change waits or applies: new sections wait
+        self.closed = bool(applying)  # a change waits or applies: new sections wait
         self._waiting = 0
         self._waiting_held = 0  # sections held by the threads of waiting operations
-        self._owner = owner
-        self._owner_depth = owner_depth
+        # Threads applying a change, with their nesting. Changes of different modules
+        # may apply at once (each module has its own lock); sections wait for all.
+        self._applying = applying
 
     def __repr__(self) -> str:
         return f"<versionload gate: {self.in_flight} sections in flight, {self._waiting} changes waiting>"
@@ -151,7 +155,7 @@ class Gate:
             return
         me = threading.get_ident()
         with self._lock:
-            while self.closed and self._owner != me:
+            while self.closed and me not in self._applying:
                 state.held -= 1  # withdrawn while waiting, so the change can apply
                 self._changed.notify_all()
                 self._changed.wait()
@@ -176,7 +180,7 @@ class Gate:
         pause = _ASYNC_POLL_FIRST
         while True:
             state.held += 1
-            if not self.closed or self._owner == me:
+            if not self.closed or me in self._applying:
                 break
             state.held -= 1
             self.leave()
@@ -210,25 +214,28 @@ class Gate:
         me = threading.get_ident()
         state = self.state()  # before the lock: making it takes the lock
         with self._lock:
-            if self._owner == me:
+            depth = self._applying.get(me)
+            if depth:
                 # A change made while applying one (module code reloading another module).
-                self._owner_depth += 1
+                self._applying[me] = depth + 1
                 return True
             self._wait_for_drain(me, state.held, modules, timeout)
             return False
 
     def reopen(self, nested: bool) -> None:
         """
-        Let sections in again after a change that `close` let through.
+        Let sections in again after a change that `close` let through (when no other
+        change applies); ``nested`` is what `close` returned.
         """
+        del nested  # the thread's own nesting count says the same
+        me = threading.get_ident()
         with self._lock:
-            if nested:
-                self._owner_depth -= 1
-            else:
-                self._owner = None
-                self._owner_depth = 0
-                self.closed = self._waiting > 0
-                self._changed.notify_all()
+            depth = self._applying.pop(me, 1) - 1
+            if depth:
+                self._applying[me] = depth
+                return
+            self.closed = self._waiting > 0 or bool(self._applying)
+            self._changed.notify_all()
 
     @contextmanager
     def drained(self, modules: tuple[str, ...], timeout: float | None) -> Iterator[None]:
@@ -251,10 +258,10 @@ class Gate:
             while True:
                 # Read after ``closed`` was set: a section announced before it is counted here.
                 active = self.in_flight
-                if self._owner is None and active <= own:
+                if active <= own:
                     break
                 others = active - own
-                if own and self._owner is None and active == self._waiting_held:
+                if own and active == self._waiting_held:
                     # Every section in flight belongs to an operation waiting for the others.
                     raise DrainTimeoutError(modules, in_flight=others, timeout=timeout, deadlock=True)
                 if deadline is None:
@@ -264,11 +271,11 @@ class Gate:
                 if remaining <= 0:
                     raise DrainTimeoutError(modules, in_flight=others, timeout=timeout)
                 self._changed.wait(remaining)
-            self._owner = me
+            self._applying[me] = 1
         finally:
             self._waiting -= 1
             self._waiting_held -= own
-            self.closed = self._owner is not None or self._waiting > 0
+            self.closed = bool(self._applying) or self._waiting > 0
             # Sections held back by this operation may go if it gave up.
             self._changed.notify_all()
 
@@ -359,8 +366,7 @@ def _after_fork_in_child() -> None:
         for state in list(gate._states):
             if state is not mine:
                 state.held = state.depth = 0
-        mine_applying = gate._owner == me
-        gate._reset(me if mine_applying else None, gate._owner_depth if mine_applying else 0)
+        gate._reset({me: gate._applying[me]} if me in gate._applying else {})
 
 
 if hasattr(os, "register_at_fork"):
