@@ -542,6 +542,25 @@ class TestAsyncGate:
         assert [2, 2] == asyncio.run(main())
 
 
+    def test_reload_from_a_worker_thread_of_a_task_in_a_section(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A handler that reloads through ``asyncio.to_thread`` (a sync endpoint) does not wait for its own request.
+        """
+        tracker.drain_timeout = 5
+        tree.module("gt_worker", "X = 1\n")
+        import gt_worker
+
+        async def main() -> int:
+            async with tracker.serving():
+                tree.module("gt_worker", "X = 2\n")
+                await asyncio.to_thread(tracker.reload, gt_worker)
+                return int(gt_worker.X)
+
+        assert 2 == asyncio.run(main())
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 class TestFork:
     """

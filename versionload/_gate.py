@@ -41,6 +41,7 @@ import functools
 import inspect
 import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -212,14 +213,19 @@ class Gate:
                 (None: wait forever), or could never end; the gate is open again.
         """
         me = threading.get_ident()
-        state = self.state()  # before the lock: making it takes the lock
+        own = self.state().held  # before the lock: making the state takes the lock
+        if own == 0 and self._task_depth.get() and not _runs_event_loop():
+            # Work that an asyncio task in a section handed to this thread
+            # (``asyncio.to_thread`` copies the task's context): that task's section
+            # cannot end while this change waits.
+            own = 1
         with self._lock:
             depth = self._applying.get(me)
             if depth:
                 # A change made while applying one (module code reloading another module).
                 self._applying[me] = depth + 1
                 return True
-            self._wait_for_drain(me, state.held, modules, timeout)
+            self._wait_for_drain(me, own, modules, timeout)
             return False
 
     def reopen(self, nested: bool) -> None:
@@ -355,6 +361,14 @@ class Section:
                 leave(None, None, None)
 
         return run  # type: ignore[return-value]
+
+
+def _runs_event_loop() -> bool:
+    """
+    Whether this thread is running an asyncio event loop (asyncio is not imported for it).
+    """
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and asyncio._get_running_loop() is not None
 
 
 def _after_fork_in_child() -> None:
