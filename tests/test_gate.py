@@ -546,7 +546,7 @@ class TestAsyncGate:
         self, tree: ModuleTree, tracker: versionload.Tracker
     ) -> None:
         """
-        A handler that reloads through ``asyncio.to_thread`` (a sync endpoint) does not wait for its own request.
+        A handler reloading through ``asyncio.to_thread`` (a sync endpoint) does not wait for its request.
         """
         tracker.drain_timeout = 5
         tree.module("gt_worker", "X = 1\n")
