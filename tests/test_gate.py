@@ -541,7 +541,6 @@ class TestAsyncGate:
 
         assert [2, 2] == asyncio.run(main())
 
-
     def test_reload_from_a_worker_thread_of_a_task_in_a_section(
         self, tree: ModuleTree, tracker: versionload.Tracker
     ) -> None:
