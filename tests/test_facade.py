@@ -199,4 +199,5 @@ class TestImportCost:
         unwanted = {"watchfiles", "IPython", "pytest", "hypothesis", "pluggy", "_pytest"}
         assert set() == tops & unwanted
         assert "versionload.testing" not in report["new_modules"]
+        assert "versionload.gate" not in report["new_modules"]
         assert "" == result.stderr

@@ -257,6 +257,55 @@ class TestDrain:
 
         assert ([], 5) == (mixed, seen[-1][0])
 
+    @pytest.mark.parametrize("mode", ["in-place", "cascade", "many", "rollback", "failing"])
+    def test_every_kind_of_change_is_drained(
+        self, tree: ModuleTree, tracker: versionload.Tracker, mode: str
+    ) -> None:
+        """
+        Readers in sections see whole versions during in-place updates, cascades, groups,
+        rollbacks and reloads that fail half-way.
+        """
+        _write_pair(tree, "gt_kinds", 0, pause=0.01)
+        import gt_kinds
+
+        stop = threading.Event()
+        seen: list[tuple[int, int, int]] = []
+
+        def read() -> None:
+            for _ in range(100_000):
+                if stop.is_set():
+                    return
+                with tracker.serving():
+                    seen.append(gt_kinds.pair())
+
+        readers = [threading.Thread(target=read, daemon=True) for _ in range(3)]
+        for each in readers:
+            each.start()
+        try:
+            for value in range(1, 4):
+                _write_pair(tree, "gt_kinds", value, pause=0.01)
+                if mode == "in-place":
+                    tracker.reload(gt_kinds, update="in-place")
+                elif mode == "cascade":
+                    tracker.reload(gt_kinds, cascade=True)
+                elif mode == "many":
+                    tracker.reload_many([gt_kinds])
+                elif mode == "rollback":
+                    tracker.reload(gt_kinds)
+                    tracker.rollback(gt_kinds, 1)
+                else:
+                    tree.module("gt_kinds", f"import time\nA = {value}\ntime.sleep(0.01)\nraise ValueError\n")
+                    with pytest.raises(versionload.ReloadError):
+                        tracker.reload(gt_kinds)
+        finally:
+            stop.set()
+            for each in readers:
+                each.join(10)
+        mixed = [pair for pair in seen if len(set(pair)) != 1]
+
+        assert [] == mixed
+        assert seen
+
     def test_reload_inside_a_section_does_not_wait_for_its_own(
         self, tree: ModuleTree, tracker: versionload.Tracker
     ) -> None:
