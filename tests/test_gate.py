@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import types
+import warnings
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -627,7 +628,10 @@ class TestFork:
         holder()
         tracker.drain_timeout = 2
         tree.module("gt_fork", "X = 2\n")
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns that forking a multi-threaded process is risky: that is the case tested.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             code = 1
             try:
