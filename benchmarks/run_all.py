@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h
 import bench_events
+import bench_gate
 import bench_import
 import bench_memory
 import bench_reload
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "reload": bench_reload.run,
     "memory": bench_memory.run,
     "events": bench_events.run,
+    "gate": bench_gate.run,
 }
 
 

@@ -35,7 +35,7 @@ class TestQuickMode:
         output = completed.stdout
 
         assert 0 == completed.returncode, completed.stderr[-3000:]
-        assert ["events", "import", "memory", "reload"] == sorted(
+        assert ["events", "gate", "import", "memory", "reload"] == sorted(
             re.findall(r"^== (\w+)", output, flags=re.MULTILINE)
         )
         ratios = [float(value) for value in re.findall(r"\| ratio (\d+\.\d+) \[", output)]

@@ -183,6 +183,20 @@ class TestRun:
         running.event("watch.file_deleted", module="behaviour")
         assert running.process.poll() is None
 
+    def test_prune_drops_names_the_new_source_no_longer_defines(self, app, runtime):
+        """With --prune, a reload lists the dropped names as removed; without it they survive."""
+        (app / "behaviour.py").write_text("OLD = 1\ndef answer():\n    return 'one'\n")
+        program = Program("--prune", "--watch", str(app), str(app / "app.py"))
+        try:
+            program.prints("tick one")
+            (app / "behaviour.py").write_text("def answer():\n    return 'two'\n")
+            reloaded = program.event("module.reloaded", module="behaviour")
+            program.prints("tick two")
+        finally:
+            program.stop()
+
+        assert (["OLD"], ["answer"]) == (reloaded["removed"], reloaded["changed"])
+
     def test_run_module_with_arguments_and_exit_status(self, tmp_path, runtime, monkeypatch):
         """-m MODULE runs a module as __main__ with its arguments; its exit status is kept."""
         (tmp_path / "tool.py").write_text("import sys\nprint('args', sys.argv[1:])\nsys.exit(7)\n")

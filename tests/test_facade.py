@@ -124,6 +124,7 @@ class TestErrors:
             (versionload.ReloadError, (ImportError,)),
             (versionload.ModuleNotLoadedError, (versionload.ReloadError, ImportError)),
             (versionload.SpecNotFoundError, (versionload.ReloadError, ModuleNotFoundError)),
+            (versionload.DrainTimeoutError, (versionload.ReloadError, ImportError)),
         ],
     )
     def test_bases(self, error: type[Exception], bases: tuple[type[Exception], ...]) -> None:
@@ -198,4 +199,5 @@ class TestImportCost:
         unwanted = {"watchfiles", "IPython", "pytest", "hypothesis", "pluggy", "_pytest"}
         assert set() == tops & unwanted
         assert "versionload.testing" not in report["new_modules"]
+        assert "versionload.gate" not in report["new_modules"]
         assert "" == result.stderr

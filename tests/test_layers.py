@@ -35,7 +35,7 @@ BOTTOM = frozenset(
 DOOR = f"{ROOT}._tracker"
 WINGS = (f"{ROOT}._live", f"{ROOT}._plugins")
 #: The public modules; they may import anything private, but nothing imports them.
-FACADE = frozenset(f"{ROOT}.{name}" for name in ("plugins", "testing", "__main__")) | {ROOT}
+FACADE = frozenset(f"{ROOT}.{name}" for name in ("plugins", "testing", "gate", "__main__")) | {ROOT}
 #: Private attributes of objects that are not ours, used on purpose: the CPython
 #: internals the import hook cooperates with, each named (see docs/architecture.md).
 CPYTHON_PRIVATE = frozenset(
@@ -47,6 +47,7 @@ CPYTHON_PRIVATE = frozenset(
         "_bootstrap._init_module_attrs",  # a reload sets __spec__ and friends as importlib does
         "sys._getframe",  # the finder's caller, and the end of a load, read from the stack
         "sys._current_frames",  # stale(): frames of running threads executing old code
+        "asyncio._get_running_loop",  # the gate: is this thread running a loop, without raising
         "lock._is_owned",  # RLock: does this thread hold the registry lock, asked without blocking
     }
 )

@@ -8,6 +8,7 @@ place. The functions here act on one default `Tracker`:
     versionload.reload(module)           # run the source on disk; a failure changes nothing
     versionload.rollback(module, to=1)   # restore what version 1 bound
     versionload.history(module)          # the recorded versions, oldest first
+    with versionload.serving(): ...      # a unit of work no reload interrupts
 
 Functions that take a module accept the module or its name. Bad input raises a
 `VersionLoadError` subclass that is also the stdlib error callers expect (`TypeError`,
@@ -26,6 +27,7 @@ from typing import Any as _Any
 
 from ._arguments import DEFAULT_MAX_VERSIONS
 from ._errors import (
+    DrainTimeoutError,
     GroupReloadError,
     InvalidArgumentError,
     ModuleNotLoadedError,
@@ -44,11 +46,13 @@ from ._events import (
     HistoryEnded,
     ModuleLoaded,
     ModulePatched,
+    ModuleReloadDeferred,
     ModuleReloaded,
     ModuleReloadFailed,
     ModuleRolledBack,
     VersionPruned,
 )
+from ._gate import Section as _Section
 from ._snapshot import ModuleVersion, NamespaceDiff
 from ._stale import StaleObject, StaleReport
 from ._tracker import UNSET as _UNSET
@@ -70,6 +74,7 @@ def install(
     exclude: str | _Iterable[str] | _Unset | None = _UNSET,
     max_versions: int | _Unset | None = _UNSET,
     allowed_roots: _Iterable[str | _os.PathLike[str]] | _Unset | None = _UNSET,
+    drain_timeout: float | _Unset | None = _UNSET,
 ) -> Tracker:
     """
     Configure the default tracker and put its finder first on ``sys.meta_path``.
@@ -86,16 +91,22 @@ def install(
             Left out, each setting keeps its current value (at first, the default).
         allowed_roots: Directories (or zip files) that `reload` may run code from;
             None allows any origin. See ``docs/security.md``.
+        drain_timeout: Seconds a reload or rollback waits for the `serving` sections
+            in flight to end (None: forever); see ``docs/gate.md``.
 
     Returns:
         The default `Tracker`.
 
     Raises:
-        InvalidArgumentError: a pattern is not a string, a root is not a path, or
-            ``max_versions`` is below 1.
+        InvalidArgumentError: a pattern is not a string, a root is not a path,
+            ``max_versions`` is below 1, or ``drain_timeout`` is negative or not a number.
     """
     _DEFAULT.configure(
-        include=include, exclude=exclude, max_versions=max_versions, allowed_roots=allowed_roots
+        include=include,
+        exclude=exclude,
+        max_versions=max_versions,
+        allowed_roots=allowed_roots,
+        drain_timeout=drain_timeout,
     )
     return _DEFAULT.install()
 
@@ -107,6 +118,15 @@ def uninstall() -> None:
     _DEFAULT.uninstall()
 
 
+def serving() -> _Section:
+    """
+    A section of serving code (a request, a task) that no reload or rollback of the
+    default tracker interrupts: a context manager, an async context manager and a
+    decorator; see `Tracker.serving`.
+    """
+    return _DEFAULT.serving()
+
+
 def track(module: _ModuleType | str) -> ModuleVersion:
     """
     Adopt an already-imported module; see `Tracker.track`.
@@ -114,20 +134,22 @@ def track(module: _ModuleType | str) -> ModuleVersion:
     return _DEFAULT.track(module)
 
 
-def reload(module: _ModuleType | str, *, cascade: bool = False, update: str | None = None) -> _ModuleType:
+def reload(
+    module: _ModuleType | str, *, cascade: bool = False, update: str | None = None, prune: bool = False
+) -> _ModuleType:
     """
     Reload a module in place and record a new version; see `Tracker.reload`.
     """
-    return _DEFAULT.reload(module, cascade=cascade, update=update)
+    return _DEFAULT.reload(module, cascade=cascade, update=update, prune=prune)
 
 
 def reload_many(
-    modules: _Iterable[_ModuleType | str], *, update: str | None = None
+    modules: _Iterable[_ModuleType | str], *, update: str | None = None, prune: bool = False
 ) -> tuple[_ModuleType, ...]:
     """
     Reload several modules as one atomic group; see `Tracker.reload_many`.
     """
-    return _DEFAULT.reload_many(modules, update=update)
+    return _DEFAULT.reload_many(modules, update=update, prune=prune)
 
 
 def dependents(module: _ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
@@ -188,6 +210,7 @@ def watch(
     debounce: float = 0.05,
     force_polling: bool = False,
     on_change: Callable[[FileChange], object] | None = None,
+    prune: bool = False,
 ) -> Watcher:
     """
     Reload tracked modules when their source files change, from a background thread.
@@ -206,6 +229,8 @@ def watch(
         debounce: Seconds a burst of writes must be quiet before it is handled.
         force_polling: Poll even when ``watchfiles`` is available.
         on_change: Called with a `FileChange` for each module the watcher handled.
+        prune: Reload with ``prune=True``: names the new code no longer binds are
+            dropped (see `Tracker.reload`).
 
     Returns:
         The running `Watcher`; call ``stop()`` or use it as a context manager.
@@ -223,6 +248,7 @@ def watch(
         debounce=debounce,
         force_polling=force_polling,
         on_change=on_change,
+        prune=prune,
     ).start()
 
 
@@ -234,6 +260,7 @@ def awatch(
     tracker: Tracker | None = None,
     debounce: float = 0.05,
     force_polling: bool = False,
+    prune: bool = False,
 ) -> AsyncIterator[list[FileChange]]:
     """
     The async form of `watch`: reloads run in the event loop's thread, and each batch
@@ -252,6 +279,7 @@ def awatch(
         debounce=debounce,
         force_polling=force_polling,
         on_change=None,
+        prune=prune,
     ).changes()
 
 
@@ -279,6 +307,11 @@ def __getattr__(name: str) -> _Any:
         from ._live import watch as _watch
 
         return getattr(_watch, name)
+    if name == "gate":
+        # The middleware submodule, imported on first use.
+        import importlib
+
+        return importlib.import_module(f"{__name__}.gate")
     if name == "__version__":
         from importlib.metadata import version
 
@@ -290,6 +323,7 @@ __all__ = [
     "CascadeFailed",
     "CascadeReloaded",
     "DEFAULT_MAX_VERSIONS",
+    "DrainTimeoutError",
     "Event",
     "GroupReloadError",
     "HistoryEnded",
@@ -297,6 +331,7 @@ __all__ = [
     "ModuleLoaded",
     "ModuleNotLoadedError",
     "ModulePatched",
+    "ModuleReloadDeferred",
     "ModuleReloadFailed",
     "ModuleReloaded",
     "ModuleRolledBack",
@@ -325,6 +360,7 @@ __all__ = [
     "reload",
     "reload_many",
     "rollback",
+    "serving",
     "stale",
     "track",
     "uninstall",

@@ -198,6 +198,46 @@ def restore_class(module: ModuleType, cls: type[ModuleType]) -> None:
         module.__class__ = cls
 
 
+#: What the import system binds in a module before its code runs: a pruned reload
+#: keeps these (``__doc__`` is reset to None, as in a new module).
+_IMPORT_ATTRIBUTES = frozenset(
+    {
+        "__name__",
+        "__doc__",
+        "__package__",
+        "__loader__",
+        "__spec__",
+        "__path__",
+        "__file__",
+        "__cached__",
+        "__builtins__",
+    }
+)
+
+
+def prune_namespace(name: str, namespace: dict[str, object]) -> None:
+    """
+    Empty a module's namespace for a fresh run of its code, as a new module object is.
+
+    Kept: the attributes the import system sets before running a module's code, and
+    a package's attributes for its submodules that are in ``sys.modules`` (the import
+    system binds them only when a submodule is first loaded, so removing them would
+    leave ``pkg.sub`` unreachable). Everything else, user-defined dunders such as
+    ``__all__`` or ``__getattr__`` included, must be bound again by the new code.
+    The caller restores the namespace from its copy when the new code fails.
+    """
+    prefix = name + "."
+    extra = [
+        key
+        for key, value in namespace.items()
+        if key not in _IMPORT_ATTRIBUTES
+        and not (isinstance(value, ModuleType) and sys.modules.get(prefix + key) is value)
+    ]
+    for key in extra:
+        del namespace[key]
+    namespace["__doc__"] = None
+
+
 def _without_own_frames(tb: TracebackType | None) -> TracebackType | None:
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         tb = tb.tb_next
@@ -220,9 +260,13 @@ def _error_location(error: BaseException, origin: str | None) -> str | None:
 # -- reload -------------------------------------------------------------------------------
 
 
-def reload(registry: Registry, obj: object, finish: Finish | None = None) -> ModuleType:
+def reload(
+    registry: Registry, obj: object, finish: Finish | None = None, *, prune: bool = False
+) -> ModuleType:
     """
     Re-execute the module's current source in its existing namespace and record it.
+
+    With ``prune``, the new code runs in an emptied namespace (see `prune_namespace`).
 
     ``finish`` runs after the new code, inside the transaction (see `execute`).
     ``_group`` builds groups and in-place updates on the same `execute` / `commit` /
@@ -240,7 +284,7 @@ def reload(registry: Registry, obj: object, finish: Finish | None = None) -> Mod
         previous = current_or_adopt(registry, name, module)
         in_progress.add(name)
         try:
-            staged = execute(registry, name, module, path, previous, finish)
+            staged = execute(registry, name, module, path, previous, finish, prune=prune)
         finally:
             in_progress.discard(name)
         version, duration_ns = commit(registry, staged)
@@ -319,9 +363,14 @@ def execute(
     path: MutableSequence[str] | None,
     previous: ModuleVersion,
     finish: Finish | None = None,
+    *,
+    prune: bool = False,
 ) -> Staged:
     """
     Run the module's new code in its namespace; on failure put it back and raise.
+
+    With ``prune`` the namespace is emptied first (`prune_namespace`), so the names
+    the new code does not bind are gone, as after a fresh import.
 
     The caller holds the module's lock, then either `commit`s the result or, to
     undo a module whose code succeeded, calls `unstage`.
@@ -354,6 +403,8 @@ def execute(
         fresh = compile_source(spec, source)
         module.__spec__ = spec
         _bootstrap._init_module_attrs(spec, module, override=True)
+        if prune:
+            prune_namespace(name, namespace)
         loader = spec.loader
         if fresh.code is not None:
             exec(fresh.code, namespace)

@@ -14,7 +14,8 @@ system already catch::
     │   ├── ModuleNotLoadedError                      not in sys.modules (or its parent)
     │   ├── SpecNotFoundError       (ModuleNotFoundError)  the finders no longer find it
     │   ├── ReloadRefusedError                        its file lies outside the allowed roots
-    │   └── GroupReloadError                          a module of a cascade or reload_many failed
+    │   ├── GroupReloadError                          a module of a cascade or reload_many failed
+    │   └── DrainTimeoutError                         serving sections did not end in time
     ├── ControlError                (OSError)         the control socket of `versionload run`
     └── PluginError                                   see versionload._plugins.errors
 
@@ -150,6 +151,51 @@ class ControlError(VersionLoadError, OSError):
     """
     The control channel could not be used: no program found, refused, or unsafe.
     """
+
+
+class DrainTimeoutError(ReloadError):
+    """
+    Sections of serving code (``versionload.serving()``) were still in flight when the
+    tracker's ``drain_timeout`` ran out, so the operation changed nothing.
+
+    ``module`` is the first module the operation would have changed, ``modules`` all of
+    them, ``in_flight`` the sections it waited for, ``timeout`` the seconds it waited
+    (None: it would have waited forever, but the sections could never end, because they
+    belong to operations waiting for each other). A ``module.reload_deferred`` event
+    reports the same.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(
+        self,
+        modules: tuple[str, ...],
+        *,
+        in_flight: int,
+        timeout: float | None,
+        deadlock: bool = False,
+        message: str | None = None,
+    ) -> None:
+        if message is None:
+            names = ", ".join(repr(name) for name in modules)
+            if deadlock:
+                why = "they belong to other changes that wait for this thread's sections"
+            else:
+                why = f"they did not end within {timeout} s"
+            message = f"not changing {names}: {in_flight} serving section(s) in flight and {why}"
+        super().__init__(message, module=modules[0] if modules else "")
+        self.modules = modules
+        self.in_flight = in_flight
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_drain, (str(self), self.modules, self.in_flight, self.timeout))
+
+
+def _rebuild_drain(
+    message: str, modules: tuple[str, ...], in_flight: int, timeout: float | None
+) -> DrainTimeoutError:
+    return DrainTimeoutError(modules, in_flight=in_flight, timeout=timeout, message=message)
 
 
 def _rebuild(cls: type[ReloadError], message: str, module: str, path: str | None) -> ReloadError:

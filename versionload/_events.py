@@ -200,6 +200,26 @@ class CascadeFailed(Event):
     duration_ms: float
 
 
+@attrs.frozen
+class ModuleReloadDeferred(Event):
+    """
+    A change (``operation``: ``"reload"``, ``"rollback"``, ``"cascade"`` or
+    ``"many"``) was not applied because serving sections were still in flight after
+    ``timeout`` seconds (None: they could never end); every module is as it was.
+
+    ``module`` is the first module of ``modules``, ``in_flight`` the number of
+    sections the change waited for.
+    """
+
+    event: ClassVar[str] = "module.reload_deferred"
+    level: ClassVar[str] = "warning"
+
+    modules: tuple[str, ...]
+    operation: str
+    in_flight: int
+    timeout: float | None
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ModuleLoaded,
     ModuleReloaded,
@@ -210,6 +230,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ModulePatched,
     CascadeReloaded,
     CascadeFailed,
+    ModuleReloadDeferred,
 )
 
 Subscriber = Callable[[Event], object]

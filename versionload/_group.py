@@ -96,6 +96,7 @@ def reload_group(
     *,
     update: object = None,
     kind: Literal["single", "cascade", "many"] = "single",
+    prune: bool = False,
 ) -> tuple[ModuleType, ...]:
     """
     Reload ``targets`` in the given order as one transaction (see the module docstring).
@@ -129,7 +130,7 @@ def reload_group(
         try:
             for name, module in active:
                 previous = current_or_adopt(registry, name, module)
-                staged.append(execute(registry, name, module, paths[name], previous, finish))
+                staged.append(execute(registry, name, module, paths[name], previous, finish, prune=prune))
         except BaseException as error:
             for each in reversed(staged):
                 _undo(each)

@@ -24,13 +24,14 @@ from typing import ParamSpec, TypeVar
 import attrs
 
 from . import _arguments as check
-from ._engine import module_name, origin_of, record_external_reload, resolve_tracked
+from ._engine import module_name, origin_of, record_external_reload, resolve_loaded, resolve_tracked
 from ._engine import reload as _reload
 from ._engine import rollback as _rollback
-from ._errors import NotAModuleError, VersionLoadError
-from ._events import Event, Subscriber, emit
+from ._errors import DrainTimeoutError, NotAModuleError, VersionLoadError
+from ._events import Event, ModuleReloadDeferred, Subscriber, emit
 from ._finder import VersionedFinder
 from ._fork import renew_after_fork
+from ._gate import DEFAULT_DRAIN_TIMEOUT, Gate, Section, normalize_drain_timeout
 from ._graph import dependencies_of, dependents_of
 from ._graph import dependency_map as _dependency_map
 
@@ -116,6 +117,10 @@ class Tracker:
         allowed_roots: Directories (or zip files) that `reload` may run code from; a
             reload of a module whose file, as the finders find it now, lies elsewhere
             (or that has no file) raises `ReloadRefusedError`. None allows any origin.
+        drain_timeout: Seconds a reload, rollback or group waits for the sections of
+            serving code in flight (see `serving`) to end; None waits forever. When
+            they do not end in time, the operation changes nothing and raises
+            `DrainTimeoutError`.
 
     Creating a tracker changes nothing in ``sys``; `install` puts its finder in front
     of ``sys.meta_path``.
@@ -131,7 +136,9 @@ class Tracker:
         exclude: str | Iterable[str] | None = None,
         max_versions: int | None = None,
         allowed_roots: Iterable[str | os.PathLike[str]] | None = None,
+        drain_timeout: float | None = DEFAULT_DRAIN_TIMEOUT,
     ) -> None:
+        self._drain_timeout = normalize_drain_timeout(drain_timeout)
         self._registry = Registry(
             include=check.patterns(include, "include"),
             exclude=check.patterns(exclude, "exclude"),
@@ -144,6 +151,7 @@ class Tracker:
         self._install_lock = threading.Lock()
         renew_after_fork(self, "_install_lock", threading.Lock)
         self._ledger = Ledger()  # states of objects updated in place, per version
+        self._gate = Gate()
 
     def __repr__(self) -> str:
         state = "installed" if self.installed else "not installed"
@@ -189,9 +197,11 @@ class Tracker:
         exclude: str | Iterable[str] | Unset | None = UNSET,
         max_versions: int | Unset | None = UNSET,
         allowed_roots: Iterable[str | os.PathLike[str]] | Unset | None = UNSET,
+        drain_timeout: float | Unset | None = UNSET,
     ) -> None:
         """
-        Change the settings passed; those not passed stay as they are. Fewer versions are pruned at once.
+        Change the settings passed (filters, retention, allowed roots, drain timeout); those not
+        passed stay as they are. Fewer versions are pruned at once.
 
         Passing None explicitly restores a setting's default (track every module,
         exclude none, keep 10 versions, allow any origin). Settings left out are kept,
@@ -199,7 +209,8 @@ class Tracker:
         ``allowed_roots`` restriction or cut the history by accident.
 
         Raises:
-            InvalidArgumentError: a pattern or a root has the wrong type, or ``max_versions`` is below 1.
+            InvalidArgumentError: a pattern or a root has the wrong type, ``max_versions``
+                is below 1, or ``drain_timeout`` is negative or not a number.
         """
         registry = self._registry
         # Check every argument before changing anything.
@@ -207,7 +218,66 @@ class Tracker:
         new_exclude = registry.exclude if exclude is UNSET else check.patterns(exclude, "exclude")
         new_max = registry.max_versions if max_versions is UNSET else check.max_versions(max_versions)
         new_roots = registry.allowed_roots if allowed_roots is UNSET else check.allowed_roots(allowed_roots)
+        new_timeout = (
+            self._drain_timeout if drain_timeout is UNSET else normalize_drain_timeout(drain_timeout)
+        )
         registry.configure(new_include, new_exclude, new_max, allowed_roots=new_roots)
+        self._drain_timeout = new_timeout
+
+    @property
+    def drain_timeout(self) -> float | None:
+        """
+        Seconds a change waits for serving sections to end (None: forever); settable.
+        """
+        return self._drain_timeout
+
+    @drain_timeout.setter
+    def drain_timeout(self, value: float | None) -> None:
+        self._drain_timeout = normalize_drain_timeout(value)
+
+    def serving(self) -> Section:
+        """
+        A section of serving code during which none of this tracker's changes is applied.
+
+        Use it as a context manager (``with tracker.serving():``), an async context
+        manager (``async with``) or a decorator (``@tracker.serving()``), around a
+        unit of work: a request, a task, a hook call. A reload, rollback, cascade or
+        `reload_many` waits until the sections in flight have ended and holds new
+        ones back meanwhile, so code inside a section sees each module either
+        before or after a change, never half-executed. Sections nest, per thread
+        (and per asyncio task); a change requested inside a section does not wait
+        for the sections its own thread holds. See ``docs/gate.md``.
+
+        .. versionadded:: 0.1.0
+        """
+        return self._gate.section
+
+    @property
+    def sections_in_flight(self) -> int:
+        """
+        The serving sections in flight right now, over all threads.
+        """
+        return self._gate.in_flight
+
+    def _close_gate(self, operation: str, names: tuple[str, ...]) -> bool:
+        """
+        Wait for the serving sections to drain before ``operation`` changes ``names``.
+        """
+        try:
+            return self._gate.close(names, self._drain_timeout)
+        except DrainTimeoutError as error:
+            self._registry.emit_all(
+                [
+                    ModuleReloadDeferred(
+                        module=error.module,
+                        modules=error.modules,
+                        operation=operation,
+                        in_flight=error.in_flight,
+                        timeout=error.timeout,
+                    )
+                ]
+            )
+            raise
 
     @property
     def allowed_roots(self) -> tuple[str, ...] | None:
@@ -256,7 +326,12 @@ class Tracker:
 
     @_public_errors
     def reload(
-        self, module: ModuleType | str, *, cascade: bool = False, update: str | None = None
+        self,
+        module: ModuleType | str,
+        *,
+        cascade: bool = False,
+        update: str | None = None,
+        prune: bool = False,
     ) -> ModuleType:
         """
         Re-execute the module's current source in its existing namespace.
@@ -279,13 +354,20 @@ class Tracker:
                 ``importlib.reload`` does. ``"in-place"``: functions and classes the
                 module defined before keep their identity and take on the new code,
                 so references held elsewhere see it; see ``docs/update-modes.md``.
+            prune: Run the new code in an emptied namespace, so that names it no
+                longer binds are gone afterwards, as after a fresh import (the
+                import system's attributes such as ``__name__`` and ``__file__``
+                stay, and so do loaded submodules of a package). What
+                ``__versionload_migrate__`` binds is kept. A failed reload still
+                leaves the module exactly as it was, and a rollback brings the
+                pruned names back. Applies to every module of a cascade.
 
         Returns:
             ``sys.modules[name]`` afterwards (the module, unless it replaced itself).
 
         Raises:
             NotAModuleError: ``module`` is neither a module nor a string.
-            InvalidArgumentError: ``cascade`` is not a bool, or ``update`` is unknown.
+            InvalidArgumentError: ``cascade`` or ``prune`` is not a bool, or ``update`` is unknown.
             ModuleNotLoadedError: it (or its parent package) is not in ``sys.modules``.
             SpecNotFoundError: no finder finds it any more.
             ReloadRefusedError: its file lies outside the tracker's ``allowed_roots``.
@@ -293,17 +375,29 @@ class Tracker:
             GroupReloadError: with ``cascade``, a module of the cascade failed.
         """
         check.flag(cascade, "cascade")
+        check.flag(prune, "prune")
         mode = check.update_mode(update)
         if cascade:
             targets = cascade_targets(self._registry, module)
-            return reload_group(self._registry, self._ledger, targets, update=mode, kind="cascade")[0]
-        if mode == "in-place":
-            return reload_group(self._registry, self._ledger, [module], update=mode)[0]
-        return _reload(self._registry, module, migrator)
+            names = tuple(_name_of(target) for target in targets)
+            nested = self._close_gate("cascade", names)
+            try:
+                return reload_group(
+                    self._registry, self._ledger, targets, update=mode, kind="cascade", prune=prune
+                )[0]
+            finally:
+                self._gate.reopen(nested)
+        nested = self._close_gate("reload", (resolve_loaded(module)[0],))
+        try:
+            if mode == "in-place":
+                return reload_group(self._registry, self._ledger, [module], update=mode, prune=prune)[0]
+            return _reload(self._registry, module, migrator, prune=prune)
+        finally:
+            self._gate.reopen(nested)
 
     @_public_errors
     def reload_many(
-        self, modules: Iterable[ModuleType | str], *, update: str | None = None
+        self, modules: Iterable[ModuleType | str], *, update: str | None = None, prune: bool = False
     ) -> tuple[ModuleType, ...]:
         """
         Reload several modules, in the order given, as one atomic group: all or none.
@@ -312,20 +406,30 @@ class Tracker:
         reverted, namespaces restored), no version is recorded for any of them, and
         `GroupReloadError` names the one that failed. Emits one event per module
         and a ``cascade.reloaded`` / ``cascade.failed`` event for the group.
+        ``prune`` empties each module's namespace before its new code runs (see `reload`).
 
         Returns:
             The modules, in the order given.
 
         Raises:
             InvalidArgumentError: ``modules`` is not an iterable of modules or names,
-                names a module twice, or ``update`` is unknown.
+                names a module twice, ``update`` is unknown, or ``prune`` is not a bool.
             GroupReloadError: a module of the group failed; all are unchanged.
             ReloadError: as `reload`, for a module that cannot be reloaded at all
                 (checked before anything runs).
         """
-        return reload_group(
-            self._registry, self._ledger, check.module_list(modules), update=update, kind="many"
-        )
+        targets = check.module_list(modules)
+        check.update_mode(update)
+        check.flag(prune, "prune")
+        if not targets:
+            return ()
+        nested = self._close_gate("many", tuple(resolve_loaded(target)[0] for target in targets))
+        try:
+            return reload_group(
+                self._registry, self._ledger, targets, update=update, kind="many", prune=prune
+            )
+        finally:
+            self._gate.reopen(nested)
 
     @_public_errors
     def dependents(self, module: ModuleType | str, *, transitive: bool = False) -> tuple[str, ...]:
@@ -390,7 +494,13 @@ class Tracker:
             VersionNotFoundError: no such version (or none below the current one).
             InvalidArgumentError: ``to`` is not an int.
         """
-        return _rollback(self._registry, module, to, restore_states(self._registry, self._ledger))
+        if to is not None:
+            check.version_number(to, "to")  # bad input fails before waiting for the gate
+        nested = self._close_gate("rollback", (resolve_tracked(self._registry, module)[0],))
+        try:
+            return _rollback(self._registry, module, to, restore_states(self._registry, self._ledger))
+        finally:
+            self._gate.reopen(nested)
 
     @_public_errors
     def history(self, module: ModuleType | str) -> tuple[ModuleVersion, ...]:
@@ -541,6 +651,10 @@ class Tracker:
         self, spec: ModuleSpec, module: ModuleType, duration_ns: int, digest: _SourceDigest | None
     ) -> None:
         record_external_reload(self._registry, spec.name, module, duration_ns, digest)
+
+
+def _name_of(target: object) -> str:
+    return target if isinstance(target, str) else module_name(target)  # type: ignore[arg-type]
 
 
 _DEFAULT = Tracker()

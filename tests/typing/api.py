@@ -8,8 +8,10 @@ Lines marked ``type: ignore[...]`` are calls the annotations must reject; mypy's
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from types import ModuleType
+from typing import Any
 
 import versionload
 from versionload import (
@@ -113,3 +115,32 @@ def rejected(module: ModuleType) -> None:
     versionload.install("app.*")  # type: ignore[call-arg]
     number: str = versionload.current(module).number  # type: ignore[assignment]
     print(number)
+
+
+def serving_requests(module: ModuleType) -> None:
+    from versionload import gate
+
+    versionload.install(drain_timeout=5.0)
+    with versionload.serving():
+        versionload.reload(module, prune=True)
+
+    @versionload.serving()
+    def handle(request: str) -> int:
+        return len(request)
+
+    length: int = handle("x")
+    tracker = Tracker(drain_timeout=None)
+    timeout: float | None = tracker.drain_timeout
+    in_flight: int = tracker.sections_in_flight
+    try:
+        versionload.reload_many([module], prune=True)
+    except versionload.DrainTimeoutError as error:
+        waited: int = error.in_flight
+        names: tuple[str, ...] = error.modules
+        print(waited, names)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        return [b""]
+
+    wrapped = gate.wsgi(app, tracker=tracker)
+    print(length, timeout, in_flight, wrapped)

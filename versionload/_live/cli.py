@@ -43,7 +43,8 @@ EXIT_REFUSED = 5
 
 _RUN_VALUE_OPTIONS = {"--watch", "-w"}
 _RUN_USAGE = (
-    "versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] (-m MODULE | SCRIPT) [ARGS...]"
+    "versionload run [--watch DIR ...] [--cascade] [--in-place] [--prune] [--json] "
+    "(-m MODULE | SCRIPT) [ARGS...]"
 )
 
 
@@ -90,6 +91,11 @@ def _parser() -> _Parser:
         "--cascade", action="store_true", help="also reload the modules that depend on a changed one"
     )
     run.add_argument("--in-place", action="store_true", help="update functions and classes in place")
+    run.add_argument(
+        "--prune",
+        action="store_true",
+        help="drop the names a module's new code no longer binds, as a fresh import would",
+    )
     run.add_argument("--json", action="store_true", help="print events as JSON lines")
 
     history = commands.add_parser(
@@ -267,6 +273,7 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
             debounce=0.05,
             force_polling=False,
             on_change=None,
+            prune=options.prune,
         )
     except InvalidArgumentError as error:
         return _fail(EXIT_USAGE, str(error))

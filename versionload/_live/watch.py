@@ -254,6 +254,7 @@ class Watcher:
         debounce: float = DEFAULT_DEBOUNCE,
         force_polling: bool = False,
         on_change: Callable[[FileChange], object] | None = None,
+        prune: bool = False,
     ) -> None:
         debounce = check.seconds(debounce, "debounce", most=10)
         if on_change is not None:
@@ -269,6 +270,8 @@ class Watcher:
             self._reload_options["cascade"] = True
         if update is not None:
             self._reload_options["update"] = update
+        if prune:
+            self._reload_options["prune"] = True
         accepted = inspect.signature(tracker.reload).parameters
         unsupported = sorted(option for option in self._reload_options if option not in accepted)
         if unsupported:
@@ -592,8 +595,10 @@ def make_watcher(
     debounce: float,
     force_polling: bool,
     on_change: Callable[[FileChange], object] | None,
+    prune: bool = False,
 ) -> Watcher:
     check.flag(cascade, "cascade")
+    check.flag(prune, "prune")
     if update is not None:
         # Checked now: an unknown mode would otherwise fail every reload the watcher starts.
         check.update_mode(update)
@@ -606,4 +611,5 @@ def make_watcher(
         debounce=debounce,
         force_polling=force_polling,
         on_change=on_change,
+        prune=prune,
     )
