@@ -18,7 +18,8 @@ from ._engine import check_version_number, module_name, origin_of, record_extern
 from ._engine import reload as _reload
 from ._engine import rollback as _rollback
 from ._errors import InvalidArgumentError, NotAModuleError, VersionLoadError
-from ._events import Subscriber
+from ._events import Event, Subscriber
+from ._events import emit as _emit
 from ._finder import VersionedFinder
 from ._graph import dependencies_of, dependency_map, dependents_of
 from ._group import cascade_targets, check_update, migrator, names_of, reload_group, restore_states
@@ -394,6 +395,17 @@ class Tracker:
         if not callable(subscriber):
             raise InvalidArgumentError(f"subscriber must be callable, got {subscriber!r}")
         self._registry.subscribers.append(subscriber)
+
+    def emit(self, event: Event) -> None:
+        """
+        Send an event payload to this tracker's subscribers and to the ``versionload`` logger.
+
+        For the wings (the fleet, front-ends) that report their own events through the
+        tracker they act on; never raises (see ``docs/events.md``).
+        """
+        if not isinstance(event, Event):
+            raise InvalidArgumentError(f"expected an event payload, got {type(event).__name__}")
+        _emit(event, self._registry.subscribers)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """
