@@ -306,6 +306,9 @@ class Fleet:
         started = time.monotonic()
         try:
             result = self._locked(prepare, same_bytes, progress)
+        except FleetConnectionError:
+            self._call_off_after_loss(prepare.id)
+            raise
         except Exception as error:
             if is_connection_error(error):
                 self._call_off_after_loss(prepare.id)
@@ -463,8 +466,9 @@ class Fleet:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            popped = client.blpop([key], timeout=max(0.01, min(left, 1.0)))
+            popped = client.blpop([key], timeout=max(0.01, min(left, 0.5)))
             if popped is None:
+                self._check_state(client, command_id)
                 continue
             try:
                 reply = protocol.parse_reply(popped[1])
@@ -481,7 +485,20 @@ class Fleet:
             waiting.discard(reply.member)
             if progress is not None:
                 progress(phase, len(answers), len(expected | set(answers)))
+        self._check_state(client, command_id)
         return answers
+
+    def _check_state(self, client: redis.Redis, command_id: str) -> None:
+        """
+        Fail if Redis lost the command's state: it restarted, and the client reconnected
+        without telling us. Members undo whatever they applied when they find no decision.
+        """
+        if not client.exists(self._keys.state(command_id)):
+            raise FleetConnectionError(
+                f"Redis at {redact_url(self._url)} lost command {command_id} while it ran "
+                f"(restarted?); members that applied it undo it",
+                group=self._group,
+            )
 
 
 def _phase(prepare: Command, phase: str) -> str:

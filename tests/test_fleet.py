@@ -1,0 +1,471 @@
+"""
+versionload.fleet in one process: a member with its own tracker, an operator, a real Redis.
+
+Several members at once, forks and failures of whole processes are in test_fleet_scenarios.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+import versionload
+import versionload.fleet as fleet
+from versionload.testing import capture_events
+
+from .fleet_support import RedisServer, free_port, wait_until
+from .helpers import ModuleTree
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(name="group")
+def _group() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(name="joined")
+def _joined(redis_server: RedisServer, tracker: versionload.Tracker, group: str) -> Iterator[fleet.Member]:
+    """
+    This process as a member of a fresh group, with the test's tracker; left afterwards.
+    """
+    member = fleet.join(redis_server.url, group=group, tracker=tracker, heartbeat=0.1)
+    yield member
+    member.leave()
+
+
+@pytest.fixture(name="operator")
+def _operator(redis_server: RedisServer, group: str) -> Iterator[fleet.Fleet]:
+    with fleet.Fleet(redis_server.url, group=group) as operator:
+        yield operator
+
+
+V1 = "VALUE = 1\n"
+V2 = "VALUE = 2\n"
+
+
+class TestJoin:
+    def test_join_is_idempotent(self, joined: fleet.Member, redis_server: RedisServer, tracker, group):
+        """
+        Joining the same group again returns the same member.
+        """
+        again = fleet.join(redis_server.url, group=group, tracker=tracker)
+
+        assert joined is again
+
+    def test_join_with_another_tracker_is_refused(self, joined: fleet.Member, redis_server, group):
+        """
+        A process is one member of a group: a second tracker for the same group is an error.
+        """
+        with pytest.raises(versionload.InvalidArgumentError):
+            fleet.join(redis_server.url, group=group, tracker=versionload.Tracker())
+
+    def test_members_lists_tracked_modules(self, tree: ModuleTree, tracker, joined, operator):
+        """
+        A member's heartbeat carries each tracked module's version and source hash.
+        """
+        tree.module("fl_listed", V1)
+        __import__("fl_listed")
+
+        info = wait_until(
+            lambda: [m for m in operator.members() if m.modules], what="a heartbeat with the module"
+        )[0]
+
+        assert (joined.id, [fleet.ModuleState("fl_listed", 1, sha(V1))]) == (info.member, list(info.modules))
+
+    def test_leave_removes_the_heartbeat(self, joined: fleet.Member, operator: fleet.Fleet):
+        """
+        After leave, the member no longer appears, and leaving twice is harmless.
+        """
+        wait_until(operator.members, what="the member")
+        joined.leave()
+        joined.leave()
+
+        assert (False, ()) == (joined.running, operator.members())
+
+    def test_bad_arguments(self, redis_server: RedisServer):
+        """
+        A bad URL, group or heartbeat is an InvalidArgumentError, before any connection.
+        """
+        for kwargs in (
+            {"url": "http://x", "group": "g"},
+            {"url": redis_server.url, "group": "no spaces"},
+            {"url": redis_server.url, "group": "g", "heartbeat": 0},
+        ):
+            url = kwargs.pop("url")
+            with pytest.raises(versionload.InvalidArgumentError):
+                fleet.join(url, **kwargs)  # type: ignore[arg-type]
+
+    def test_unreachable_redis_is_a_connection_error_without_the_password(self):
+        """
+        A server that does not answer raises FleetConnectionError; the password is not shown.
+        """
+        port = free_port()
+        url = f"redis://user:hunter2@127.0.0.1:{port}/0"
+
+        with pytest.raises(fleet.FleetConnectionError) as caught:
+            fleet.join(url, group="g")
+
+        assert "hunter2" not in str(caught.value)
+        assert "user:***@127.0.0.1" in str(caught.value)
+
+
+class TestReload:
+    def test_reload_applies_on_the_member(self, tree: ModuleTree, tracker, joined, operator, bytecode):
+        """
+        A fleet reload runs the member's new source and reports it applied.
+        """
+        tree.module("fl_reload", V1)
+        module = __import__("fl_reload")
+        tree.module("fl_reload", V2)
+
+        result = operator.reload("fl_reload", timeout=5)
+
+        assert (True, (joined.id,), 2) == (result.ok, result.applied, module.VALUE)
+        assert {"fl_reload": sha(V2)} == operator.target()
+
+    def test_events_of_a_reload(self, tree: ModuleTree, tracker, joined, operator):
+        """
+        The member emits prepared and applied with exact fields.
+        """
+        tree.module("fl_events", V1)
+        __import__("fl_events")
+        tree.module("fl_events", V2)
+
+        with capture_events(tracker) as events:
+            result = operator.reload("fl_events", timeout=5)
+            wait_until(lambda: any(e.event == "fleet.command_received" and e.phase == "done" for e in events))
+
+        fleet_events = [
+            e.fields() | {"event": e.event} for e in events if e.event in {"fleet.prepared", "fleet.applied"}
+        ]
+        base = {"module": "fl_events", "group": joined.group, "member": joined.id, "command": result.command}
+        assert [
+            base
+            | {
+                "event": "fleet.prepared",
+                "op": "reload",
+                "modules": ["fl_events"],
+                "ready": True,
+                "source_sha256": [sha(V2)],
+                "error": None,
+            },
+            base | {"event": "fleet.applied", "op": "reload", "modules": ["fl_events"], "versions": [2]},
+        ] == fleet_events
+
+    def test_expected_hash_mismatch_changes_nothing(self, tree: ModuleTree, tracker, joined, operator):
+        """
+        With expect_sha256 that the member's disk does not have, nothing is reloaded.
+        """
+        tree.module("fl_expect", V1)
+        module = __import__("fl_expect")
+        tree.module("fl_expect", V2)
+
+        result = operator.reload("fl_expect", expect_sha256=sha("VALUE = 3\n"), timeout=5)
+
+        assert (False, (), 1, 1) == (result.ok, result.applied, module.VALUE, tracker.current(module).number)
+        assert "expected" in result.failed[joined.id]
+        assert {} == operator.target()
+
+    def test_code_that_raises_changes_nothing(self, tree: ModuleTree, tracker, joined, operator):
+        """
+        New code that raises fails the command, and the member keeps its version.
+        """
+        tree.module("fl_raises", V1)
+        module = __import__("fl_raises")
+        tree.module("fl_raises", "VALUE = 2\nraise RuntimeError('no')\n")
+
+        result = operator.reload("fl_raises", timeout=5)
+
+        assert (False, 1) == (result.ok, module.VALUE)
+        assert "RuntimeError" in result.failed[joined.id]
+
+    def test_syntax_error_is_refused_at_prepare(self, tree: ModuleTree, tracker, joined, operator):
+        """
+        Source that does not compile is refused in the first phase.
+        """
+        tree.module("fl_syntax", V1)
+        __import__("fl_syntax")
+        tree.module("fl_syntax", "VALUE = (\n")
+
+        result = operator.reload("fl_syntax", timeout=5)
+
+        assert "does not compile" in result.failed[joined.id]
+
+    def test_untracked_module_is_refused(self, joined, operator):
+        """
+        A module the member does not track makes it answer not ready.
+        """
+        result = operator.reload("fl_nowhere", timeout=5)
+
+        assert not result.ok
+        assert "fl_nowhere" in result.failed[joined.id]
+
+    def test_outside_allowed_roots_is_refused(self, tree: ModuleTree, tracker, joined, operator, tmp_path):
+        """
+        A member only runs source within its tracker's allowed_roots.
+        """
+        tree.module("fl_roots", V1)
+        module = __import__("fl_roots")
+        tree.module("fl_roots", V2)
+        other = tmp_path / "elsewhere"
+        other.mkdir()
+        tracker.configure(allowed_roots=[other])
+
+        result = operator.reload("fl_roots", timeout=5)
+
+        assert (False, 1) == (result.ok, module.VALUE)
+        assert "allowed_roots" in result.failed[joined.id]
+
+    def test_prune_without_the_drain_gate_fails_clearly(self, tree: ModuleTree, tracker, joined, operator):
+        """
+        prune=True on a tracker without the drain gate fails and changes nothing.
+        """
+        import inspect
+
+        if "prune" in inspect.signature(tracker.reload).parameters:
+            pytest.skip("this versionload has the drain gate")
+        tree.module("fl_prune", V1)
+        module = __import__("fl_prune")
+        tree.module("fl_prune", V2)
+
+        result = operator.reload("fl_prune", prune=True, timeout=5)
+
+        assert (False, 1) == (result.ok, module.VALUE)
+        assert "drain gate" in result.failed[joined.id]
+
+    def test_bad_arguments(self, operator: fleet.Fleet):
+        """
+        Bad module names, hashes and timeouts raise InvalidArgumentError before anything is sent.
+        """
+        for call in (
+            lambda: operator.reload([]),
+            lambda: operator.reload("not a name"),
+            lambda: operator.reload(["a", "a"]),
+            lambda: operator.reload("a", expect_sha256="xyz"),
+            lambda: operator.reload(["a", "b"], expect_sha256=sha("")),
+            lambda: operator.reload("a", timeout=0),
+            lambda: operator.reload("a", cascade="yes"),  # type: ignore[arg-type]
+            lambda: operator.rollback("a", to_sha256="nope"),
+        ):
+            with pytest.raises(versionload.InvalidArgumentError):
+                call()
+
+    def test_no_members(self, operator: fleet.Fleet):
+        """
+        A command to a group without live members raises NoMembersError.
+        """
+        with pytest.raises(fleet.NoMembersError):
+            operator.reload("anything", timeout=1)
+
+
+class TestRollbackAndUndo:
+    def test_undo_puts_back_the_last_command(self, tree: ModuleTree, tracker, joined, operator):
+        """
+        undo rolls every member back to the version it had before the last command,
+        and the group's target back to what it was (here: none).
+        """
+        tree.module("fl_undo", V1)
+        module = __import__("fl_undo")
+        tree.module("fl_undo", V2)
+        assert operator.reload("fl_undo", timeout=5).ok
+
+        result = operator.undo(timeout=5)
+
+        assert (True, 1, 1) == (result.ok, module.VALUE, tracker.current(module).number)
+        assert {} == operator.target()
+
+    def test_nothing_to_undo(self, joined, operator: fleet.Fleet):
+        """
+        undo on a group that never ran a command raises NothingToUndoError.
+        """
+        with pytest.raises(fleet.NothingToUndoError):
+            operator.undo(timeout=1)
+
+    def test_rollback_to_a_hash(self, tree: ModuleTree, tracker, joined, operator):
+        """
+        rollback(to_sha256=...) goes to the member's version with that source hash.
+        """
+        tree.module("fl_back", V1)
+        module = __import__("fl_back")
+        for text in (V2, "VALUE = 3\n"):
+            tree.module("fl_back", text)
+            tracker.reload(module)
+
+        result = operator.rollback("fl_back", to_sha256=sha(V2), timeout=5)
+
+        assert (True, 2, 2) == (result.ok, module.VALUE, tracker.current(module).number)
+
+    def test_rollback_to_an_unknown_hash_changes_nothing(self, tree: ModuleTree, tracker, joined, operator):
+        """
+        A hash no version of the member has is refused.
+        """
+        tree.module("fl_unknown", V1)
+        module = __import__("fl_unknown")
+
+        result = operator.rollback("fl_unknown", to_sha256=sha("VALUE = 9\n"), timeout=5)
+
+        assert (False, 1) == (result.ok, module.VALUE)
+
+
+class TestConvergence:
+    def test_member_joining_later_converges(self, tree: ModuleTree, tracker, redis_server, group, operator):
+        """
+        A member whose module differs from the target reloads it if its disk has the target's bytes.
+        """
+        tree.module("fl_late", V1)
+        module = __import__("fl_late")
+        operator._redis().hset(f"versionload:fleet:{group}:target", "fl_late", sha(V2))
+        tree.module("fl_late", V2)
+
+        with capture_events(tracker) as events:
+            member = fleet.join(redis_server.url, group=group, tracker=tracker, heartbeat=0.1)
+            try:
+                wait_until(lambda: module.VALUE == 2, what="convergence")
+                wait_until(lambda: any(e.event == "fleet.converged" for e in events))
+            finally:
+                member.leave()
+
+        converged = [e.fields() for e in events if e.event == "fleet.converged"]
+        assert [
+            {
+                "module": "fl_late",
+                "group": group,
+                "member": member.id,
+                "status": "converged",
+                "version": 2,
+                "target_sha256": sha(V2),
+                "disk_sha256": sha(V2),
+            }
+        ] == converged
+
+    def test_member_with_other_bytes_reports_divergence(self, tree, tracker, redis_server, group, operator):
+        """
+        A member whose disk lacks the target's bytes keeps its version and reports it diverged.
+        """
+        tree.module("fl_diverge", V1)
+        module = __import__("fl_diverge")
+        operator._redis().hset(f"versionload:fleet:{group}:target", "fl_diverge", sha(V2))
+
+        member = fleet.join(redis_server.url, group=group, tracker=tracker, heartbeat=0.1)
+        try:
+            info = wait_until(
+                lambda: [m for m in operator.members() if m.diverged], what="divergence in the heartbeat"
+            )[0]
+        finally:
+            member.leave()
+
+        assert ({"fl_diverge": sha(V1)}, 1) == (dict(info.diverged), module.VALUE)
+
+
+class TestSafety:
+    @pytest.mark.parametrize(
+        "message",
+        [
+            b"not json",
+            b"[]",
+            b'{"v": 2}',
+            b'{"v": 1, "id": "../../etc", "phase": "prepare", "op": "reload"}',
+            json.dumps({"v": 1, "id": "a" * 32, "phase": "prepare", "op": "exec", "modules": ["x"]}).encode(),
+            json.dumps(
+                {
+                    "v": 1,
+                    "id": "a" * 32,
+                    "phase": "prepare",
+                    "op": "reload",
+                    "modules": ["os; rm"],
+                    "timeout": 1,
+                }
+            ).encode(),
+            b"{" * 100000,
+        ],
+    )
+    def test_hostile_messages_are_logged_and_ignored(self, message, tree, tracker, joined, operator, group):
+        """
+        A malformed message is reported as fleet.message_rejected and the member keeps working.
+        """
+        tree.module("fl_hostile", V1)
+        module = __import__("fl_hostile")
+        tree.module("fl_hostile", V2)
+
+        with capture_events(tracker) as events:
+            operator._redis().publish(f"versionload:fleet:{group}:commands", message)
+            wait_until(lambda: any(e.event == "fleet.message_rejected" for e in events))
+            result = operator.reload("fl_hostile", timeout=5)
+
+        assert (True, 2) == (result.ok, module.VALUE)
+
+    def test_password_and_acl_user(self, redis_server: RedisServer, tree, tracker, group):
+        """
+        A URL with an ACL user and password works, and no repr, event or error shows the password.
+        """
+        admin = redis_server.client()
+        user = f"u{uuid.uuid4().hex[:8]}"
+        admin.execute_command("ACL", "SETUSER", user, "on", ">s3cret-pw", "~*", "&*", "+@all")
+        url = f"redis://{user}:s3cret-pw@127.0.0.1:{redis_server.port}/0"
+        tree.module("fl_acl", V1)
+        module = __import__("fl_acl")
+        tree.module("fl_acl", V2)
+        try:
+            with capture_events(tracker) as events:
+                member = fleet.join(url, group=group, tracker=tracker, heartbeat=0.1)
+                try:
+                    with fleet.Fleet(url, group=group) as operator:
+                        result = operator.reload("fl_acl", timeout=5)
+                        shown = repr(member) + repr(operator)
+                finally:
+                    member.leave()
+            with pytest.raises(fleet.FleetConnectionError) as caught:
+                fleet.Fleet(url.replace("s3cret-pw", "wrong-pw"), group=group).members()
+        finally:
+            admin.execute_command("ACL", "DELUSER", user)
+
+        assert (True, 2) == (result.ok, module.VALUE)
+        assert "s3cret" not in shown + json.dumps([e.fields() for e in events]) + str(caught.value)
+        assert "wrong-pw" not in str(caught.value)
+
+    def test_redact_url(self):
+        """
+        redact_url hides the password and keeps the user, host, port and database.
+        """
+        assert "rediss://ops:***@cache.example:6380/2" == fleet.redact_url(
+            "rediss://ops:pw@cache.example:6380/2"
+        )
+
+    def test_errors_pickle_and_belong_to_the_tree(self):
+        """
+        Fleet errors are VersionLoadErrors, also the stdlib error a caller catches, and pickle.
+        """
+        error = fleet.NoMembersError("none", group="g")
+
+        copy = pickle.loads(pickle.dumps(error))
+
+        assert (True, True, "g", "none") == (
+            isinstance(copy, versionload.VersionLoadError),
+            isinstance(copy, LookupError),
+            copy.group,
+            str(copy),
+        )
+
+
+class TestImport:
+    def test_import_versionload_does_not_import_redis(self):
+        """
+        Neither the fleet nor the redis client is imported by `import versionload`.
+        """
+        code = (
+            "import sys, versionload; print(sorted(m for m in sys.modules if m == 'redis' or 'fleet' in m))"
+        )
+
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+        assert "[]" == out.strip()
