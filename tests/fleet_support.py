@@ -174,6 +174,7 @@ MEMBER_PROGRAM = textwrap.dedent(
 
     __import__(config["module"])
     tracker.subscribe(write)
+    write()
     if config.get("go"):
         wait_for(config["go"])
     member = fleet.join(config["url"], group=config["group"], heartbeat=config["heartbeat"])
@@ -251,12 +252,13 @@ class MemberProcesses:
             "heartbeat": heartbeat,
         }
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(
-            [sys.executable, str(self.program), json.dumps(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.root / f"member{index}.err", "wb"),  # noqa: SIM115 - the child owns it
-            env=env,
-        )
+        with open(self.root / f"member{index}.err", "wb") as errors:
+            process = subprocess.Popen(
+                [sys.executable, str(self.program), json.dumps(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                env=env,
+            )
         self.processes.append(process)
         return process
 

@@ -380,7 +380,7 @@ class Fleet:
                 client,
                 prepare.id,
                 "abort",
-                set(applied) | set(stragglers),
+                set(applied),
                 time.monotonic() + min(ABORT_WAIT, prepare.timeout),
                 progress,
             )
