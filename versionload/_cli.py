@@ -1,9 +1,10 @@
 """
 The ``versionload`` command: run a program with live reloading, and drive it.
 
-    versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] (-m MODULE | SCRIPT) [ARGS...]
+    versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] [--fleet URL --group G] (-m MODULE | SCRIPT) [ARGS...]
     versionload history [--pid PID] [--socket PATH] [--all] [--json] [MODULE]
     versionload rollback [--pid PID] [--socket PATH] MODULE [N]
+    versionload fleet status|reload|rollback|undo --redis URL --group G ...   (see docs/fleet.md)
 
 Exit codes: 0 success; 1 the program raised; 2 bad usage (a bad flag, no target);
 3 the script or module to run does not exist; 4 no running program could be reached
@@ -28,6 +29,8 @@ from typing import Any, NoReturn
 
 import structlog
 
+from ._fleet import cli as _fleet_cli
+
 EXIT_OK = 0
 EXIT_PROGRAM_FAILED = 1
 EXIT_USAGE = 2
@@ -35,9 +38,10 @@ EXIT_NOT_FOUND = 3
 EXIT_UNREACHABLE = 4
 EXIT_REFUSED = 5
 
-_RUN_VALUE_OPTIONS = {"--watch", "-w"}
+_RUN_VALUE_OPTIONS = {"--watch", "-w", *_fleet_cli.RUN_VALUE_OPTIONS}
 _RUN_USAGE = (
-    "versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] (-m MODULE | SCRIPT) [ARGS...]"
+    "versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] [--fleet URL --group G] "
+    "(-m MODULE | SCRIPT) [ARGS...]"
 )
 
 
@@ -84,6 +88,7 @@ def _parser() -> _Parser:
     )
     run.add_argument("--in-place", action="store_true", help="update functions and classes in place")
     run.add_argument("--json", action="store_true", help="print events as JSON lines")
+    _fleet_cli.add_run_options(run)
 
     history = commands.add_parser(
         "history", help="list the tracked modules of a running program and their versions"
@@ -99,6 +104,7 @@ def _parser() -> _Parser:
         "version", nargs="?", type=int, help="the version (default: the one before the current)"
     )
     _target_options(rollback)
+    _fleet_cli.add_fleet_commands(commands)
     return parser
 
 
@@ -159,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else EXIT_USAGE
     try:
+        if options.command == "fleet":
+            return _fleet_cli.fleet_main(options)
         if options.command == "history":
             return _history(options)
         return _rollback(options)
@@ -261,6 +269,11 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         # Ended by `kill` or a service manager: leave through the same clean-up as
         # any other exit, so the socket file does not outlive the program.
         signal.signal(signal.SIGTERM, _terminated)
+    member = _fleet_cli.join_for_run(options, tracker)
+    if isinstance(member, int):
+        control.stop()
+        os.environ.pop(SOCKET_ENV, None)
+        return member
     watcher.start()
     logger.info("control.listening", pid=os.getpid(), socket=str(control.path))
     try:
@@ -285,6 +298,7 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         _print_program_error(error)
         return EXIT_PROGRAM_FAILED
     finally:
+        _fleet_cli.leave_after_run(member)
         watcher.stop()
         control.stop()
         os.environ.pop(SOCKET_ENV, None)
