@@ -110,7 +110,8 @@ class TestRunFleet:
             undone.returncode,
             remaining,
         )
-        assert "cli_fleet_mod" in status.stdout and "HEARTBEAT" in status.stdout
+        assert "cli_fleet_mod" in status.stdout
+        assert "HEARTBEAT" in status.stdout
         assert f"target  cli_fleet_mod  {new_sha[:12]}" in after.stdout
         assert "applied on 1 members" in reloaded.stdout
         assert "members answered" in reloaded.stderr

@@ -1,7 +1,8 @@
 """
 The ``versionload`` command: run a program with live reloading, and drive it.
 
-    versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] [--fleet URL --group G] (-m MODULE | SCRIPT) [ARGS...]
+    versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] [--fleet URL --group G]
+                    (-m MODULE | SCRIPT) [ARGS...]
     versionload history [--pid PID] [--socket PATH] [--all] [--json] [MODULE]
     versionload rollback [--pid PID] [--socket PATH] MODULE [N]
     versionload fleet status|reload|rollback|undo --redis URL --group G ...   (see docs/fleet.md)

@@ -2,7 +2,8 @@
 The fleet's part of the ``versionload`` command: ``versionload fleet ...`` and ``run --fleet``.
 
     versionload fleet status   --redis URL --group G [--json]
-    versionload fleet reload   --redis URL --group G MODULE... [--expect-sha256 SHA] [--cascade] [--prune] [--timeout S]
+    versionload fleet reload   --redis URL --group G MODULE... [--expect-sha256 SHA]
+                               [--cascade] [--prune] [--timeout S]
     versionload fleet rollback --redis URL --group G MODULE [--to-sha256 SHA] [--timeout S]
     versionload fleet undo     --redis URL --group G [--timeout S]
     versionload run --fleet URL --group G [--fleet-name NAME] ... SCRIPT
