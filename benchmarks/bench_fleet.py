@@ -66,7 +66,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def run(members: int, commands: int, heartbeat: float, idle: float, work: Path, server_bin: str) -> dict[str, Any]:
+def run(
+    members: int, commands: int, heartbeat: float, idle: float, work: Path, server_bin: str
+) -> dict[str, Any]:
     import redis
 
     import versionload.fleet as fleet
@@ -99,7 +101,15 @@ def run(members: int, commands: int, heartbeat: float, idle: float, work: Path, 
         for _ in range(members):
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, str(work / "member.py"), str(moddir), url, group, str(heartbeat), str(stop)],
+                    [
+                        sys.executable,
+                        str(work / "member.py"),
+                        str(moddir),
+                        url,
+                        group,
+                        str(heartbeat),
+                        str(stop),
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
