@@ -9,12 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import structlog.testing
 
 import versionload
 import versionload.fleet as fleet
@@ -161,6 +164,34 @@ class TestReload:
             },
             base | {"event": "fleet.applied", "op": "reload", "modules": ["fl_events"], "versions": [2]},
         ] == fleet_events
+
+    def test_operator_logs_the_outcome(self, tree: ModuleTree, tracker, joined, operator):
+        """
+        The operator logs fleet.command_finished with the result's fields.
+        """
+        tree.module("fl_logged", V1)
+        __import__("fl_logged")
+        tree.module("fl_logged", V2)
+
+        with structlog.testing.capture_logs() as logs:
+            result = operator.reload("fl_logged", timeout=5)
+
+        (finished,) = [log for log in logs if log["event"] == "fleet.command_finished"]
+        finished.pop("duration_ms")
+        assert {
+            "event": "fleet.command_finished",
+            "log_level": "info",
+            "module": "fl_logged",
+            "group": joined.group,
+            "command": result.command,
+            "op": "reload",
+            "modules": ["fl_logged"],
+            "ok": True,
+            "applied": [joined.id],
+            "failed": [],
+            "stragglers": [],
+            "rolled_back": [],
+        } == finished
 
     def test_expected_hash_mismatch_changes_nothing(self, tree: ModuleTree, tracker, joined, operator):
         """
@@ -433,6 +464,46 @@ class TestSafety:
         assert "s3cret" not in shown + json.dumps([e.fields() for e in events]) + str(caught.value)
         assert "wrong-pw" not in str(caught.value)
 
+    def test_tls_with_a_password(self, redis_server: RedisServer, tree, tracker, group, tmp_path: Path):
+        """
+        A rediss:// URL (TLS, checked against our certificate) with a password works end to end.
+        """
+        if shutil.which("openssl") is None:
+            pytest.skip("needs the openssl command to make a certificate")
+        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        port = free_port()
+        server = subprocess.Popen(
+            [redis_server.binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+             "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+             "--tls-auth-clients", "no", "--requirepass", "tls-pw", "--save", "", "--appendonly", "no",
+             "--dir", str(tmp_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        url = f"rediss://:tls-pw@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+        tree.module("fl_tls", V1)
+        module = __import__("fl_tls")
+        tree.module("fl_tls", V2)
+        try:
+            operator = wait_until(lambda: _reachable(url, group), what="the TLS server")
+            with capture_events(tracker) as events:
+                member = fleet.join(url, group=group, tracker=tracker, heartbeat=0.1)
+                try:
+                    result = operator.reload("fl_tls", timeout=5)
+                finally:
+                    member.leave()
+                    operator.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+        assert (True, 2) == (result.ok, module.VALUE)
+        assert "tls-pw" not in json.dumps([e.fields() for e in events]) + repr(member)
+
     def test_redact_url(self):
         """
         redact_url hides the password and keeps the user, host, port and database.
@@ -455,6 +526,16 @@ class TestSafety:
             copy.group,
             str(copy),
         )
+
+
+def _reachable(url: str, group: str) -> fleet.Fleet | None:
+    operator = fleet.Fleet(url, group=group)
+    try:
+        operator.members()
+    except fleet.FleetConnectionError:
+        operator.close()
+        return None
+    return operator
 
 
 class TestImport:

@@ -385,7 +385,10 @@ class Member:
             raise FleetError(
                 f"Redis at {redact_url(self._url)} did not confirm the subscription", group=self._group
             )
-        self._client, self._pubsub = client, pubsub
+        previous, self._client, self._pubsub = self._client, client, pubsub
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                previous.close()
 
     # -- the heartbeat thread ----------------------------------------------------------------
 
