@@ -472,8 +472,8 @@ class TestSafety:
             pytest.skip("needs the openssl command to make a certificate")
         cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         port = free_port()
@@ -550,3 +550,88 @@ class TestImport:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
         assert "[]" == out.strip()
+
+
+class TestProtocol:
+    """
+    The message schema, checked directly: what a member accepts and what it rejects.
+    """
+
+    GOOD = {
+        "v": 1,
+        "id": "ab" * 16,
+        "phase": "prepare",
+        "op": "reload",
+        "modules": ["app.pricing"],
+        "expect": {},
+        "cascade": False,
+        "prune": False,
+        "to_sha256": None,
+        "of": None,
+        "restore": {},
+        "timeout": 5,
+    }
+
+    def test_a_command_round_trips(self):
+        """
+        An encoded command parses back to an equal command.
+        """
+        from versionload._fleet.protocol import Command, parse_command
+
+        command = Command(
+            id="cd" * 16, phase="prepare", op="reload", modules=("a", "b.c"), expect={"a": sha("")}
+        )
+
+        assert command == parse_command(command.encode().encode())
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"modules": []},
+            {"modules": ["a", "a"]},
+            {"modules": "app"},
+            {"modules": ["1abc"]},
+            {"timeout": 0},
+            {"timeout": True},
+            {"timeout": 1e9},
+            {"cascade": "yes"},
+            {"expect": {"other": "0" * 64}},
+            {"expect": {"app.pricing": "XYZ"}},
+            {"restore": []},
+            {"to_sha256": "short"},
+            {"of": "not-an-id"},
+            {"op": "rollback", "modules": ["a", "b"]},
+            {"op": "undo"},
+            {"phase": "run"},
+            {"id": 5},
+        ],
+    )
+    def test_bad_commands_are_rejected(self, change):
+        """
+        Each field that does not fit the schema makes the message a ProtocolViolation.
+        """
+        from versionload._fleet.protocol import ProtocolViolation, parse_command
+
+        with pytest.raises(ProtocolViolation):
+            parse_command(json.dumps(self.GOOD | change).encode())
+
+    @pytest.mark.parametrize(
+        "reply",
+        [
+            {"member": "../x y"},
+            {"ok": "true"},
+            {"error": 5},
+            {"versions": {"a": "1"}},
+            {"sha256": {"a": "nothex"}},
+            {"phase": "done"},
+        ],
+    )
+    def test_bad_replies_are_rejected(self, reply):
+        """
+        The operator rejects answers that do not fit the schema.
+        """
+        from versionload._fleet.protocol import ProtocolViolation, parse_reply
+
+        good = {"v": 1, "id": "ab" * 16, "phase": "prepare", "member": "h:1", "ok": True, "error": None}
+        with pytest.raises(ProtocolViolation):
+            parse_reply(json.dumps(good | reply).encode())

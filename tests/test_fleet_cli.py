@@ -5,6 +5,8 @@ The fleet's command line: ``versionload run --fleet URL --group G`` and ``versio
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 import versionload.fleet as fleet
 
@@ -162,3 +165,78 @@ class TestFleetCommandErrors:
         result = versionload_cli("run", "--fleet", redis_server.url, str(tmp_path / "main.py"))
 
         assert 2 == result.returncode
+
+
+class TestInProcess:
+    """
+    The same commands through `versionload._cli.main`, in this process, against an
+    in-process member: every path of the fleet's command code.
+    """
+
+    @pytest.fixture(name="member")
+    def _member(self, redis_server: RedisServer, tracker, tree) -> Iterator[fleet.Member]:
+        # The member's events would go to stdout, in between the command's output.
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+        tree.module("cli_inproc", "VALUE = 1\n")
+        __import__("cli_inproc")
+        member = fleet.join(
+            redis_server.url, group=f"i-{uuid.uuid4().hex[:10]}", tracker=tracker, heartbeat=0.1
+        )
+        yield member
+        member.leave()
+
+    def run(self, capsys, *arguments: str) -> tuple[int, str, str]:
+        from versionload._cli import main
+
+        code = main(list(arguments))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    def test_status_reload_rollback_undo(self, member, redis_server, tree, capsys):
+        """
+        status shows the member's module; reload, rollback and undo succeed with exit 0.
+        """
+        common = ("--redis", redis_server.url, "--group", member.group)
+        wait_until(lambda: fleet.Fleet(redis_server.url, group=member.group).members(), what="heartbeat")
+        tree.module("cli_inproc", "VALUE = 2\n")
+        new_sha = hashlib.sha256(b"VALUE = 2\n").hexdigest()
+
+        status = self.run(capsys, "fleet", "status", *common)
+        as_json = self.run(capsys, "fleet", "status", "--json", *common)
+        reload = self.run(
+            capsys, "fleet", "reload", *common, "cli_inproc", "--expect-sha256", f"cli_inproc={new_sha}"
+        )
+        rollback = self.run(capsys, "fleet", "rollback", *common, "cli_inproc", "--json")
+        undo = self.run(capsys, "fleet", "undo", *common)
+
+        assert (0, 0, 0, 0, 0) == (status[0], as_json[0], reload[0], rollback[0], undo[0])
+        assert "cli_inproc" in status[1]
+        assert [member.id] == [entry["member"] for entry in json.loads(as_json[1])["members"]]
+        assert json.loads(rollback[1])["ok"]
+
+    def test_refused_command_lists_the_member(self, member, redis_server, tree, capsys):
+        """
+        A refused reload exits 5 and prints the member and its reason.
+        """
+        tree.module("cli_inproc", "VALUE = (\n")
+        wait_until(lambda: fleet.Fleet(redis_server.url, group=member.group).members(), what="heartbeat")
+
+        code, _, err = self.run(
+            capsys, "fleet", "reload", "--redis", redis_server.url, "--group", member.group, "cli_inproc"
+        )
+
+        assert 5 == code
+        assert f"failed     {member.id}: cli_inproc: does not compile" in err
+
+    def test_errors(self, redis_server, capsys):
+        """
+        No members, a bad hash and an empty group each get their exit code.
+        """
+        common = ("--redis", redis_server.url, "--group", f"empty-{uuid.uuid4().hex[:8]}")
+
+        empty = self.run(capsys, "fleet", "undo", *common)
+        bad = self.run(capsys, "fleet", "reload", *common, "x", "--expect-sha256", "nothex")
+        nobody = self.run(capsys, "fleet", "status", *common)
+
+        assert (5, 2, 0) == (empty[0], bad[0], nobody[0])
+        assert "no live members" in nobody[1]
