@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import structlog.testing
@@ -473,7 +474,8 @@ class TestSafety:
         cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", str(key), "-out", str(cert)],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         port = free_port()
@@ -557,7 +559,7 @@ class TestProtocol:
     The message schema, checked directly: what a member accepts and what it rejects.
     """
 
-    GOOD = {
+    GOOD: ClassVar[dict[str, object]] = {
         "v": 1,
         "id": "ab" * 16,
         "phase": "prepare",
