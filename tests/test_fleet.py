@@ -356,7 +356,7 @@ class TestConvergence:
         """
         tree.module("fl_late", V1)
         module = __import__("fl_late")
-        operator._redis().hset(f"versionload:fleet:{group}:target", "fl_late", sha(V2))
+        redis_server.client().hset(f"versionload:fleet:{group}:target", "fl_late", sha(V2))
         tree.module("fl_late", V2)
 
         with capture_events(tracker) as events:
@@ -386,7 +386,7 @@ class TestConvergence:
         """
         tree.module("fl_diverge", V1)
         module = __import__("fl_diverge")
-        operator._redis().hset(f"versionload:fleet:{group}:target", "fl_diverge", sha(V2))
+        redis_server.client().hset(f"versionload:fleet:{group}:target", "fl_diverge", sha(V2))
 
         member = fleet.join(redis_server.url, group=group, tracker=tracker, heartbeat=0.1)
         try:
@@ -421,7 +421,9 @@ class TestSafety:
             b"{" * 100000,
         ],
     )
-    def test_hostile_messages_are_logged_and_ignored(self, message, tree, tracker, joined, operator, group):
+    def test_hostile_messages_are_logged_and_ignored(
+        self, message, tree, tracker, joined, operator, group, redis_server
+    ):
         """
         A malformed message is reported as fleet.message_rejected and the member keeps working.
         """
@@ -430,7 +432,7 @@ class TestSafety:
         tree.module("fl_hostile", V2)
 
         with capture_events(tracker) as events:
-            operator._redis().publish(f"versionload:fleet:{group}:commands", message)
+            redis_server.client().publish(f"versionload:fleet:{group}:commands", message)
             wait_until(lambda: any(e.event == "fleet.message_rejected" for e in events))
             result = operator.reload("fl_hostile", timeout=5)
 

@@ -186,8 +186,9 @@ def join(
                     f"this process is already a member of group {group!r} with another tracker"
                 )
             return existing
-        member = Member(url, group=group, name=name, tracker=tracker, heartbeat=float(heartbeat))
-        member._include = patterns
+        member = Member(
+            url, group=group, name=name, tracker=tracker, heartbeat=float(heartbeat), include=patterns
+        )
         member._start()
         _members[group] = member
         return member
@@ -209,7 +210,16 @@ class Member:
     .. versionadded:: 0.2.0
     """
 
-    def __init__(self, url: str, *, group: str, name: str | None, tracker: Tracker, heartbeat: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        group: str,
+        name: str | None,
+        tracker: Tracker,
+        heartbeat: float,
+        include: tuple[str, ...] | None = None,
+    ) -> None:
         self._url = url
         self._group = group
         self._keys = Keys(group)
@@ -217,7 +227,7 @@ class Member:
         self._id = _member_id(name)
         self._tracker = tracker
         self._heartbeat = heartbeat
-        self._include: tuple[str, ...] | None = None
+        self._include = include
         self._libraries = _library_dirs()
         self._init_process_state()
         self._records: collections.OrderedDict[str, dict[str, int]] = collections.OrderedDict()
