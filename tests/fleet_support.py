@@ -191,6 +191,7 @@ MEMBER_PROGRAM = textwrap.dedent(
         wait_for(config["stop"])
         for worker in workers:
             worker.join(timeout=5)
+        wait_for(config["stop"] + ".parent")
     else:
         wait_for(config["stop"])
     member.leave()
@@ -275,6 +276,7 @@ class MemberProcesses:
 
     def stop(self) -> None:
         self.stop_file.write_text("stop")
+        Path(f"{self.stop_file}.parent").write_text("stop")
         for process in self.processes:
             try:
                 process.wait(timeout=10)

@@ -218,7 +218,7 @@ class TestPreFork:
         """
         Workers forked by a member (multiprocessing, fork) join as themselves and reload too.
         """
-        members.start(0, V1, workers=3)
+        members.start(0, V1, workers=3, heartbeat=5.0)
         infos = wait_until(lambda: len(operator.members()) == 4 and operator.members(), what="4 members")
         wait_until(lambda: len(members.states()) == 4, what="the workers' state files")
         members.write_source(0, V2)
@@ -228,3 +228,18 @@ class TestPreFork:
         assert (True, sorted(info.member for info in infos)) == (result.ok, sorted(result.applied))
         assert len({info.pid for info in infos}) == 4
         assert [2] * 4 == wait_until(lambda: values(members) == [2] * 4 and values(members), what="workers")
+
+    def test_a_worker_that_exits_leaves_the_group(self, members, operator):
+        """
+        A forked worker that ends (with os._exit, as multiprocessing children do) removes
+        its heartbeat rather than lingering until it expires (15 s here).
+        """
+        parent = members.start(0, V1, workers=2, heartbeat=5.0)
+        wait_until(lambda: len(operator.members()) == 3, what="3 members")
+
+        members.stop_file.write_text("stop")  # the workers end; the parent stays
+
+        remaining = wait_until(
+            lambda: len(operator.members()) == 1 and operator.members(), what="1 member", timeout=8
+        )
+        assert [parent.pid] == [info.pid for info in remaining]

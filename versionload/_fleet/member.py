@@ -966,8 +966,19 @@ class _NotReady(Exception):
 def _after_fork_in_child() -> None:
     global _members_lock
     _members_lock = threading.Lock()  # a parent thread may have held it at the fork
+    # A multiprocessing child ends with os._exit, so atexit never runs there; its
+    # own exit hooks do, once the child has cleared what it inherited.
+    forkers = sys.modules.get("multiprocessing.util")
     for member in list(_members.values()):
         member._reborn()
+        if forkers is not None:
+            forkers.register_after_fork(member, _leave_at_child_exit)
+
+
+def _leave_at_child_exit(member: Member) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(member, member.leave, exitpriority=10)
 
 
 def _leave_all() -> None:
