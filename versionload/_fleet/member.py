@@ -297,7 +297,10 @@ class Member:
         client = self._client
         if client is not None:
             with contextlib.suppress(Exception):
-                client.delete(self._keys.member(self._id))
+                pipe = client.pipeline(transaction=False)
+                pipe.delete(self._keys.member(self._id))
+                pipe.srem(self._keys.roster, self._id)
+                pipe.execute()
             with contextlib.suppress(Exception):
                 client.close()
         self._emit(FleetLeft(module="", group=self._group, member=self._id))
@@ -418,8 +421,9 @@ class Member:
         pipe.set(
             self._keys.member(self._id), self._heartbeat_body(), px=int(self._heartbeat * TTL_BEATS * 1000)
         )
+        pipe.sadd(self._keys.roster, self._id)
         pipe.get(self._keys.generation)
-        _, generation = pipe.execute()
+        _, _, generation = pipe.execute()
         with self._state_lock:
             self._generation = generation
 

@@ -180,21 +180,28 @@ class Fleet:
 
     def _members(self) -> tuple[MemberInfo, ...]:
         client = self._redis()
-        keys = sorted(set(client.scan_iter(match=self._keys.member_pattern, count=500)))
-        if not keys:
+        # The roster lists ids; the heartbeat keys say who is alive. Ids whose key
+        # expired are dropped from the roster here, so it does not grow forever.
+        ids = sorted(protocol.text(member) for member in client.smembers(self._keys.roster))
+        if not ids:
             return ()
         pipe = client.pipeline(transaction=False)
-        for key in keys:
+        for member in ids:
+            key = self._keys.member(member)
             pipe.get(key)
             pipe.pttl(key)
         answers = pipe.execute()
-        found = []
-        for index in range(len(keys)):
+        found, gone = [], []
+        for index, member in enumerate(ids):
             raw, ttl_ms = answers[2 * index], answers[2 * index + 1]
             info = _member_info(raw, ttl_ms)
-            if info is not None:
+            if info is not None and info.member == member:
                 found.append(info)
-        return tuple(sorted(found, key=lambda info: info.member))
+            elif raw is None:
+                gone.append(member)
+        if gone:
+            client.srem(self._keys.roster, *gone)
+        return tuple(found)
 
     def target(self) -> dict[str, str]:
         """

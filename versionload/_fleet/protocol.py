@@ -10,6 +10,7 @@ answer on from the group and the command id.
 Keys of a group ``G`` (all under ``versionload:fleet:G:``)::
 
     member:<id>   a member's heartbeat (JSON), with a TTL        SET PX
+    members       the ids of members that ever beat (no SCAN)    SADD / SMEMBERS, SREM when expired
     commands      the channel members listen on                  PUBLISH / SUBSCRIBE
     reply:<cmd>   a list the members push their answers to       RPUSH / BLPOP, with a TTL
     state:<cmd>   the operator's decision for a command          SET (prepare|commit|done|aborted)
@@ -94,8 +95,8 @@ class Keys:
         return f"{self.prefix}member:{member_id}"
 
     @property
-    def member_pattern(self) -> str:
-        return f"{self.prefix}member:*"
+    def roster(self) -> str:
+        return f"{self.prefix}members"
 
     @property
     def channel(self) -> str:
