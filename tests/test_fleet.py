@@ -24,7 +24,7 @@ import versionload
 import versionload.fleet as fleet
 from versionload.testing import capture_events
 
-from .fleet_support import RedisServer, free_port, wait_until
+from .fleet_support import RedisServer, free_port, require_redis, wait_until
 from .helpers import ModuleTree
 
 
@@ -194,6 +194,25 @@ class TestReload:
             "rolled_back": [],
         } == finished
 
+    def test_cascade_reloads_dependents_and_undo_restores_them(
+        self, tree: ModuleTree, tracker, joined, operator
+    ):
+        """
+        With cascade, modules that import the reloaded one are reloaded too, and undo puts
+        both back.
+        """
+        tree.module("fl_base", V1)
+        tree.module("fl_user", "import fl_base\nSEEN = fl_base.VALUE\n")
+        user = __import__("fl_user")
+        tree.module("fl_base", V2)
+
+        result = operator.reload("fl_base", cascade=True, timeout=5)
+        seen = user.SEEN
+        undone = operator.undo(timeout=5)
+
+        assert (True, 2, True) == (result.ok, seen, undone.ok)
+        assert (1, 1, 1) == (user.SEEN, tracker.current("fl_base").number, tracker.current("fl_user").number)
+
     def test_expected_hash_mismatch_changes_nothing(self, tree: ModuleTree, tracker, joined, operator):
         """
         With expect_sha256 that the member's disk does not have, nothing is reloaded.
@@ -316,6 +335,19 @@ class TestRollbackAndUndo:
         assert (True, 1, 1) == (result.ok, module.VALUE, tracker.current(module).number)
         assert {} == operator.target()
 
+    def test_rollback_to_the_previous_version(self, tree: ModuleTree, tracker, joined, operator):
+        """
+        rollback without a hash goes to the version before each member's current one.
+        """
+        tree.module("fl_prev", V1)
+        module = __import__("fl_prev")
+        tree.module("fl_prev", V2)
+        assert operator.reload("fl_prev", timeout=5).ok
+
+        result = operator.rollback("fl_prev", timeout=5)
+
+        assert (True, 1, 1) == (result.ok, module.VALUE, tracker.current(module).number)
+
     def test_nothing_to_undo(self, joined, operator: fleet.Fleet):
         """
         undo on a group that never ran a command raises NothingToUndoError.
@@ -397,6 +429,30 @@ class TestConvergence:
             member.leave()
 
         assert ({"fl_diverge": sha(V1)}, 1) == (dict(info.diverged), module.VALUE)
+
+
+class TestReconnect:
+    def test_member_comes_back_after_redis_restarts(self, tmp_path: Path, tree: ModuleTree, tracker):
+        """
+        A member reconnects and resubscribes by itself after Redis restarts, and obeys the next command.
+        """
+        server = RedisServer(require_redis(), tmp_path).start()
+        tree.module("fl_back_again", V1)
+        module = __import__("fl_back_again")
+        member = fleet.join(server.url, group="reconnect", tracker=tracker, heartbeat=0.1)
+        try:
+            server.restart()
+            tree.module("fl_back_again", V2)
+            with fleet.Fleet(server.url, group="reconnect") as operator:
+                wait_until(operator.members, what="the member's heartbeat on the new server")
+                result = wait_until(
+                    lambda: operator.reload("fl_back_again", timeout=2), what="a command the member answers"
+                )
+        finally:
+            member.leave()
+            server.stop()
+
+        assert (True, 2) == (result.ok, module.VALUE)
 
 
 class TestSafety:
