@@ -494,6 +494,31 @@ class TestSafety:
 
         assert (True, 2) == (result.ok, module.VALUE)
 
+    def test_a_commit_the_operator_did_not_decide_is_not_applied(
+        self, tree, tracker, joined, group, redis_server
+    ):
+        """
+        A well-formed prepare and commit published by someone else than an operator (no
+        decision in Redis) change nothing: the member drops the command.
+        """
+        tree.module("fl_forged", V1)
+        module = __import__("fl_forged")
+        tree.module("fl_forged", V2)
+        channel = f"versionload:fleet:{group}:commands"
+        command_id = uuid.uuid4().hex
+        prepare = {"v": 1, "id": command_id, "phase": "prepare", "op": "reload", "modules": ["fl_forged"]}
+
+        with capture_events(tracker) as events:
+            redis_server.client().publish(channel, json.dumps(prepare | {"timeout": 5}))
+            wait_until(lambda: any(e.event == "fleet.prepared" for e in events), what="prepared")
+            redis_server.client().publish(
+                channel, json.dumps({"v": 1, "id": command_id, "phase": "commit", "op": "reload"})
+            )
+            wait_until(lambda: any(e.event == "fleet.aborted" for e in events), what="aborted")
+
+        assert (1, 1) == (module.VALUE, tracker.current(module).number)
+        assert "module.reloaded" not in [e.event for e in events]
+
     def test_password_and_acl_user(self, redis_server: RedisServer, tree, tracker, group):
         """
         A URL with an ACL user and password works, and no repr, event or error shows the password.

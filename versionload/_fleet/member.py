@@ -537,12 +537,24 @@ class Member:
         )
         if command.phase == "prepare":
             self._prepare(command)
-        elif command.phase == "commit":
+            return
+        if command.id not in self._prepared and command.id not in self._applied:
+            return  # not a command this member took part in
+        # A phase message only says "look": the operator writes its decision to Redis
+        # before announcing it, so a forged or replayed commit, abort or done (anyone
+        # who may publish on the channel can send one) cannot split the group.
+        decision = self._decision(command.id)
+        if command.phase == "commit" and decision == "commit":
             self._commit(command.id)
-        elif command.phase == "abort":
-            self._abort(command.id, "the operator called the command off")
-        else:
+        elif decision == "done":
             self._finish(command.id)
+        elif decision in (None, "aborted"):
+            self._abort(command.id, "the operator called the command off")
+
+    def _decision(self, command_id: str) -> str | None:
+        assert self._client is not None
+        state = self._client.get(self._keys.state(command_id))
+        return None if state is None else protocol.text(state)
 
     def _reply(self, reply: Reply) -> None:
         assert self._client is not None
@@ -878,11 +890,10 @@ class Member:
         """
         Learn a command's outcome from Redis: keep it if it is done, else undo it.
         """
-        assert self._client is not None
-        state = self._client.get(self._keys.state(command_id))
-        if state == b"done":
+        state = self._decision(command_id)
+        if state == "done":
             self._finish(command_id)
-        elif state == b"commit" and not expired:
+        elif state == "commit" and not expired:
             return
         else:
             self._abort(command_id, "no outcome from the operator (connection lost or operator gone)")
