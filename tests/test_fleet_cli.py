@@ -236,7 +236,8 @@ class TestInProcess:
 
         empty = self.run(capsys, "fleet", "undo", *common)
         bad = self.run(capsys, "fleet", "reload", *common, "x", "--expect-sha256", "nothex")
+        malformed = self.run(capsys, "fleet", "reload", *common, "x", "--expect-sha256", "x=1,y")
         nobody = self.run(capsys, "fleet", "status", *common)
 
-        assert (5, 2, 0) == (empty[0], bad[0], nobody[0])
+        assert (5, 2, 2, 0) == (empty[0], bad[0], malformed[0], nobody[0])
         assert "no live members" in nobody[1]

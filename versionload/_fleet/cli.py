@@ -152,8 +152,15 @@ def fleet_main(options: argparse.Namespace) -> int:
 def _expected(value: str | None, modules: list[str]) -> str | dict[str, str] | None:
     if value is None or "=" not in value:
         return value
-    pairs = dict(item.split("=", 1) for item in value.split(",") if item)
-    return {name.strip(): digest.strip() for name, digest in pairs.items()}
+    from .._errors import InvalidArgumentError
+
+    expected = {}
+    for item in filter(None, value.split(",")):
+        name, equals, digest = item.partition("=")
+        if not equals:
+            raise InvalidArgumentError(f"--expect-sha256: expected MODULE=SHA, got {item!r}")
+        expected[name.strip()] = digest.strip()
+    return expected
 
 
 class _Progress:
