@@ -15,6 +15,7 @@ import structlog
 
 import versionload
 
+from .fleet_support import RedisServer, require_redis
 from .helpers import ModuleTree
 
 # `python3 dev.py test --cov` asks for the programs the tests start (the versionload
@@ -89,3 +90,14 @@ def _hook() -> versionload.Tracker:
     The default tracker installed, for tests of the module-level API.
     """
     return versionload.install()
+
+
+@pytest.fixture(name="redis_server", scope="session")
+def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """
+    A redis-server on a free loopback port for the whole session (see tests/fleet_support.py).
+    """
+    binary = require_redis()
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

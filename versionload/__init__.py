@@ -13,6 +13,7 @@ place. The functions here act on one default `Tracker`:
 Functions that take a module accept the module or its name. Bad input raises a
 `VersionLoadError` subclass that is also the stdlib error callers expect (`TypeError`,
 `LookupError`, `ImportError`). See also `versionload.plugins` (hot-swapped plugins),
+`versionload.fleet` (every process of a deployment, over Redis; imported on its own),
 `versionload.testing`, and the ``versionload`` command (``versionload --help``).
 """
 

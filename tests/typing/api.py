@@ -8,7 +8,7 @@ Lines marked ``type: ignore[...]`` are calls the annotations must reject; mypy's
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import ModuleType
 from typing import Any
@@ -144,3 +144,19 @@ def serving_requests(module: ModuleType) -> None:
 
     wrapped = gate.wsgi(app, tracker=tracker)
     print(length, timeout, in_flight, wrapped)
+
+
+def fleet_usage(tracker: Tracker) -> None:
+    import versionload.fleet
+
+    member: versionload.fleet.Member = versionload.fleet.join(
+        "rediss://ops:pw@cache:6380/0", group="web", name="web-1", tracker=tracker
+    )
+    fleet = versionload.fleet.Fleet("redis://cache:6379/0", group="web")
+    infos: tuple[versionload.fleet.MemberInfo, ...] = fleet.members()
+    result: versionload.fleet.FleetResult = fleet.reload(["app.a", "app.b"], cascade=True, timeout=5.0)
+    failed: Mapping[str, str] = result.failed
+    ok: bool = result.ok and fleet.rollback("app.a", to_sha256="0" * 64).ok and fleet.undo(timeout=3).ok
+    print(infos, failed, ok, result.applied, result.stragglers, result.rolled_back)
+    member.leave()
+    fleet.reload("app.a", prune="yes")  # type: ignore[arg-type]

@@ -1,12 +1,14 @@
 """
 The ``versionload`` command: run a program with live reloading, and drive it.
 
-    versionload run [--watch DIR ...] [--cascade] [--in-place] [--json] (-m MODULE | SCRIPT) [ARGS...]
+    versionload run [--watch DIR ...] [--cascade] [--in-place] [--prune] [--json]
+                    [--fleet URL --group G] (-m MODULE | SCRIPT) [ARGS...]
 
 SCRIPT is what python accepts: a Python file, or a directory or zip file with a
 ``__main__.py``.
     versionload history [--pid PID] [--socket PATH] [--all] [--json] [MODULE]
     versionload rollback [--pid PID] [--socket PATH] MODULE [N]
+    versionload fleet status|reload|rollback|undo --redis URL --group G ...   (see docs/fleet.md)
 
 Exit codes: 0 success; 1 the program raised; 2 bad usage (a bad flag, no target);
 3 the script or module to run does not exist; 4 no running program could be reached
@@ -33,6 +35,7 @@ from typing import Any, NoReturn
 import structlog
 
 from .. import _arguments as check
+from .._fleet import cli as _fleet_cli
 
 EXIT_OK = 0
 EXIT_PROGRAM_FAILED = 1
@@ -41,9 +44,9 @@ EXIT_NOT_FOUND = 3
 EXIT_UNREACHABLE = 4
 EXIT_REFUSED = 5
 
-_RUN_VALUE_OPTIONS = {"--watch", "-w"}
+_RUN_VALUE_OPTIONS = {"--watch", "-w", *_fleet_cli.RUN_VALUE_OPTIONS}
 _RUN_USAGE = (
-    "versionload run [--watch DIR ...] [--cascade] [--in-place] [--prune] [--json] "
+    "versionload run [--watch DIR ...] [--cascade] [--in-place] [--prune] [--json] [--fleet URL --group G] "
     "(-m MODULE | SCRIPT) [ARGS...]"
 )
 
@@ -97,6 +100,7 @@ def _parser() -> _Parser:
         help="drop the names a module's new code no longer binds, as a fresh import would",
     )
     run.add_argument("--json", action="store_true", help="print events as JSON lines")
+    _fleet_cli.add_run_options(run)
 
     history = commands.add_parser(
         "history", help="list the tracked modules of a running program and their versions"
@@ -112,6 +116,7 @@ def _parser() -> _Parser:
         "version", nargs="?", type=int, help="the version (default: the one before the current)"
     )
     _target_options(rollback)
+    _fleet_cli.add_fleet_commands(commands)
     return parser
 
 
@@ -172,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else EXIT_USAGE
     try:
+        if options.command == "fleet":
+            return _fleet_cli.fleet_main(options)
         if options.command == "history":
             return _history(options)
         return _rollback(options)
@@ -293,6 +300,12 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         # Ended by `kill` or a service manager: leave through the same clean-up as
         # any other exit, so the socket file does not outlive the program.
         signal.signal(signal.SIGTERM, _terminated)
+    member = _fleet_cli.join_for_run(options, tracker)
+    if isinstance(member, int):
+        if control is not None:
+            control.stop()
+        os.environ.pop(SOCKET_ENV, None)
+        return member
     watcher.start()
     if control is not None:
         logger.info("control.listening", pid=os.getpid(), socket=str(control.path))
@@ -321,6 +334,7 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         _print_program_error(error)
         return EXIT_PROGRAM_FAILED
     finally:
+        _fleet_cli.leave_after_run(member)
         watcher.stop()
         if control is not None:
             control.stop()
