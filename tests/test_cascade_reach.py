@@ -142,6 +142,17 @@ class TestDefaultReach:
 
         assert ("lib3p.core", "lib3p.api") == tracker.plan("lib3p.core", cascade=True).modules
 
+    def test_installed_package_imported_before_install(self) -> None:
+        """A cascade from structlog (imported before any tracker) plans its own package and app code only."""
+
+        planned = versionload.Tracker().plan("structlog._config", cascade=True)
+
+        # The package re-exports _config's names; the test suite's modules (app code
+        # here) that bind structlog are reached too; versionload's own modules never.
+        assert {"structlog._config", "structlog"} <= set(planned.modules)
+        assert [] == [n for n in planned.modules if n.partition(".")[0] not in ("structlog", "tests")]
+        assert planned.modules == planned.adopted
+
 
 class TestPatterns:
     def test_one_pattern_says_exactly_which_dependents(

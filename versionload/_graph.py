@@ -407,6 +407,7 @@ def _excluded_roots() -> tuple[str, ...]:
 
 
 _roots_lock = threading.Lock()
+renew_after_fork(sys.modules[__name__], "_roots_lock", threading.Lock)
 _roots: list[tuple[str, ...]] = []
 _app_origins: dict[str, bool] = {}
 _MAX_ORIGINS = 8192
@@ -437,12 +438,10 @@ def is_app_origin(origin: str) -> bool:
 
 
 def _file_origin(module: ModuleType) -> str | None:
-    own = module.__dict__
-    spec = own.get("__spec__")
-    if spec is not None:
-        origin = getattr(spec, "origin", None) if getattr(spec, "has_location", False) else None
-    else:
-        origin = own.get("__file__")
+    # Only the spec's location: a module without a spec (made by hand, with a
+    # ``__file__`` or not) is nobody's code to reload by default.
+    spec = module.__dict__.get("__spec__")
+    origin = getattr(spec, "origin", None) if getattr(spec, "has_location", False) else None
     return origin if isinstance(origin, str) else None
 
 

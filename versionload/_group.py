@@ -282,8 +282,10 @@ def _refusal(registry: Registry, name: str, module: ModuleType) -> ReloadRefused
         isinstance(origin, str) and origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
     ):
         why = "it is an extension module"
-    elif not callable(getattr(loader, "get_code", None)):
-        why = "its loader cannot give its code again"
+    elif not any(callable(getattr(loader, each, None)) for each in ("get_code", "exec_module")):
+        # What the engine needs to run it again: the code, or the loader's exec_module
+        # (import hooks such as pytest's assertion rewriter offer only that).
+        why = "its loader can neither give its code nor execute it again"
     if why is not None:
         return ReloadRefusedError(f"{name!r} cannot be reloaded: {why}", module=name, path=origin)
     roots = registry.allowed_roots

@@ -473,9 +473,10 @@ class Tracker:
         """
         The tracked modules that depend on ``module`` (import it, or bind names from it).
 
-        Edges come from each module's compiled code (every import statement, also
-        inside functions) and its namespace (modules and classes/functions from
-        other modules it binds); see ``docs/update-modes.md``.
+        Edges come from each module's compiled code (the import statements that run
+        when it is imported: at module level and in class bodies, not inside
+        functions) and its namespace (modules and classes/functions from other
+        modules it binds); see ``docs/update-modes.md``.
 
         Args:
             transitive: Also the modules that depend on those, and so on.
