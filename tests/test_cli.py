@@ -827,7 +827,7 @@ class TestReloadCommand:
         assert ["app.base"] == journal.ran
 
     def test_bad_reload_requests_are_refused(self, tree, runtime):
-        """A reload request with a bad module, cascade or dry_run is answered with an error; nothing runs."""
+        """A reload request with a bad or untracked module, cascade or dry_run gets an error; nothing runs."""
         tracker, server, journal = self._serve(tree, runtime)
         requests = [
             ({"op": "reload"}, "bad_request"),
@@ -837,6 +837,7 @@ class TestReloadCommand:
             ({"op": "reload", "module": "app.base", "cascade": 1}, "bad_request"),
             ({"op": "reload", "module": "app.base", "dry_run": "no"}, "bad_request"),
             ({"op": "reload", "module": "no_such_module"}, "not_found"),
+            ({"op": "reload", "module": "json", "dry_run": True}, "not_found"),  # loaded, not tracked
         ]
         try:
             answers = [_control.request(server.path, payload) for payload, _ in requests]

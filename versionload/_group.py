@@ -255,10 +255,12 @@ def cascade_targets(
         refusal = _refusal(registry, each, sys.modules[each])
         if refusal is None:
             continue
-        error = _group_error(plan.modules, "cascade", each, refusal)
-        error.args = (
+        error = GroupReloadError(
             f"cascade reload of {name!r} refused before anything ran: {refusal}; "
             f"all {len(plan.modules)} modules are as they were before",
+            module=each,
+            modules=plan.modules,
+            path=refusal.path,
         )
         if announce:
             _emit_failure(registry, plan.modules, name, each, refusal, (), started, ran=False)
@@ -273,7 +275,11 @@ def _refusal(registry: Registry, name: str, module: ModuleType) -> ReloadRefused
     spec = module.__dict__.get("__spec__")
     loader = getattr(spec, "loader", None)
     origin = origin_of(module)
-    if spec is not None and getattr(spec, "submodule_search_locations", None) is not None and loader is None:
+    if (
+        spec is not None
+        and getattr(spec, "submodule_search_locations", None) is not None
+        and getattr(spec, "origin", None) is None
+    ):
         return None  # a namespace package: nothing to execute, nothing to refuse
     why: str | None = None
     if spec is None or not getattr(spec, "has_location", False):

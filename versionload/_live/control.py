@@ -465,8 +465,8 @@ class ControlServer:
 
     def _reload(self, request: dict[str, Any]) -> dict[str, Any]:
         """
-        Reload a module (``cascade``: false, true, or a list of patterns), or with
-        ``dry_run`` only say which modules that would reload, in order.
+        Reload a tracked module (``cascade``: false, true, or a list of patterns), or
+        with ``dry_run`` only say which modules that would reload, in order.
         """
         name = request.get("module")
         if not isinstance(name, str) or not name:
@@ -477,6 +477,10 @@ class ControlServer:
             raise InvalidArgumentError(f"cascade must be true, false or a list of patterns, got {cascade!r}")
         reach = check.cascade(cascade)
         dry_run = check.flag(request.get("dry_run", False), "dry_run")
+        # Only a module the program tracks, as for rollback: the channel is not a way
+        # to re-run arbitrary library code. Its untracked dependents are adopted.
+        if self.tracker.lookup(name) is None:
+            raise NotTrackedError(name)
         plan = self.tracker.plan(name, cascade=cascade)
         answer: dict[str, Any] = {
             "ok": True,
