@@ -7,6 +7,7 @@ dependents, refusal of dependents that cannot be reloaded, and `plan`.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import sys
 from importlib.machinery import ModuleSpec
 from pathlib import Path
@@ -290,6 +291,24 @@ class TestRefusedDependents:
         assert 1 == plugin.f()
         assert versions == {name: tracker.history(name) for name in versions}
         assert [("cascade.failed", "plugin", ())] == [(e.event, e.failed, e.undone) for e in events]  # type: ignore[attr-defined]
+
+    def test_extension_module_dependent_fails_the_group(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """An extension module that binds a function of the trigger, named by a pattern, fails the group."""
+        extension = importlib.import_module("select")  # lib-dynload/select.*.so on CPython
+        if not isinstance(extension.__spec__.loader, importlib.machinery.ExtensionFileLoader):
+            pytest.skip("select is built into this interpreter")
+        journal = _load_app(tree)
+        extension.__dict__["_versionload_test_hook"] = sys.modules["app.base"].f
+        try:
+            with pytest.raises(versionload.GroupReloadError, match="extension module") as caught:
+                tracker.reload("app.base", cascade=["app.*", "select"])
+        finally:
+            del extension.__dict__["_versionload_test_hook"]
+
+        assert ("select", []) == (caught.value.module, journal.ran)
+        assert ("app.base", "app.left", "app.top", "select") == caught.value.modules
 
     def test_dependent_without_code_fails_the_group(
         self, tracker: versionload.Tracker, tree: ModuleTree
