@@ -117,6 +117,19 @@ def rejected(module: ModuleType) -> None:
     print(number)
 
 
+def cascades(module: ModuleType) -> None:
+    versionload.reload(module, cascade=True)
+    versionload.reload(module, cascade="app.*")
+    versionload.reload(module, cascade=["app.*", "tools"])
+    plan: versionload.ReloadPlan = versionload.plan(module, cascade=True)
+    modules: tuple[str, ...] = plan.modules
+    adopted: tuple[str, ...] = plan.adopted
+    trigger: str = plan.trigger
+    print(modules, adopted, trigger, Tracker().plan("app", cascade=("app.*",)).modules)
+    versionload.reload(module, cascade=3)  # type: ignore[arg-type]
+    plan.trigger = "other"  # type: ignore[misc]
+
+
 def serving_requests(module: ModuleType) -> None:
     from versionload import gate
 
