@@ -11,6 +11,7 @@ caller of the import system or of a mapping already catches::
         ├── PluginNotFoundError     (KeyError)        no loaded plugin of that name
         ├── PluginLoadError         (ImportError)     an entry point could not be loaded
         ├── PluginReloadError       (ReloadError)     a module of the plugin failed to reload
+        │   └── PluginMovedError                      its files are now found elsewhere
         └── PluginVersionNotFoundError (LookupError)  no such plugin version
 
 They keep ``plugin`` (and ``module`` for `PluginReloadError`) through pickling.
@@ -76,6 +77,19 @@ class PluginReloadError(PluginError, ReloadError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild_reload_error, (type(self), str(self), self.plugin, self.module))
+
+
+class PluginMovedError(PluginReloadError):
+    """
+    The plugin's package is now found in another place than it was loaded from.
+
+    Its distribution was reinstalled elsewhere while the process ran (a wheel
+    replaced by an editable install, a copy in a new directory on ``sys.path``).
+    Reloading would run the files the modules were loaded from, not the ones the
+    metadata describes, so nothing was reloaded; ``module`` is the plugin's package.
+
+    .. versionadded:: 0.2.0
+    """
 
 
 class PluginVersionNotFoundError(PluginError, LookupError):
