@@ -396,21 +396,26 @@ class TestTruthfulReloads:
         history = host.history("greeting")
         assert [(), ("greeting.extra", "greeting")] == [v.ran for v in history]
 
-    def _move(self, tmp_path: Path, first: Site, body: str) -> Site:
+    def _move(self, tmp_path: Path, first: Site, body: str, old_files: str) -> Site:
         """
-        Install version 1.1 in a second site and take the first one off ``sys.path``.
+        Install version 1.1 in a second site and take the first one off ``sys.path``;
+        ``old_files="removed"`` also deletes the first copy, as ``pip`` does when an
+        editable install replaces a wheel.
         """
         second = _site_at(tmp_path / "elsewhere")
         install_greeter(second, body, "1.1")
         sys.path.remove(str(first.root))
+        if old_files == "removed":
+            first.uninstall("greeting-dist")
         return second
 
-    def test_moved_distribution_fails_and_says_so(self, tmp_path, site, tracker, bytecode):
+    @pytest.mark.parametrize("old_files", ["kept", "removed"])
+    def test_moved_distribution_fails_and_says_so(self, tmp_path, site, tracker, bytecode, old_files):
         """After the distribution moved to another directory, reload fails naming both places."""
         install_greeter(site, GREETER_BODY.format(tag="1"), "1.0")
         host = _host(tracker)
         old = host["greeting"]
-        second = self._move(tmp_path, site, GREETER_BODY.format(tag="2"))
+        second = self._move(tmp_path, site, GREETER_BODY.format(tag="2"), old_files)
 
         with capture_events(tracker) as events, pytest.raises(PluginMovedError) as caught:
             host.reload("greeting")
@@ -426,16 +431,17 @@ class TestTruthfulReloads:
             e.event for e in events if e.event.startswith("plugin.")
         ]
 
-    def test_moved_distribution_with_a_broken_init_fails(self, tmp_path, site, tracker):
+    @pytest.mark.parametrize("old_files", ["kept", "removed"])
+    def test_moved_distribution_with_a_broken_init_fails(self, tmp_path, site, tracker, old_files):
         """A broken __init__ in the new location never "reloads" fine."""
         install_greeter(site, GREETER_BODY.format(tag="1"), "1.0")
         host = _host(tracker)
-        self._move(tmp_path, site, "raise RuntimeError('broken')\n")
+        self._move(tmp_path, site, "raise RuntimeError('broken')\n", old_files)
 
-        with pytest.raises(PluginReloadError):
+        with pytest.raises(PluginMovedError):
             host.reload("greeting")
 
-        assert "hi ann 1" == host["greeting"].obj.greet("ann")
+        assert ("hi ann 1", 1) == (host["greeting"].obj.greet("ann"), len(host.history("greeting")))
 
     def test_files_removed_without_a_new_location(self, site, tracker):
         """When the plugin's files are gone and nothing replaces them, reload fails, never "succeeds"."""
