@@ -216,7 +216,7 @@ class TestUsing:
 
     @pytest.mark.parametrize("gated", [True, False], ids=["gate", "no-gate"])
     def test_concurrent_callers_see_one_version(self, site, tracker, gated):
-        """Callers racing reloads see whole versions through host.call; reading host[name] may not."""
+        """Callers racing reloads see whole versions through host.call/using; reading host[name] may not."""
         install_slow(site, 1)
         host = _host(tracker)
         tracker.drain_timeout = 30.0
@@ -230,7 +230,13 @@ class TestUsing:
             deadline = time.monotonic() + 60  # bounded in time; stops when the reloads are done
             while not stop.is_set() and time.monotonic() < deadline:
                 try:
-                    answers.append(host.call("slow") if gated else host["slow"].obj())
+                    if not gated:
+                        answers.append(host["slow"].obj())
+                    elif len(answers) % 2:
+                        answers.append(host.call("slow"))
+                    else:
+                        with host.using("slow") as plugin:
+                            answers.append(plugin())
                 except Exception as error:  # noqa: BLE001 - a half-run module shows as NameError
                     answers.append(type(error).__name__)
                 time.sleep(0.001)  # a few hundred calls per reload are plenty
@@ -242,12 +248,21 @@ class TestUsing:
             for n in (2, 3, 4):
                 install_slow(site, n, f"{n}.0")
                 host.reload("slow")
+                # A version that fails after its slow stretch, and is rolled back.
+                site.install(
+                    "slowplug",
+                    f"{n}.5",
+                    {"slowplug.py": SLOW.format(n=f"{n}x") + "raise RuntimeError('half-way')\n"},
+                    {GROUP: {"slow": "slowplug:plugin"}},
+                )
+                with pytest.raises(PluginReloadError):
+                    host.reload("slow")
         finally:
             stop.set()
             for thread in threads:
                 thread.join(30)
 
-        whole = {(f"A{n}", f"B{n}") for n in (1, 2, 3, 4)}
+        whole = {(f"A{n}", f"B{n}") for n in (1, 2, 3, 4)}  # never a version that failed
         mixed = [answer for answer in answers if answer not in whole]
         assert not any(thread.is_alive() for thread in threads)
         assert {("A1", "B1"), ("A4", "B4")} <= set(answers)  # the readers overlapped every reload
