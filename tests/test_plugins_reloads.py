@@ -626,3 +626,49 @@ class TestPluggyReloads:
         bridge.close()
 
         assert (["1"], ["0"]) == (inside, manager.hook.transform(text="a"))
+
+    @pytest.mark.parametrize("gated", [True, False], ids=["gate", "no-gate"])
+    def test_concurrent_hook_calls_see_one_version(self, site, tracker, manager, gated):
+        """Hook calls racing reloads (and failed ones) reach whole versions; without the gate they may not."""
+        slow_hook = (
+            "import time\n\ndef first():\n    return 'A{n}'\n\ntime.sleep(0.05)\n\n"
+            "def second():\n    return 'B{n}'\n\n"
+            "@hookimpl\ndef transform(text):\n    return first() + second()\n"
+        )
+        install_plug(site, "1.0", slow_hook.format(n=1))
+        host = _bridged(site, tracker, manager, gate=gated)
+        readers = 3
+        barrier = threading.Barrier(readers + 1, timeout=10)
+        stop = threading.Event()
+        answers: list[object] = []
+
+        def read() -> None:
+            barrier.wait()
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    answers.extend(manager.hook.transform(text="a"))
+                except Exception as error:  # noqa: BLE001 - a half-run module shows as NameError
+                    answers.append(type(error).__name__)
+                time.sleep(0.001)
+
+        threads = [_in_thread(read)[0] for _ in range(readers)]
+        barrier.wait()
+        try:
+            for n in (2, 3):
+                install_plug(site, f"{n}.0", slow_hook.format(n=n))
+                host.reload("plug")
+                install_plug(site, f"{n}.5", slow_hook.format(n=f"{n}x") + "raise RuntimeError('half-way')\n")
+                with pytest.raises(PluginReloadError):
+                    host.reload("plug")
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+
+        assert not any(thread.is_alive() for thread in threads)
+        assert {"A1B1", "A3B3"} <= set(answers)
+        if gated:
+            assert set() == set(answers) - {"A1B1", "A2B2", "A3B3"}
+        else:
+            assert set(answers) - {"A1B1", "A2B2", "A3B3"}  # half-run modules: NameError
