@@ -672,3 +672,17 @@ class TestPluggyReloads:
             assert set() == set(answers) - {"A1B1", "A2B2", "A3B3"}
         else:
             assert set(answers) - {"A1B1", "A2B2", "A3B3"}  # half-run modules: NameError
+
+    def test_close_keeps_monitors_added_later(self, site, tracker, manager):
+        """Closing the bridge leaves the framework's own hook-call monitors in place."""
+        install_plug(site, "1.0", TRANSFORM.format(n=1))
+        host = _host(tracker)
+        bridge = PluggyBridge(host, manager)
+        bridge.register_all()
+        traced: list[str] = []
+        manager.add_hookcall_monitoring(lambda name, impls, kwargs: traced.append(name), lambda *args: None)
+
+        bridge.close()
+        manager.hook.transform(text="a")
+
+        assert ["transform"] == traced

@@ -26,7 +26,7 @@ pluggy is imported only when a bridge is made: it is an optional dependency.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import _arguments as arguments
@@ -80,10 +80,11 @@ class PluggyBridge:
         # and the object being re-registered without replay (None: not registering).
         self._local = threading.local()
         self._gate = gate
-        # Also without the gate: the monitor is how replays are held back.
-        self._undo_monitoring: Callable[[], None] | None = manager.add_hookcall_monitoring(
-            self._before_call, self._after_call
-        )
+        self._open = True
+        # Also without the gate: the monitor is how replays are held back. It is never
+        # taken off again: pluggy's undo would also drop every monitor added after it
+        # (a framework's tracing), so `close` makes it inert instead.
+        manager.add_hookcall_monitoring(self._before_call, self._after_call)
         host.on("after_reload", self._swap)
         host.on("after_rollback", self._swap)
         if validate:
@@ -134,10 +135,8 @@ class PluggyBridge:
         self.host.off("after_reload", self._swap)
         self.host.off("after_rollback", self._swap)
         self.host.remove_check(self.validate)
-        if self._undo_monitoring is not None:
-            # Hook calls in flight still leave the sections they entered (see _after_call).
-            self._undo_monitoring()
-            self._undo_monitoring = None
+        # Hook calls in flight still leave the sections they entered (see _after_call).
+        self._open = False
 
     # -- hook calls as sections -----------------------------------------------------------
 
@@ -155,23 +154,22 @@ class PluggyBridge:
             and all(getattr(impl, "plugin", None) is registering for impl in hook_impls)
         ):
             hook_impls.clear()
-        if not self._gate:
-            return
-        section = self.host.tracker.serving()
-        section.__enter__()
-        # Pushed only once entered: `_after_call` leaves exactly the sections entered,
-        # also when the hook raised (pluggy calls ``after`` with the failed outcome).
-        stack: list[Any] = self._stack()
-        stack.append(section)
+        section = None
+        if self._gate and self._open:
+            section = self.host.tracker.serving()
+            section.__enter__()
+        # One entry per call, pushed once entered (None for a call that is not a
+        # section): `_after_call` pops it, also when the hook raised (pluggy calls
+        # ``after`` with the failed outcome), so nested calls stay balanced.
+        self._stack().append(section)
 
     def _after_call(
         self, outcome: object, hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, object]
     ) -> None:
-        if not self._gate:
-            return
         stack = self._stack()
-        if stack:
-            stack.pop().__exit__(None, None, None)
+        section = stack.pop() if stack else None
+        if section is not None:
+            section.__exit__(None, None, None)
 
     def _stack(self) -> list[Any]:
         try:
@@ -190,7 +188,7 @@ class PluggyBridge:
         # Unregister even when the object is the same (a module plugin): pluggy must
         # read the new functions from it, and drops the ones the new version lacks.
         self.manager.unregister(name=new.name)
-        if self.replay_historic or self._undo_monitoring is None:
+        if self.replay_historic:
             self.manager.register(new.obj, name=new.name)
             return
         self._local.registering = new.obj
