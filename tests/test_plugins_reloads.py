@@ -160,11 +160,15 @@ class TestUsing:
             host.call("nope")
         assert 0 == tracker.sections_in_flight
 
-    def test_reload_waits_for_a_block_and_gives_up_after_the_drain_timeout(self, site, tracker):
-        """A reload while another thread is inside host.using raises DrainTimeoutError and changes nothing."""
+    @pytest.mark.parametrize("operation", ["reload", "rollback"])
+    def test_change_waits_for_a_block_and_gives_up_after_the_drain_timeout(self, site, tracker, operation):
+        """A reload or rollback while another thread is inside host.using times out and changes nothing."""
         install_slow(site, 1)
         host = _host(tracker)
-        before = host["slow"]
+        if operation == "rollback":
+            install_slow(site, 2, "2.0")
+            host.reload("slow")
+        before, number = host["slow"], tracker.current("slowplug").number
         entered, release = threading.Event(), threading.Event()
 
         def hold() -> object:
@@ -174,19 +178,20 @@ class TestUsing:
 
         thread, _ = _in_thread(hold)
         assert entered.wait(10)
-        install_slow(site, 2, "2.0")
+        install_slow(site, 3, "3.0")
         tracker.drain_timeout = 0.05
         try:
             with capture_events(tracker) as events, pytest.raises(versionload.DrainTimeoutError):
-                host.reload("slow")
+                getattr(host, operation)("slow")
         finally:
             release.set()
             thread.join(10)
 
         deferred = [e.fields() for e in events if e.event == "module.reload_deferred"]
         assert before is host["slow"]
-        assert 1 == tracker.current("slowplug").number
-        assert [("plugin_reload", 1)] == [(d["operation"], d["in_flight"]) for d in deferred]
+        assert number == tracker.current("slowplug").number
+        assert [(f"plugin_{operation}", 1)] == [(d["operation"], d["in_flight"]) for d in deferred]
+        assert [] == [e.event for e in events if e.event.startswith("plugin.")]
 
     def test_reload_inside_a_block_of_the_same_thread(self, site, tracker):
         """A reload asked for inside host.using (a plugin reloading itself) does not wait for that block."""
@@ -686,3 +691,16 @@ class TestPluggyReloads:
         manager.hook.transform(text="a")
 
         assert ["transform"] == traced
+
+    def test_reload_from_inside_a_hook_call(self, site, tracker, manager):
+        """A hook implementation that reloads its own plugin does not wait for its own call."""
+        body = "@hookimpl\ndef transform(text):\n    return reload_specs.HOST.reload('plug').version\n"
+        install_plug(site, "1.0", body)
+        host = _bridged(site, tracker, manager)
+        sys.modules["reload_specs"].HOST = host  # type: ignore[attr-defined]
+        tracker.drain_timeout = None  # a deadlock would hang here; pytest-timeout fails it
+        install_plug(site, "2.0", TRANSFORM.format(n=2))
+
+        inside = manager.hook.transform(text="a")
+
+        assert ([2], ["a2"], 0) == (inside, manager.hook.transform(text="a"), tracker.sections_in_flight)
