@@ -430,38 +430,73 @@ class TestTruthfulReloads:
         return second
 
     @pytest.mark.parametrize("old_files", ["kept", "removed"])
-    def test_moved_distribution_fails_and_says_so(self, tmp_path, site, tracker, bytecode, old_files):
-        """After the distribution moved to another directory, reload fails naming both places."""
+    def test_moved_distribution_is_reloaded_from_its_new_location(
+        self, tmp_path, site, tracker, bytecode, old_files
+    ):
+        """After the distribution moved to another directory, reload runs the new location's files."""
+        install_greeter(site, GREETER_BODY.format(tag="1"), "1.0")
+        host = _host(tracker)
+        second = self._move(tmp_path, site, GREETER_BODY.format(tag="2"), old_files)
+
+        with capture_events(tracker) as events:
+            new = host.reload("greeting")
+
+        reloaded = next(e.fields() for e in events if e.event == "plugin.reloaded")
+        origins = {m: Path(tracker.current(m).origin or "").parent.parent for m in new.modules}
+        assert ("hi ann 2", "1.1") == (new.obj.greet("ann"), new.dist_version)
+        assert {"greeting": second.root, "greeting.extra": second.root} == origins
+        assert (["greeting.extra", "greeting"], [2, 2]) == (reloaded["ran"], reloaded["versions"])
+        assert [str(second.root / "greeting")] == list(sys.modules["greeting"].__path__)
+
+    @pytest.mark.parametrize("old_files", ["kept", "removed"])
+    def test_moved_distribution_can_be_rolled_back(self, tmp_path, site, tracker, old_files):
+        """A rollback after a reload from the new location brings back the old code and its location."""
+        install_greeter(site, GREETER_BODY.format(tag="1"), "1.0")
+        host = _host(tracker)
+        self._move(tmp_path, site, GREETER_BODY.format(tag="2"), old_files)
+        host.reload("greeting")
+
+        back = host.rollback("greeting")
+
+        assert ("hi ann 1", "1.0") == (back.obj.greet("ann"), back.dist_version)
+        assert [str(site.root / "greeting")] == list(sys.modules["greeting"].__path__)
+        assert str(site.root / "greeting" / "__init__.py") == sys.modules["greeting"].__file__
+
+    @pytest.mark.parametrize("old_files", ["kept", "removed"])
+    def test_moved_distribution_with_a_broken_init_fails(self, tmp_path, site, tracker, old_files):
+        """A broken __init__ in the new location fails the reload, and everything points at the old place."""
         install_greeter(site, GREETER_BODY.format(tag="1"), "1.0")
         host = _host(tracker)
         old = host["greeting"]
-        second = self._move(tmp_path, site, GREETER_BODY.format(tag="2"), old_files)
+        self._move(tmp_path, site, "raise RuntimeError('broken')\n", old_files)
 
-        with capture_events(tracker) as events, pytest.raises(PluginMovedError) as caught:
+        with capture_events(tracker) as events, pytest.raises(PluginReloadError, match="broken"):
             host.reload("greeting")
 
-        message = str(caught.value)
-        assert str(site.root) in message
-        assert str(second.root) in message
-        assert isinstance(caught.value, versionload.ReloadError)
-        assert (old, "1.0") == (host["greeting"], host["greeting"].dist_version)
-        assert "hi ann 1" == host["greeting"].obj.greet("ann")
+        assert (old, "hi ann 1") == (host["greeting"], host["greeting"].obj.greet("ann"))
+        assert ("1.0", 1) == (host["greeting"].dist_version, len(host.history("greeting")))
         assert {"greeting": 1, "greeting.extra": 1} == {m: tracker.current(m).number for m in old.modules}
+        assert [str(site.root / "greeting")] == list(sys.modules["greeting"].__path__)
+        assert str(site.root / "greeting" / "__init__.py") == sys.modules["greeting"].__file__
         assert ["plugin.reload_failed", "plugin.rolled_back"] == [
             e.event for e in events if e.event.startswith("plugin.")
         ]
 
-    @pytest.mark.parametrize("old_files", ["kept", "removed"])
-    def test_moved_distribution_with_a_broken_init_fails(self, tmp_path, site, tracker, old_files):
-        """A broken __init__ in the new location never "reloads" fine."""
+    def test_moved_package_without_a_submodule(self, tmp_path, site, tracker):
+        """A submodule the new location no longer has is not run from the old place."""
         install_greeter(site, GREETER_BODY.format(tag="1"), "1.0")
         host = _host(tracker)
-        self._move(tmp_path, site, "raise RuntimeError('broken')\n", old_files)
+        second = _site_at(tmp_path / "elsewhere")
+        body = GREETER_BODY.format(tag="2").replace("from .extra import WORD", "WORD = 'yo'")
+        second.install(
+            "greeting-dist", "1.1", {"greeting/__init__.py": body}, {GROUP: {"greeting": "greeting:plugin"}}
+        )
+        sys.path.remove(str(site.root))
 
-        with pytest.raises(PluginMovedError):
-            host.reload("greeting")
+        new = host.reload("greeting")
 
-        assert ("hi ann 1", 1) == (host["greeting"].obj.greet("ann"), len(host.history("greeting")))
+        assert ("yo ann 2", ("greeting",)) == (new.obj.greet("ann"), host.history("greeting")[-1].ran)
+        assert 1 == tracker.current("greeting.extra").number
 
     def test_files_removed_without_a_new_location(self, site, tracker):
         """When the plugin's files are gone and nothing replaces them, reload fails, never "succeeds"."""
@@ -469,7 +504,7 @@ class TestTruthfulReloads:
         host = _host(tracker)
         shutil.rmtree(site.root / "greeting")
 
-        with pytest.raises(PluginReloadError, match="no longer found"):
+        with pytest.raises(PluginMovedError, match="no longer found"):
             host.reload("greeting")
 
         assert 1 == host["greeting"].version

@@ -11,7 +11,7 @@ caller of the import system or of a mapping already catches::
         ├── PluginNotFoundError     (KeyError)        no loaded plugin of that name
         ├── PluginLoadError         (ImportError)     an entry point could not be loaded
         ├── PluginReloadError       (ReloadError)     a module of the plugin failed to reload
-        │   └── PluginMovedError                      its files are now found elsewhere
+        │   └── PluginMovedError                      its package is no longer found
         └── PluginVersionNotFoundError (LookupError)  no such plugin version
 
 They keep ``plugin`` (and ``module`` for `PluginReloadError`) through pickling.
@@ -81,12 +81,12 @@ class PluginReloadError(PluginError, ReloadError):
 
 class PluginMovedError(PluginReloadError):
     """
-    The plugin's package is now found in another place than it was loaded from.
+    The plugin's package is no longer found where a fresh import would look.
 
-    Its distribution was reinstalled elsewhere while the process ran (a wheel
-    replaced by an editable install, a copy in a new directory on ``sys.path``).
-    Reloading would run the files the modules were loaded from, not the ones the
-    metadata describes, so nothing was reloaded; ``module`` is the plugin's package.
+    Its files were removed (or replaced by something that is not a file) while the
+    process ran, and no other copy is on ``sys.path``: a reload would run no new
+    code, so nothing was reloaded; ``module`` is the plugin's package. (A package
+    found in a new place is reloaded from there.)
 
     .. versionadded:: 0.2.0
     """

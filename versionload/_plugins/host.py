@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
+from importlib.machinery import ModuleSpec
 from types import FunctionType, MappingProxyType
 from typing import Any, Literal, overload
 
@@ -391,11 +392,13 @@ class PluginHost:
         resolved, checked (or rolled back), so no section sees it half-done. A
         reload asked for inside a section does not wait for that section.
 
-        A reload cannot succeed without running new code: when the plugin's package
+        A reload cannot succeed without running new code. When the plugin's package
         is now found somewhere else than where it was loaded from (a wheel replaced
-        by an editable install, a new directory on ``sys.path``), it fails with
-        `PluginMovedError`; when no module of the plugin has a file left to run, it
-        fails too. The entry point must resolve to an object of the new code (see
+        by an editable install, a new directory on ``sys.path``), its modules run the
+        files of the new location (a module the new location lacks stays as it was);
+        a rollback returns to the old ones. When the package is no longer found at
+        all, or no module of the plugin has a file left to run, the reload fails.
+        The entry point must resolve to an object of the new code (see
         ``docs/plugins.md``).
 
         Args:
@@ -412,7 +415,7 @@ class PluginHost:
             PluginReloadError: a module failed to reload, the entry point no longer
                 resolves or resolves to an object of the old code, or no new code
                 could run (a `versionload.ReloadError`).
-            PluginMovedError: the plugin's files are now found in another place.
+            PluginMovedError: the plugin's package is no longer found on ``sys.path``.
             PluginCheckError: the check raised or returned False.
             PluginError: a ``before_reload`` callback raised; nothing was changed.
             DrainTimeoutError: serving sections did not end in time; nothing was changed.
@@ -452,11 +455,15 @@ class PluginHost:
         modules = self._adopt(unit.root)
         before = {module: self._tracker.current(module).number for module in modules}
         done: list[str] = []
+        repointed: dict[str, object] = {}
         try:
-            _refuse_moved(requested, unit.root)
-            # A module whose file the new version dropped has nothing to run; it stays
-            # as it was, for code of the old version that may still use it.
-            reloadable = [module for module in modules if not source_removed(module)]
+            moved = _relocation(requested, unit.root)
+            if moved is None:
+                # A module whose file the new version dropped has nothing to run; it
+                # stays as it was, for code of the old version that may still use it.
+                reloadable = [module for module in modules if not source_removed(module)]
+            else:
+                reloadable = _repoint(modules, unit.root, moved, repointed)
             if not reloadable:
                 raise PluginReloadError(
                     f"plugin {requested.plugin.name!r}: none of its modules ({', '.join(modules)}) has a "
@@ -474,6 +481,10 @@ class PluginHost:
                 self._run_checks(entry.plugin.name, obj, "reload")
         except BaseException as error:
             self._undo(unit, before, done)
+            for package, path in repointed.items():
+                # The core put back namespaces as they were when it began, after the
+                # packages were pointed at the new location: point them back.
+                vars(sys.modules[package])["__path__"] = path
             if not isinstance(error, Exception):
                 raise  # KeyboardInterrupt and friends, after putting everything back
             failure = self._failure(requested, entries, error)
@@ -838,46 +849,80 @@ def _refuse_stale(old: Plugin, entry_point: importlib_metadata.EntryPoint, obj: 
             )
 
 
-def _refuse_moved(requested: Entry, root: str) -> None:
+def _find_now(name: str, path: object) -> ModuleSpec | None:
     """
-    Fail when the unit's package is now found in another place than it was loaded from.
+    Where a fresh import would find ``name`` now (``path``: its parent's search path).
+    """
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is not None:
+            found: ModuleSpec | None = find_spec(name, path, None)
+            if found is not None:
+                return found
+    return None
+
+
+def _relocation(requested: Entry, root: str) -> ModuleSpec | None:
+    """
+    Where the unit's package is found now, when that is not where it was loaded from.
 
     Reloading runs each module's file again from where the module was loaded; after
     the distribution's files moved (a wheel replaced by an editable install, a new
     directory earlier on ``sys.path``), that would run the old files, or none, while
     the metadata already describes the new ones. The import system's finders are
-    asked where the package is now, as a fresh import would.
+    asked where the package is now, as a fresh import would. None: it has not moved.
+
+    Raises:
+        PluginMovedError: the package is no longer found at all, or not as a file.
     """
     module = sys.modules.get(root)
     loaded = getattr(getattr(module, "__spec__", None), "origin", None)
     if not isinstance(loaded, str) or not os.path.isabs(loaded):
-        return  # built in, frozen or otherwise without a file: nothing to compare
-    parent, _, _ = root.rpartition(".")
-    path = getattr(sys.modules.get(parent), "__path__", None) if parent else None
-    found = None
-    for finder in sys.meta_path:
-        find_spec = getattr(finder, "find_spec", None)
-        if find_spec is None:
-            continue
-        found = find_spec(root, path, None)
-        if found is not None:
-            break
+        return None  # built in, frozen or otherwise without a file: nothing to compare
+    parent = root.rpartition(".")[0]
+    found = _find_now(root, getattr(sys.modules.get(parent), "__path__", None) if parent else None)
     now = getattr(found, "origin", None)
-    if isinstance(now, str) and os.path.isabs(now):
+    if found is not None and isinstance(now, str) and os.path.isabs(now):
         if os.path.realpath(now) == os.path.realpath(loaded):
-            return
-        where = f"is now found at {now}"
-    else:
-        where = "is no longer found on sys.path" if found is None else f"is now {found!r}"
+            return None
+        return found
+    where = "is no longer found on sys.path" if found is None else f"is now {found!r}"
     name = requested.plugin.name
     raise PluginMovedError(
-        f"plugin {name!r}: its package {root!r} was loaded from {loaded} but {where} "
-        f"(its distribution was reinstalled elsewhere, e.g. a wheel replaced by an editable "
-        f"install); reloading would run the old files, so nothing was reloaded. Restart the "
-        f"process, or load the plugin in a new host",
+        f"plugin {name!r}: its package {root!r} was loaded from {loaded} but {where}; nothing was reloaded",
         plugin=name,
         module=root,
     )
+
+
+def _repoint(modules: list[str], root: str, found: ModuleSpec, saved: dict[str, object]) -> list[str]:
+    """
+    Point the unit's packages at the new location; the modules found there, to reload.
+
+    The reload finds each submodule through its parent package's ``__path__``, and
+    the package itself is reloaded after its submodules, so every package's search
+    path is set beforehand, from the top down (old paths go into ``saved``). A
+    module not found under the new location is left as it was (its file is gone
+    from the new version), and so is everything below it.
+    """
+    reloadable: list[str] = []
+    spec_of: dict[str, ModuleSpec | None] = {root: found}
+    for name in sorted(modules, key=lambda each: each.count(".")):
+        if name != root:
+            parent = name.rpartition(".")[0]
+            if parent not in saved:
+                spec_of[name] = None  # its parent was not moved: do not look in the old place
+                continue
+            spec_of[name] = _find_now(name, vars(sys.modules[parent]).get("__path__"))
+        spec = spec_of[name]
+        if spec is None or not spec.has_location:
+            continue
+        namespace = vars(sys.modules[name])
+        if spec.submodule_search_locations is not None and "__path__" in namespace:
+            saved[name] = namespace["__path__"]
+            namespace["__path__"] = list(spec.submodule_search_locations)
+        reloadable.append(name)
+    return [name for name in modules if name in reloadable]
 
 
 def _describe_dist(entry_point: importlib_metadata.EntryPoint) -> str:
