@@ -814,8 +814,9 @@ def _refuse_stale(old: Plugin, entry_point: importlib_metadata.EntryPoint, obj: 
 
     A reload with ``prune=False`` keeps names the new code does not bind
     (``importlib.reload`` semantics), so an entry point whose attribute the new
-    version dropped would go on resolving to the old object. Every module of the
-    unit ran again, so whatever the unit defines is a new object now:
+    version dropped would go on resolving to the old object. The unit's modules ran
+    again, so whatever the new version defines in the unit is a new object now (a
+    module whose file the new version dropped did not run: what it holds is old code):
 
     - a function or class whose ``__module__`` is in the unit, or an instance of a
       class defined in the unit, that is *the same object* as before, was not made
