@@ -11,12 +11,13 @@ to reach the registry, the engine and the graph.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import ParamSpec, TypeVar
@@ -258,6 +259,27 @@ class Tracker:
         The serving sections in flight right now, over all threads.
         """
         return self._gate.in_flight
+
+    @contextlib.contextmanager
+    def drained(self, modules: Iterable[str], *, operation: str) -> Iterator[None]:
+        """
+        Hold the drain gate closed around a block that changes ``modules`` in several steps.
+
+        The door for wings whose change is more than one tracker call (a plugin
+        reload: a group reload, resolving the entry point, checks, maybe a rollback):
+        the sections in flight end first, new ones wait until the block is done, and
+        the tracker's own reloads and rollbacks inside the block pass straight
+        through. Like them, it does not wait for the sections of its own thread.
+
+        Raises:
+            DrainTimeoutError: sections did not end within `drain_timeout`; the block
+                did not run (a ``module.reload_deferred`` event names ``operation``).
+        """
+        nested = self._close_gate(operation, tuple(modules))
+        try:
+            yield
+        finally:
+            self._gate.reopen(nested)
 
     def _close_gate(self, operation: str, names: tuple[str, ...]) -> bool:
         """

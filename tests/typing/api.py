@@ -107,6 +107,23 @@ def plugin_checks(host: PluginHost) -> None:
     host.remove_check(has_name)
 
 
+def plugin_calls(host: PluginHost) -> None:
+    from versionload.plugins import PluginMovedError, PluginReloadError
+
+    with host.using("greeter") as greeter:
+        print(greeter.handle("Ada"))
+    answer: object = host.call("shout", "hi")
+    try:
+        plugin = host.reload("greeter", prune=False)
+    except PluginMovedError as moved:
+        error: PluginReloadError = moved
+        print(error.module)
+    else:
+        ran: tuple[str, ...] = host.history(plugin.name)[-1].ran
+        print(ran, answer)
+    host.reload("greeter", prune="no")  # type: ignore[arg-type]
+
+
 def rejected(module: ModuleType) -> None:
     versionload.reload(42)  # type: ignore[arg-type]
     versionload.rollback(module, to="1")  # type: ignore[arg-type]
