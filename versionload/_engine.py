@@ -258,43 +258,9 @@ def _error_location(error: BaseException, origin: str | None) -> str | None:
 
 
 # -- reload -------------------------------------------------------------------------------
-
-
-def reload(
-    registry: Registry, obj: object, finish: Finish | None = None, *, prune: bool = False
-) -> ModuleType:
-    """
-    Re-execute the module's current source in its existing namespace and record it.
-
-    With ``prune``, the new code runs in an emptied namespace (see `prune_namespace`).
-
-    ``finish`` runs after the new code, inside the transaction (see `execute`).
-    ``_group`` builds groups and in-place updates on the same `execute` / `commit` /
-    `unstage` steps.
-    """
-    name, module = resolve_loaded(obj)
-    with module_lock(name):
-        in_progress: set[str] = _reloading.__dict__.setdefault("names", set())
-        if name in in_progress:
-            return module
-        if sys.modules.get(name) is not module:
-            loaded_module(name)  # says what is there instead, if anything
-            raise ModuleNotLoadedError(f"module {name!r} not in sys.modules", module=name)
-        path = _parent_path(name)
-        previous = current_or_adopt(registry, name, module)
-        in_progress.add(name)
-        try:
-            staged = execute(registry, name, module, path, previous, finish, prune=prune)
-        finally:
-            in_progress.discard(name)
-        version, duration_ns = commit(registry, staged)
-        # The module may have replaced itself in sys.modules while executing. Read the
-        # entry while still holding the lock: once it is released another thread may
-        # delete it, and a reload that succeeded must not end in a KeyError.
-        result = sys.modules.get(name, module)
-    if wanted(registry.subscribers, ModuleReloaded.level):
-        registry.emit_all([_reloaded_event(previous, version, duration_ns)])
-    return result
+#
+# A reload is a transaction of three steps, `execute`, `commit` and `unstage`. One
+# driver runs them for every reload, single or grouped: ``_group.reload_group``.
 
 
 def current_or_adopt(registry: Registry, name: str, module: ModuleType) -> ModuleVersion:

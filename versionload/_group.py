@@ -10,9 +10,9 @@ first: in-place changes reverted from their log, namespaces and ``sys.modules``
 entries put back. No version is recorded for any of them. Only when every module
 succeeded are their versions recorded, one after another.
 
-An in-place reload of one module without ``cascade`` is a group of one that emits no
-group event and raises the module's own `ReloadError`, as the plain engine does; a
-plain reload uses the engine itself, with `migrator` as its finishing step.
+`reload_group` is the one driver of the engine's steps: a reload of one module
+(plain or in place) is a group of one, which emits no group event and raises the
+module's own `ReloadError` rather than a `GroupReloadError`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from ._engine import (
     unstage,
 )
 from ._errors import GroupReloadError, InvalidArgumentError, ModuleNotLoadedError, ReloadError
-from ._events import CascadeFailed, CascadeReloaded, Event, ModulePatched
+from ._events import CascadeFailed, CascadeReloaded, Event, ModulePatched, ModuleReloaded, wanted
 from ._graph import cascade_order, dependency_map
 from ._inplace import Ledger, Patcher
 from ._registry import Registry
@@ -48,13 +48,6 @@ from ._registry import Registry
 MIGRATE = "__versionload_migrate__"
 
 _MISSING: Any = object()
-
-
-def migrator(name: str, module: ModuleType, before: Mapping[str, object]) -> None:
-    """
-    The finishing step of a plain reload: run the module's migration hook, if any.
-    """
-    _finish(name, module, before, None)
 
 
 def _finish(name: str, module: ModuleType, before: Mapping[str, object], patcher: Patcher | None) -> None:
@@ -111,6 +104,7 @@ def reload_group(
     trigger = names[0] if kind == "cascade" else None
     in_progress: set[str] = _reloading.__dict__.setdefault("names", set())
     finish = _finisher(mode)
+    report = False
     started = time.perf_counter_ns()
     events: list[Event] = []
     versions: list[int] = []
@@ -140,21 +134,25 @@ def reload_group(
         finally:
             in_progress.difference_update(name for name, _ in active)
         if failure is None:
+            # Building the events computes each module's diff: only when somebody listens.
+            report = wanted(registry.subscribers, ModuleReloaded.level)
             for each in staged:
                 version, duration_ns = commit(registry, each)
                 versions.append(version.number)
-                events.append(_reloaded_event(each.previous, version, duration_ns))
+                if report:
+                    events.append(_reloaded_event(each.previous, version, duration_ns))
                 if isinstance(each.finished, Patcher):
                     history = registry.require(each.name, each.module)
                     ledger.record(each.name, history, each.previous.number, version.number, each.finished)
-                    events.append(
-                        ModulePatched(
-                            module=each.name,
-                            version=version.number,
-                            patched=tuple(each.finished.patched),
-                            rebound=tuple(str(f) for f in each.finished.fallbacks),
+                    if report:
+                        events.append(
+                            ModulePatched(
+                                module=each.name,
+                                version=version.number,
+                                patched=tuple(each.finished.patched),
+                                rebound=tuple(str(f) for f in each.finished.fallbacks),
+                            )
                         )
-                    )
         # Read while still holding the locks: once they are released another thread
         # may delete an entry, and a group that succeeded must not end in a KeyError.
         result = tuple(sys.modules.get(name, module) for name, module in resolved)
@@ -164,7 +162,7 @@ def reload_group(
         undone = tuple(each.name for each in staged)
         _emit_failure(registry, names, trigger, failed, failure, undone, started)
         raise _group_error(names, kind, failed, failure) from failure
-    if kind != "single":
+    if kind != "single" and report:
         events.append(
             CascadeReloaded(
                 module=names[0],

@@ -25,7 +25,6 @@ import attrs
 
 from . import _arguments as check
 from ._engine import module_name, origin_of, record_external_reload, resolve_loaded, resolve_tracked
-from ._engine import reload as _reload
 from ._engine import rollback as _rollback
 from ._errors import DrainTimeoutError, NotAModuleError, VersionLoadError
 from ._events import Event, ModuleReloadDeferred, Subscriber, emit
@@ -37,7 +36,7 @@ from ._graph import dependency_map as _dependency_map
 
 # The one order of modules, handed out by the door for the plugin wing's units.
 from ._graph import topological_order as topological_order
-from ._group import cascade_targets, migrator, reload_group, restore_states
+from ._group import cascade_targets, reload_group, restore_states
 from ._inplace import Ledger
 from ._registry import Registry
 from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
@@ -389,9 +388,8 @@ class Tracker:
                 self._gate.reopen(nested)
         nested = self._close_gate("reload", (resolve_loaded(module)[0],))
         try:
-            if mode == "in-place":
-                return reload_group(self._registry, self._ledger, [module], update=mode, prune=prune)[0]
-            return _reload(self._registry, module, migrator, prune=prune)
+            # A reload of one module is a group of one: the same driver as cascades.
+            return reload_group(self._registry, self._ledger, [module], update=mode, prune=prune)[0]
         finally:
             self._gate.reopen(nested)
 
