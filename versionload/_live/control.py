@@ -36,12 +36,15 @@ import structlog
 
 from .. import _arguments as check
 from .._errors import (
+    ChangesetNotFoundError,
+    ChangesetNotUndoableError,
     ControlError,
     InvalidArgumentError,
     NotTrackedError,
     VersionLoadError,
     VersionNotFoundError,
 )
+from .._snapshot import Changeset
 from .._tracker import Tracker
 
 RUNTIME_DIR_ENV = "VERSIONLOAD_RUNTIME_DIR"
@@ -380,7 +383,7 @@ class ControlServer:
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """
-        The answer to one request (``ping``, ``history`` or ``rollback``).
+        The answer to one request (``ping``, ``history``, ``rollback``, ``changes`` or ``undo``).
         """
         op = request.get("op")
         try:
@@ -390,6 +393,10 @@ class ControlServer:
                 return {"ok": True, "pid": os.getpid(), "modules": self._history(request)}
             if op == "rollback":
                 return self._rollback(request)
+            if op == "changes":
+                return {"ok": True, "pid": os.getpid(), "changesets": self._changes()}
+            if op == "undo":
+                return self._undo(request)
         except NotTrackedError as error:
             # The library's advice (import it with the hook, or track() it) means nothing
             # to someone at the command line: say where to find the names that exist.
@@ -398,7 +405,7 @@ class ControlServer:
                 "(`versionload history --all` lists the modules it tracks)"
             )
             return {"ok": False, "kind": "not_found", "error": message}
-        except VersionNotFoundError as error:
+        except (VersionNotFoundError, ChangesetNotFoundError, ChangesetNotUndoableError) as error:
             return {"ok": False, "kind": "not_found", "error": str(error)}
         except VersionLoadError as error:
             return {"ok": False, "kind": "failed", "error": str(error)}
@@ -448,13 +455,39 @@ class ControlServer:
             raise NotTrackedError(name)
         module = found.module
         previous = found.current.number
-        self.tracker.rollback(module, to)
+        self.tracker.rollback(module, to, trigger="control")
         return {
             "ok": True,
             "module": name,
             "version": self.tracker.current(module).number,
             "previous": previous,
         }
+
+    def _changes(self) -> list[dict[str, Any]]:
+        return [_changeset_fields(changeset) for changeset in self.tracker.changesets()]
+
+    def _undo(self, request: dict[str, Any]) -> dict[str, Any]:
+        wanted = request.get("changeset")
+        if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int)):
+            return {"ok": False, "kind": "bad_request", "error": f"changeset must be an id, got {wanted!r}"}
+        undo = self.tracker.undo(wanted, trigger="control")
+        return {"ok": True, "undone": undo.undoes, "changeset": _changeset_fields(undo)}
+
+
+def _changeset_fields(changeset: Changeset) -> dict[str, Any]:
+    return {
+        "id": changeset.id,
+        "kind": changeset.kind,
+        "created_at": changeset.created_at.isoformat(),
+        "trigger": changeset.trigger,
+        "changes": [
+            {"module": change.module, "before": change.before, "after": change.after}
+            for change in changeset.changes
+        ],
+        "undoes": changeset.undoes,
+        "undone_by": changeset.undone_by,
+        "undoable": changeset.undoable,
+    }
 
 
 def _send(conn: socket.socket, payload: dict[str, Any]) -> None:
