@@ -354,14 +354,17 @@ class Registry:
         """
         The changesets kept, oldest first, each saying whether it can be undone now.
         """
+        events: list[Event] = []
         with self._lock:
-            self._forget_collected()
-            return tuple(
+            self._forget_collected(events)
+            listed = tuple(
                 attrs.evolve(each, undoable=False)
                 if each.undoable and self._undo_blocker(each) is not None
                 else each
                 for each in self._changesets.entries()
             )
+        self.emit_all(events)
+        return listed
 
     def changeset_to_undo(
         self, wanted: int | None, *, module: str | None = None, after: int | None = None
@@ -374,8 +377,9 @@ class Registry:
             ChangesetNotFoundError: no such changeset is kept.
             ChangesetNotUndoableError: it was undone, or a version it needs is gone.
         """
+        events: list[Event] = []
         with self._lock:
-            self._forget_collected()
+            self._forget_collected(events)
             entries = self._changesets.entries()
             if wanted is None:
                 found = self._changesets.latest(module=module, after=after)
@@ -383,11 +387,13 @@ class Registry:
                     found = next(each for each in entries if each.id == found.id)
             else:
                 found = next((each for each in entries if each.id == wanted), None)
-            if found is None:
-                raise ChangesetNotFoundError(wanted, tuple(each.id for each in entries))
-            if found.undone_by is not None:
-                raise ChangesetNotUndoableError(found.id, f"it was undone by changeset {found.undone_by}")
-            blocker = self._undo_blocker(found)
+            blocker = self._undo_blocker(found) if found is not None else None
+        # Outside the lock: subscribers are user code.
+        self.emit_all(events)
+        if found is None:
+            raise ChangesetNotFoundError(wanted, tuple(each.id for each in entries))
+        if found.undone_by is not None:
+            raise ChangesetNotUndoableError(found.id, f"it was undone by changeset {found.undone_by}")
         if blocker is not None:
             raise ChangesetNotUndoableError(found.id, blocker[1], blocker[0])
         return found
