@@ -186,7 +186,7 @@ class TestInProcess:
         member.leave()
 
     def run(self, capsys, *arguments: str) -> tuple[int, str, str]:
-        from versionload._cli import main
+        from versionload._live.cli import main
 
         code = main(list(arguments))
         captured = capsys.readouterr()
