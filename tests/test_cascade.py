@@ -124,8 +124,9 @@ class TestCascadeReload:
         tracker.reload("app.base", cascade=True)
         reloaded = [e.module for e in events if isinstance(e, versionload.ModuleReloaded)]
         assert ["app.base", "app.right", "app.left", "app.top"] == reloaded
-        cascade = events[-1]
+        cascade, applied = events[-2:]
         assert isinstance(cascade, versionload.CascadeReloaded)
+        assert isinstance(applied, versionload.ChangesetApplied)
         assert ("cascade.reloaded", "app.base", "app.base") == (
             cascade.event,
             cascade.module,
@@ -151,8 +152,9 @@ class TestCascadeReload:
         tracker.subscribe(events.append)
         tracker.reload("reexp.impl", cascade=True)
         assert 2 == user.f()
-        cascade = events[-1]
+        cascade, applied = events[-2:]
         assert isinstance(cascade, versionload.CascadeReloaded)
+        assert isinstance(applied, versionload.ChangesetApplied)
         assert ("reexp.impl", "reexp", "reexp_user") == cascade.modules
 
     def test_untracked_trigger_is_adopted_and_cascades(self, tree: ModuleTree) -> None:
@@ -379,8 +381,9 @@ class TestReloadMany:
         events: list[versionload.Event] = []
         tracker.subscribe(events.append)
         tracker.reload_many(["app.left", "app.right"])
-        group = events[-1]
+        group, applied = events[-2:]
         assert isinstance(group, versionload.CascadeReloaded)
+        assert isinstance(applied, versionload.ChangesetApplied)
         assert (None, ("app.left", "app.right")) == (group.trigger, group.modules)
 
     def test_duplicates_are_refused(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:

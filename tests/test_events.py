@@ -117,7 +117,17 @@ class TestStructlogEvents:
                 "added": ["NEW"],
                 "removed": ["GONE"],
                 "changed": ["CHANGE"],
-            }
+                "changeset_id": 1,
+            },
+            {
+                "event": "changeset.applied",
+                "log_level": "info",
+                "module": "ev_reloaded",
+                "changeset_id": 1,
+                "kind": "reload",
+                "modules": ["ev_reloaded"],
+                "trigger": "ev_reloaded",
+            },
         ] == _without_duration(logs)
 
     def test_module_reload_failed(
@@ -201,7 +211,17 @@ class TestStructlogEvents:
                 "added": [],
                 "removed": ["C"],
                 "changed": ["B"],
-            }
+                "changeset_id": 2,
+            },
+            {
+                "event": "changeset.applied",
+                "log_level": "info",
+                "module": "ev_rollback",
+                "changeset_id": 2,
+                "kind": "rollback",
+                "modules": ["ev_rollback"],
+                "trigger": "ev_rollback",
+            },
         ] == _without_duration(logs)
 
     def test_version_pruned(self, tree: ModuleTree) -> None:
@@ -223,7 +243,9 @@ class TestStructlogEvents:
                 "current_version": 2,
             }
         ] == _named(logs, "version.pruned")
-        assert ["version.pruned", "module.reloaded"] == [entry["event"] for entry in logs]
+        assert ["version.pruned", "module.reloaded", "changeset.applied"] == [
+            entry["event"] for entry in logs
+        ]
 
     def test_external_reload_logged(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
         """
@@ -272,7 +294,13 @@ class TestSubscribers:
         tracker.reload("ev_sub")
         tracker.rollback("ev_sub")
         kinds = [type(event) for event in received]
-        assert [versionload.ModuleLoaded, versionload.ModuleReloaded, versionload.ModuleRolledBack] == kinds
+        assert [
+            versionload.ModuleLoaded,
+            versionload.ModuleReloaded,
+            versionload.ChangesetApplied,
+            versionload.ModuleRolledBack,
+            versionload.ChangesetApplied,
+        ] == kinds
         assert (
             versionload.ModuleLoaded(
                 module="ev_sub",
@@ -284,7 +312,13 @@ class TestSubscribers:
             )
             == received[0]
         )
-        assert ("module.loaded", "module.reloaded", "module.rolled_back") == tuple(e.event for e in received)
+        assert (
+            "module.loaded",
+            "module.reloaded",
+            "changeset.applied",
+            "module.rolled_back",
+            "changeset.applied",
+        ) == tuple(e.event for e in received)
         assert ("X",) == received[1].changed
         assert _sha("X = 2\n") == received[1].source_sha256
 
@@ -310,9 +344,11 @@ class TestSubscribers:
         assert ev_broken is tracker.reload(ev_broken)
         assert 2 == ev_broken.X
         assert 2 == tracker.current(ev_broken).number
-        assert [versionload.ModuleLoaded, versionload.ModuleReloaded] == [type(e) for e in later]
+        assert [versionload.ModuleLoaded, versionload.ModuleReloaded, versionload.ChangesetApplied] == [
+            type(e) for e in later
+        ]
         assert all(isinstance(r.exc_value, RuntimeError) for r in reported)
-        assert 2 == len(reported)
+        assert 3 == len(reported)
         assert "subscriber" in reported[0].err_msg
 
     def test_raising_subscriber_does_not_break_import(
@@ -394,6 +430,7 @@ class TestSubscribers:
             "added": ["a"],
             "removed": [],
             "changed": ["b", "c"],
+            "changeset_id": None,
         } == event.fields()
 
 
@@ -527,7 +564,11 @@ class TestIncomparableValues:
 
         assert 2 == module.f()
         assert 2 == tracker.current(module).number
-        assert [("module.reloaded", _INCOMPARABLE_CHANGED)] == [(e.event, e.changed) for e in received]  # type: ignore[attr-defined]
+        assert [("module.reloaded", _INCOMPARABLE_CHANGED)] == [
+            (e.event, e.changed)  # type: ignore[attr-defined]
+            for e in received
+            if e.event != "changeset.applied"
+        ]
 
     def test_rollback_succeeds_and_reports_them_changed(self, tracker: versionload.Tracker) -> None:
         """
@@ -541,7 +582,11 @@ class TestIncomparableValues:
 
         assert module.RAISING is first["RAISING"]
         assert 1 == module.f()
-        assert [("module.rolled_back", _INCOMPARABLE_CHANGED)] == [(e.event, e.changed) for e in received]  # type: ignore[attr-defined]
+        assert [("module.rolled_back", _INCOMPARABLE_CHANGED)] == [
+            (e.event, e.changed)  # type: ignore[attr-defined]
+            for e in received
+            if e.event != "changeset.applied"
+        ]
 
     def test_diff_counts_them_changed(self, tracker: versionload.Tracker) -> None:
         """

@@ -136,6 +136,8 @@ class TestReload:
 
         assert (True, (joined.id,), 2) == (result.ok, result.applied, module.VALUE)
         assert {"fl_reload": sha(V2)} == operator.target()
+        (changeset,) = tracker.changesets()
+        assert (("fl_reload",), True) == (changeset.modules, changeset.trigger.startswith("fleet:"))
 
     def test_events_of_a_reload(self, tree: ModuleTree, tracker, joined, operator):
         """

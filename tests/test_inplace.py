@@ -259,7 +259,7 @@ class TestInPlaceFunctions:
         tracker.subscribe(events.append)
         tree.module("funcs", FUNCTIONS_V2)
         tracker.reload(module, update="in-place")
-        assert ["module.reloaded", "module.patched"] == [e.event for e in events]
+        assert ["module.reloaded", "module.patched", "changeset.applied"] == [e.event for e in events]
         patched = events[1]
         assert isinstance(patched, versionload.ModulePatched)
         assert {"plain", "deco", "decorated", "make_counter", "free"} <= set(patched.patched)

@@ -162,6 +162,21 @@ class TestMagics:
         assert 1 == run(shell, "nb_magic.f()")
         assert not hasattr(__import__("nb_magic"), "g")
 
+    def test_undo(self, shell, tree, capsys):
+        """%vl_undo undoes the reload made before a cell: the watcher's changeset, named by its file."""
+        path = tree.module("nb_undo", "def f():\n    return 1\n")
+        run(shell, "import nb_undo")
+        tree.module("nb_undo", "def f():\n    return 2\n")
+        assert 2 == run(shell, "nb_undo.f()")
+        capsys.readouterr()
+
+        shell.run_line_magic("vl_undo", "")
+
+        reload, undo = versionload.changesets()
+        assert f"undid changeset {reload.id} (nb_undo 2 -> 1)" in capsys.readouterr().out
+        assert 1 == run(shell, "nb_undo.f()")
+        assert (f"watch:{path}", "ipython") == (reload.trigger, undo.trigger)
+
     @pytest.mark.parametrize(
         ("magic", "line", "match"),
         [
@@ -171,6 +186,10 @@ class TestMagics:
             ("vl_diff", "nb_err 1 x", "version number"),
             ("vl_diff", "nb_err 1 7", "no version 7"),
             ("vl_history", "a b", "usage"),
+            ("vl_undo", "1 2", "usage"),
+            ("vl_undo", "x", "changeset id"),
+            ("vl_undo", "", "no changeset left to undo"),
+            ("vl_undo", "5", "no changeset 5"),
         ],
     )
     def test_bad_input_is_a_usage_error(self, shell, tree, magic, line, match):

@@ -16,7 +16,10 @@ What the core promises, and what the model encodes:
 * a reload runs the source on disk in the existing dict, so names the new source does
   not bind survive (``importlib.reload`` semantics);
 * a step that fails changes nothing: the dict, the history and ``sys.modules`` stay;
-* bad input raises the documented typed error.
+* bad input raises the documented typed error;
+* every change is one changeset, whose ids only go up; ``undo`` of one that is
+  undoable restores exactly the namespace the module had before it, and one whose
+  version before was pruned (or that was undone already) is refused, changing nothing.
 """
 
 from __future__ import annotations
@@ -110,6 +113,11 @@ class ModuleMachine(RuleBasedStateMachine):
         self.max_versions = 4
         self.old_modules: list[ModuleType] = []
         self.tracked = True  # False after forget(), until something records a version again
+        # Changesets: the namespace before each one, the ids undone, the highest id seen.
+        self.before_changeset: dict[int, dict[str, object]] = {}
+        self.undone: set[int] = set()
+        self.last_id = 0
+        self.last_namespace: dict[str, object] = {}
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -374,7 +382,64 @@ class ModuleMachine(RuleBasedStateMachine):
         assert self.max_versions == self.tracker.max_versions
         self._assert_unchanged(before)
 
+    def _undoable(self, changeset: versionload.Changeset) -> bool:
+        (change,) = changeset.changes  # one module per machine: one change per changeset
+        return changeset.id not in self.undone and self.tracked and change.before in self.versions
+
+    @rule(data=st.data())
+    def undo(self, data: st.DataObject) -> None:
+        assert self.module is not None
+        listed = self.tracker.changesets()
+        wanted = data.draw(st.sampled_from([None, 10_000, *(c.id for c in listed)]))
+        if wanted is None:
+            found = next((c for c in reversed(listed) if c.kind != "undo" and c.id not in self.undone), None)
+        else:
+            found = next((c for c in listed if c.id == wanted), None)
+        before = self._state()
+        if found is None:
+            with pytest.raises(versionload.ChangesetNotFoundError):
+                self.tracker.undo(wanted)
+            self._assert_unchanged(before)
+            return
+        if not self._undoable(found):
+            with pytest.raises(versionload.ChangesetNotUndoableError):
+                self.tracker.undo(wanted)
+            self._assert_unchanged(before)
+            return
+        undo = self.tracker.undo(wanted)
+        (change,) = found.changes
+        assert (found.id, "undo", (versionload.Change(self.name, self.current, change.before),)) == (
+            undo.undoes,
+            undo.kind,
+            undo.changes,
+        )
+        # Exactly the namespace the module had before the changeset: same names, same objects.
+        expected = self.before_changeset[found.id]
+        namespace = self.module.__dict__
+        assert expected.keys() == namespace.keys()
+        assert all(expected[k] is namespace[k] for k in namespace)
+        self.undone.add(found.id)
+        self.current = change.before
+        self.expected = dict(self.versions[change.before])
+
     # -- invariants -----------------------------------------------------------------------
+
+    @invariant()
+    def changesets_match_the_model(self) -> None:
+        if self.module is None:
+            return
+        listed = self.tracker.changesets()
+        ids = [c.id for c in listed]
+        assert all(a < b for a, b in itertools.pairwise(ids))
+        # Each step makes at most one changeset, which remembers the namespace before the step.
+        fresh = [c for c in listed if c.id > self.last_id]
+        assert len(fresh) <= 1
+        for changeset in fresh:
+            self.before_changeset[changeset.id] = self.last_namespace
+            self.last_id = changeset.id
+        for changeset in listed:
+            assert self._undoable(changeset) == changeset.undoable
+        self.last_namespace = dict(self.module.__dict__)
 
     @invariant()
     def namespace_is_the_current_version(self) -> None:

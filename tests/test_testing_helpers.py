@@ -26,7 +26,7 @@ class TestCaptureEvents:
             tree.module("captured_mod", "A = 2\n")
             versionload.reload(captured_mod)
 
-        assert ["module.loaded", "module.reloaded"] == [e.event for e in events]
+        assert ["module.loaded", "module.reloaded", "changeset.applied"] == [e.event for e in events]
         assert isinstance(events[1], versionload.ModuleReloaded)
         assert ["A"] == list(events[1].changed)
 

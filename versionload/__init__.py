@@ -28,6 +28,8 @@ from typing import Any as _Any
 
 from ._arguments import DEFAULT_MAX_VERSIONS
 from ._errors import (
+    ChangesetNotFoundError,
+    ChangesetNotUndoableError,
     DrainTimeoutError,
     GroupReloadError,
     InvalidArgumentError,
@@ -43,6 +45,8 @@ from ._errors import (
 from ._events import (
     CascadeFailed,
     CascadeReloaded,
+    ChangesetApplied,
+    ChangesetUndone,
     Event,
     HistoryEnded,
     ModuleLoaded,
@@ -55,7 +59,8 @@ from ._events import (
 )
 from ._gate import Section as _Section
 from ._graph import ReloadPlan
-from ._snapshot import ModuleVersion, NamespaceDiff
+from ._history import MAX_CHANGESETS
+from ._snapshot import Change, Changeset, ModuleVersion, NamespaceDiff
 from ._stale import StaleObject, StaleReport
 from ._tracker import UNSET as _UNSET
 from ._tracker import TrackedModule, Tracker, default_tracker
@@ -188,11 +193,32 @@ def stale(module: _ModuleType | str) -> StaleReport:
     return _DEFAULT.stale(module)
 
 
-def rollback(module: _ModuleType | str, to: int | None = None) -> _ModuleType:
+def rollback(module: _ModuleType | str, to: int | None = None, *, cascade: bool = False) -> _ModuleType:
     """
     Restore a module's namespace to version ``to``; see `Tracker.rollback`.
+
+    With ``cascade=True``, undo the whole changeset that made its current version.
     """
-    return _DEFAULT.rollback(module, to)
+    return _DEFAULT.rollback(module, to, cascade=cascade)
+
+
+def changesets() -> tuple[Changeset, ...]:
+    """
+    The recent changesets of the default tracker, oldest first; see `Tracker.changesets`.
+
+    .. versionadded:: 0.2.0
+    """
+    return _DEFAULT.changesets()
+
+
+def undo(changeset: int | None = None) -> Changeset:
+    """
+    Return every module of a changeset (default: the latest not undone) to its
+    version before it, as one atomic group; see `Tracker.undo`.
+
+    .. versionadded:: 0.2.0
+    """
+    return _DEFAULT.undo(changeset)
 
 
 def history(module: _ModuleType | str) -> tuple[ModuleVersion, ...]:
@@ -338,12 +364,19 @@ def __getattr__(name: str) -> _Any:
 __all__ = [
     "CascadeFailed",
     "CascadeReloaded",
+    "Change",
+    "Changeset",
+    "ChangesetApplied",
+    "ChangesetNotFoundError",
+    "ChangesetNotUndoableError",
+    "ChangesetUndone",
     "DEFAULT_MAX_VERSIONS",
     "DrainTimeoutError",
     "Event",
     "GroupReloadError",
     "HistoryEnded",
     "InvalidArgumentError",
+    "MAX_CHANGESETS",
     "ModuleLoaded",
     "ModuleNotLoadedError",
     "ModulePatched",
@@ -367,6 +400,7 @@ __all__ = [
     "VersionNotFoundError",
     "VersionPruned",
     "awatch",
+    "changesets",
     "current",
     "default_tracker",
     "dependencies",
@@ -381,6 +415,7 @@ __all__ = [
     "serving",
     "stale",
     "track",
+    "undo",
     "uninstall",
     "watch",
 ]

@@ -216,6 +216,24 @@ def version_number(value: object, argument: str, what: str = "version number") -
     return value
 
 
+def changeset_id(value: object, argument: str = "changeset") -> int | None:
+    """
+    A changeset id or None: an int of at least 1 (a bool is refused).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{argument} must be a changeset id (int >= 1) or None, got {value!r}")
+    return value
+
+
+def trigger(value: object) -> str | None:
+    """
+    What asked for a change, as recorded in its changeset: a non-empty string or None.
+    """
+    return None if value is None else text(value, "trigger")
+
+
 def text(value: object, argument: str) -> str:
     """
     A name such as an entry point group: a non-empty string.

@@ -24,7 +24,7 @@ import time
 import traceback
 import types
 import warnings
-from collections.abc import Callable, Iterator, Mapping, MutableSequence
+from collections.abc import Callable, Iterator, Mapping, MutableSequence, Sequence
 from types import ModuleType, TracebackType
 from typing import TypeVar
 
@@ -39,10 +39,18 @@ from ._errors import (
     ReloadRefusedError,
     SpecNotFoundError,
 )
-from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack, NamespaceChanged, wanted
+from ._events import (
+    ChangesetApplied,
+    Event,
+    ModuleReloaded,
+    ModuleReloadFailed,
+    ModuleRolledBack,
+    NamespaceChanged,
+    wanted,
+)
 from ._history import ModuleHistory
 from ._registry import Registry
-from ._snapshot import ModuleVersion, _SourceDigest, compare, source_digest
+from ._snapshot import Change, Changeset, ChangesetKind, ModuleVersion, _SourceDigest, compare, source_digest
 from ._source import compile_source, read_source
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -258,43 +266,9 @@ def _error_location(error: BaseException, origin: str | None) -> str | None:
 
 
 # -- reload -------------------------------------------------------------------------------
-
-
-def reload(
-    registry: Registry, obj: object, finish: Finish | None = None, *, prune: bool = False
-) -> ModuleType:
-    """
-    Re-execute the module's current source in its existing namespace and record it.
-
-    With ``prune``, the new code runs in an emptied namespace (see `prune_namespace`).
-
-    ``finish`` runs after the new code, inside the transaction (see `execute`).
-    ``_group`` builds groups and in-place updates on the same `execute` / `commit` /
-    `unstage` steps.
-    """
-    name, module = resolve_loaded(obj)
-    with module_lock(name):
-        in_progress: set[str] = _reloading.__dict__.setdefault("names", set())
-        if name in in_progress:
-            return module
-        if sys.modules.get(name) is not module:
-            loaded_module(name)  # says what is there instead, if anything
-            raise ModuleNotLoadedError(f"module {name!r} not in sys.modules", module=name)
-        path = _parent_path(name)
-        previous = current_or_adopt(registry, name, module)
-        in_progress.add(name)
-        try:
-            staged = execute(registry, name, module, path, previous, finish, prune=prune)
-        finally:
-            in_progress.discard(name)
-        version, duration_ns = commit(registry, staged)
-        # The module may have replaced itself in sys.modules while executing. Read the
-        # entry while still holding the lock: once it is released another thread may
-        # delete it, and a reload that succeeded must not end in a KeyError.
-        result = sys.modules.get(name, module)
-    if wanted(registry.subscribers, ModuleReloaded.level):
-        registry.emit_all([_reloaded_event(previous, version, duration_ns)])
-    return result
+#
+# A reload is a transaction of three steps, `execute`, `commit` and `unstage`. One
+# driver runs them for every reload, single or grouped: ``_group.reload_group``.
 
 
 def current_or_adopt(registry: Registry, name: str, module: ModuleType) -> ModuleVersion:
@@ -484,6 +458,7 @@ def _change_event(
     version: ModuleVersion,
     new: Mapping[str, object],
     duration_ns: int,
+    changeset_id: int | None = None,
 ) -> _Change:
     """
     The event of a move from namespace ``old`` (version ``previous_number``) to
@@ -501,12 +476,21 @@ def _change_event(
         added=changes.added,
         removed=changes.removed,
         changed=changes.changed,
+        changeset_id=changeset_id,
     )
 
 
-def _reloaded_event(previous: ModuleVersion, version: ModuleVersion, duration_ns: int) -> ModuleReloaded:
+def _reloaded_event(
+    previous: ModuleVersion, version: ModuleVersion, duration_ns: int, changeset_id: int | None = None
+) -> ModuleReloaded:
     return _change_event(
-        ModuleReloaded, previous.number, previous.bindings, version, version.bindings, duration_ns
+        ModuleReloaded,
+        previous.number,
+        previous.bindings,
+        version,
+        version.bindings,
+        duration_ns,
+        changeset_id,
     )
 
 
@@ -526,8 +510,13 @@ def record_external_reload(
     if digest is None:
         digest = source_digest(origin, time.time_ns())
     version, _ = registry.record(name, module, "reload", origin, digest)
+    changeset = registry.record_changeset(
+        "reload", (Change(name, previous.number, version.number),), "importlib.reload"
+    )
     if wanted(registry.subscribers, ModuleReloaded.level):
-        registry.emit_all([_reloaded_event(previous, version, duration_ns)])
+        registry.emit_all(
+            [_reloaded_event(previous, version, duration_ns, changeset.id), applied_event(changeset)]
+        )
 
 
 # -- rollback -----------------------------------------------------------------------------
@@ -551,34 +540,116 @@ def _with_imported_submodules(
     return {**bindings, **extra} if extra else bindings
 
 
+#: One module of a rollback: its name, the module object, and the version to return it
+#: to (None: the one before its current version).
+Step = tuple[str, ModuleType, "int | None"]
+
+
 def rollback(
-    registry: Registry, obj: object, to: object, restore: Callable[[str, int], None] | None = None
+    registry: Registry,
+    obj: object,
+    to: object,
+    restore: Callable[[str, int], None] | None = None,
+    *,
+    asked_by: str | None = None,
 ) -> ModuleType:
     """
     Restore the namespace of version ``to`` (default: the one before the current).
 
     ``restore(name, number)`` runs right after the namespace is restored, under the
-    module's lock, to restore the state of objects updated in place.
+    module's lock, to restore the state of objects updated in place. Recorded as a
+    ``"rollback"`` changeset asked for by ``asked_by`` (default: the module's name).
     """
     if to is not None:
         version_number(to, "to")
     name, module, _ = resolve_tracked(registry, obj)
-    with module_lock(name):
-        history = registry.require(name, module)
-        current = history.current
-        target = history.get(to) if isinstance(to, int) else history.before(current.number)
-        # The event's diff is computed only when somebody would receive the event.
-        report = wanted(registry.subscribers, ModuleRolledBack.level)
-        started = time.perf_counter_ns()
-        live = dict(module.__dict__)
-        bindings = _with_imported_submodules(name, target.bindings, live)
-        restore_class(module, target.module_class)
-        restore_namespace(module.__dict__, bindings)
-        if restore is not None:
-            restore(name, target.number)
-        registry.set_current(history, target.number)
-        duration_ns = time.perf_counter_ns() - started
-    if not report:
-        return module
-    registry.emit_all([_change_event(ModuleRolledBack, current.number, live, target, bindings, duration_ns)])
+    restore_versions(
+        registry, [(name, module, to if isinstance(to, int) else None)], restore, asked_by=asked_by
+    )
     return module
+
+
+def restore_versions(
+    registry: Registry,
+    steps: Sequence[Step],
+    restore: Callable[[str, int], None] | None = None,
+    *,
+    kind: ChangesetKind = "rollback",
+    asked_by: str | None = None,
+    undoes: int | None = None,
+) -> Changeset:
+    """
+    Return several modules to recorded versions as one transaction: all or none.
+
+    Takes every module's lock in name order, then restores each in the order given
+    (namespace, class, and through ``restore`` the objects updated in place). If
+    anything fails, the modules already restored are put back, newest first, and
+    the error propagates. Records one changeset of ``kind`` and emits the events.
+    """
+    started = time.perf_counter_ns()
+    with contextlib.ExitStack() as locks:
+        for name in sorted({name for name, _, _ in steps}):
+            locks.enter_context(module_lock(name))
+        # Every target is looked up before anything changes: a missing one changes nothing.
+        plan = []
+        for name, module, to in steps:
+            history = registry.require(name, module)
+            current = history.current
+            target = history.get(to) if to is not None else history.before(current.number)
+            plan.append((name, module, history, current, target))
+        # The events' diffs are computed only when somebody would receive them.
+        report = wanted(registry.subscribers, ModuleRolledBack.level)
+        done: list[
+            tuple[str, ModuleType, ModuleHistory, ModuleVersion, dict[str, object], type[ModuleType]]
+        ] = []
+        moved = []
+        try:
+            for name, module, history, current, target in plan:
+                live = dict(module.__dict__)
+                live_class = type(module)
+                bindings = _with_imported_submodules(name, target.bindings, live)
+                done.append((name, module, history, current, live, live_class))
+                restore_class(module, target.module_class)
+                restore_namespace(module.__dict__, bindings)
+                if restore is not None:
+                    restore(name, target.number)
+                registry.set_current(history, target.number)
+                moved.append((current, live, target, bindings))
+        except BaseException:
+            for name, module, history, current, live, live_class in reversed(done):
+                restore_class(module, live_class)
+                restore_namespace(module.__dict__, live)
+                if restore is not None:
+                    restore(name, current.number)
+                registry.set_current(history, current.number)
+            raise
+        changeset = registry.record_changeset(
+            kind,
+            tuple(Change(current.module, current.number, target.number) for current, _, target, _ in moved),
+            asked_by or plan[0][0],
+            undoes,
+        )
+        duration_ns = time.perf_counter_ns() - started
+    events: list[Event] = []
+    if report:
+        events.extend(
+            _change_event(ModuleRolledBack, current.number, live, target, bindings, duration_ns, changeset.id)
+            for current, live, target, bindings in moved
+        )
+    if wanted(registry.subscribers, ChangesetApplied.level):
+        events.append(applied_event(changeset))
+    registry.emit_all(events)
+    return changeset
+
+
+def applied_event(changeset: Changeset) -> ChangesetApplied:
+    """
+    The ``changeset.applied`` event of a changeset just recorded.
+    """
+    return ChangesetApplied(
+        module=changeset.changes[0].module,
+        changeset_id=changeset.id,
+        kind=changeset.kind,
+        modules=changeset.modules,
+        trigger=changeset.trigger,
+    )

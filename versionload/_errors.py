@@ -10,6 +10,8 @@ system already catch::
     │   └── NotAModuleError         (TypeError)       not a module or a module name
     ├── NotTrackedError             (LookupError)     the module has no history
     ├── VersionNotFoundError        (LookupError)     no such version in the history
+    ├── ChangesetNotFoundError      (LookupError)     no such changeset (or none left to undo)
+    ├── ChangesetNotUndoableError   (LookupError)     its versions were pruned, or it was undone
     ├── ReloadError                 (ImportError)     a reload could not run, or failed
     │   ├── ModuleNotLoadedError                      not in sys.modules (or its parent)
     │   ├── SpecNotFoundError       (ModuleNotFoundError)  the finders no longer find it
@@ -85,6 +87,51 @@ class VersionNotFoundError(VersionLoadError, LookupError):
         self.module = module
         self.version = version
         self.available = available
+
+
+class ChangesetNotFoundError(VersionLoadError, LookupError):
+    """
+    The tracker has no changeset with that id (never made, or dropped from the bounded
+    list), or, when no id was given, no changeset left to undo.
+
+    ``changeset`` is the id asked for (None: the default, the latest not undone).
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, changeset: int | None, available: tuple[int, ...] = ()) -> None:
+        shown = ", ".join(map(str, available)) or "none"
+        if changeset is None:
+            message = f"no changeset left to undo (changesets kept: {shown})"
+        else:
+            message = f"no changeset {changeset} (changesets kept: {shown})"
+        super().__init__(message)
+        self.changeset = changeset
+        self.available = available
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.changeset, self.available))
+
+
+class ChangesetNotUndoableError(VersionLoadError, LookupError):
+    """
+    The changeset cannot be undone: a version it would return a module to was pruned
+    (or the module's history ended), or it was undone already. Nothing was changed.
+
+    ``changeset`` is its id, ``module`` the first module that stands in the way (None
+    when it was undone already), ``reason`` says why.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, changeset: int, reason: str, module: str | None = None) -> None:
+        super().__init__(f"changeset {changeset} cannot be undone: {reason}")
+        self.changeset = changeset
+        self.reason = reason
+        self.module = module
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.changeset, self.reason, self.module))
 
 
 class ReloadError(VersionLoadError, ImportError):

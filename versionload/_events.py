@@ -82,6 +82,8 @@ class NamespaceChanged(Event):
     added: tuple[str, ...]
     removed: tuple[str, ...]
     changed: tuple[str, ...]
+    #: The changeset the move belongs to (see `ChangesetApplied`).
+    changeset_id: int | None = None
 
 
 @attrs.frozen
@@ -159,6 +161,7 @@ class ModulePatched(Event):
     version: int
     patched: tuple[str, ...]
     rebound: tuple[str, ...]
+    changeset_id: int | None = None
 
 
 @attrs.frozen
@@ -179,6 +182,7 @@ class CascadeReloaded(Event):
     update: str
     duration_ms: float
     adopted: tuple[str, ...] = ()
+    changeset_id: int | None = None
 
 
 @attrs.frozen
@@ -222,6 +226,43 @@ class ModuleReloadDeferred(Event):
     timeout: float | None
 
 
+@attrs.frozen
+class ChangesetApplied(Event):
+    """
+    An operation that changed modules was recorded as a changeset (see ``changesets()``).
+
+    ``module`` is the first module of ``modules`` (in the order applied), ``kind`` is
+    ``"reload"``, ``"rollback"`` or ``"undo"``, ``trigger`` what asked for it. The
+    per-module events of the same operation carry the same ``changeset_id``.
+    """
+
+    event: ClassVar[str] = "changeset.applied"
+
+    changeset_id: int
+    kind: str
+    modules: tuple[str, ...]
+    trigger: str
+
+
+@attrs.frozen
+class ChangesetUndone(Event):
+    """
+    The changeset ``changeset_id`` was undone by the ``"undo"`` changeset ``undone_by``:
+    every module of ``modules`` is back at its version before it.
+
+    ``kind`` is the undone changeset's kind, ``trigger`` what asked for the undo.
+    """
+
+    event: ClassVar[str] = "changeset.undone"
+    level: ClassVar[str] = "warning"
+
+    changeset_id: int
+    kind: str
+    modules: tuple[str, ...]
+    trigger: str
+    undone_by: int
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ModuleLoaded,
     ModuleReloaded,
@@ -233,6 +274,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CascadeReloaded,
     CascadeFailed,
     ModuleReloadDeferred,
+    ChangesetApplied,
+    ChangesetUndone,
 )
 
 Subscriber = Callable[[Event], object]

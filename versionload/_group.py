@@ -10,9 +10,9 @@ first: in-place changes reverted from their log, namespaces and ``sys.modules``
 entries put back. No version is recorded for any of them. Only when every module
 succeeded are their versions recorded, one after another.
 
-An in-place reload of one module without ``cascade`` is a group of one that emits no
-group event and raises the module's own `ReloadError`, as the plain engine does; a
-plain reload uses the engine itself, with `migrator` as its finishing step.
+`reload_group` is the one driver of the engine's steps: a reload of one module
+(plain or in place) is a group of one, which emits no group event and raises the
+module's own `ReloadError` rather than a `GroupReloadError`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import contextlib
 import importlib.machinery
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ from ._engine import (
     _parent_path,
     _reloaded_event,
     _reloading,
+    applied_event,
     commit,
     current_or_adopt,
     execute,
@@ -38,31 +39,35 @@ from ._engine import (
     module_lock,
     origin_of,
     resolve_loaded,
+    restore_versions,
     unstage,
 )
 from ._errors import (
+    ChangesetNotUndoableError,
     GroupReloadError,
     InvalidArgumentError,
     ModuleNotLoadedError,
     ReloadError,
     ReloadRefusedError,
 )
-from ._events import CascadeFailed, CascadeReloaded, Event, ModulePatched
+from ._events import (
+    CascadeFailed,
+    CascadeReloaded,
+    ChangesetUndone,
+    Event,
+    ModulePatched,
+    ModuleReloaded,
+    wanted,
+)
 from ._graph import ReloadPlan, cascade_plan
 from ._inplace import Ledger, Patcher
 from ._registry import Registry
+from ._snapshot import Change, Changeset, ModuleVersion
 
 #: The hook a module defines to carry state over from its previous version.
 MIGRATE = "__versionload_migrate__"
 
 _MISSING: Any = object()
-
-
-def migrator(name: str, module: ModuleType, before: Mapping[str, object]) -> None:
-    """
-    The finishing step of a plain reload: run the module's migration hook, if any.
-    """
-    _finish(name, module, before, None)
 
 
 def _finish(name: str, module: ModuleType, before: Mapping[str, object], patcher: Patcher | None) -> None:
@@ -105,9 +110,13 @@ def reload_group(
     update: object = None,
     kind: Literal["single", "cascade", "many"] = "single",
     prune: bool = False,
+    asked_by: str | None = None,
 ) -> tuple[ModuleType, ...]:
     """
     Reload ``targets`` in the given order as one transaction (see the module docstring).
+
+    The modules reloaded are recorded as one ``"reload"`` changeset whose trigger is
+    ``asked_by`` (default: the first module's name).
     """
     mode = update_mode(update)
     resolved = [resolve_loaded(target) for target in targets]
@@ -119,6 +128,8 @@ def reload_group(
     trigger = names[0] if kind == "cascade" else None
     in_progress: set[str] = _reloading.__dict__.setdefault("names", set())
     finish = _finisher(mode)
+    report = False
+    changeset: Changeset | None = None
     started = time.perf_counter_ns()
     events: list[Event] = []
     versions: list[int] = []
@@ -149,22 +160,26 @@ def reload_group(
             failure = error
         finally:
             in_progress.difference_update(name for name, _ in active)
-        if failure is None:
+        if failure is None and staged:
+            committed = []
             for each in staged:
                 version, duration_ns = commit(registry, each)
                 versions.append(version.number)
-                events.append(_reloaded_event(each.previous, version, duration_ns))
+                committed.append((each, version, duration_ns))
                 if isinstance(each.finished, Patcher):
                     history = registry.require(each.name, each.module)
                     ledger.record(each.name, history, each.previous.number, version.number, each.finished)
-                    events.append(
-                        ModulePatched(
-                            module=each.name,
-                            version=version.number,
-                            patched=tuple(each.finished.patched),
-                            rebound=tuple(str(f) for f in each.finished.fallbacks),
-                        )
-                    )
+            changeset = registry.record_changeset(
+                "reload",
+                tuple(
+                    Change(each.name, each.previous.number, version.number) for each, version, _ in committed
+                ),
+                asked_by or names[0],
+            )
+            # Building the events computes each module's diff: only when somebody listens.
+            report = wanted(registry.subscribers, ModuleReloaded.level)
+            if report:
+                events.extend(_reload_events(committed, changeset.id))
         # Read while still holding the locks: once they are released another thread
         # may delete an entry, and a group that succeeded must not end in a KeyError.
         result = tuple(sys.modules.get(name, module) for name, module in resolved)
@@ -174,21 +189,37 @@ def reload_group(
         undone = tuple(each.name for each in staged)
         _emit_failure(registry, names, trigger, failed, failure, undone, started)
         raise _group_error(names, kind, failed, failure) from failure
-    if kind != "single":
-        events.append(
-            CascadeReloaded(
-                module=names[0],
-                trigger=trigger,
-                modules=names,
-                versions=tuple(versions),
-                update=mode,
-                duration_ms=(time.perf_counter_ns() - started) / 1e6,
-                adopted=adopted,
+    if report and changeset is not None:
+        if kind != "single":
+            events.append(
+                CascadeReloaded(
+                    module=names[0],
+                    trigger=trigger,
+                    modules=names,
+                    versions=tuple(versions),
+                    update=mode,
+                    duration_ms=(time.perf_counter_ns() - started) / 1e6,
+                    adopted=adopted,
+                    changeset_id=changeset.id,
+                )
             )
-        )
+        events.append(applied_event(changeset))
     registry.emit_all(events)
     # A module may have replaced itself in sys.modules while executing.
     return result
+
+
+def _reload_events(committed: list[tuple[Staged, ModuleVersion, int]], changeset_id: int) -> Iterator[Event]:
+    for each, version, duration_ns in committed:
+        yield _reloaded_event(each.previous, version, duration_ns, changeset_id)
+        if isinstance(each.finished, Patcher):
+            yield ModulePatched(
+                module=each.name,
+                version=version.number,
+                patched=tuple(each.finished.patched),
+                rebound=tuple(str(f) for f in each.finished.fallbacks),
+                changeset_id=changeset_id,
+            )
 
 
 def _emit_failure(
@@ -315,3 +346,45 @@ def restore_states(registry: Registry, ledger: Ledger) -> Callable[[str, int], N
             ledger.restore(name, found[1], number)
 
     return restore
+
+
+def undo_changeset(
+    registry: Registry, ledger: Ledger, changeset: Changeset, *, asked_by: str | None = None
+) -> Changeset:
+    """
+    Return every module of ``changeset`` to its version before it, as one transaction.
+
+    In-place-updated objects get back their states at those versions. Records an
+    ``"undo"`` changeset (returned) and emits ``changeset.undone``.
+    """
+    firsts: dict[str, int] = {}
+    for change in changeset.changes:
+        firsts.setdefault(change.module, change.before)
+    steps = []
+    # Newest first, the reverse of the order applied.
+    for name, before in reversed(firsts.items()):
+        found = registry.find(name)
+        if found is None:
+            raise ChangesetNotUndoableError(changeset.id, f"module {name!r} is no longer tracked", name)
+        steps.append((name, found[0], before))
+    undo = restore_versions(
+        registry,
+        steps,
+        restore_states(registry, ledger),
+        kind="undo",
+        asked_by=asked_by or f"undo {changeset.id}",
+        undoes=changeset.id,
+    )
+    registry.emit_all(
+        [
+            ChangesetUndone(
+                module=changeset.changes[0].module,
+                changeset_id=changeset.id,
+                kind=changeset.kind,
+                modules=changeset.modules,
+                trigger=undo.trigger,
+                undone_by=undo.id,
+            )
+        ]
+    )
+    return undo

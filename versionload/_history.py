@@ -1,5 +1,6 @@
 """
-`ModuleHistory`: the ordered, bounded list of versions of one module object.
+`ModuleHistory`: the ordered, bounded list of versions of one module object; and
+`ChangesetLog`: the bounded list of a tracker's changesets.
 
 Pure data: no locks, no I/O, no events. The tracker owns the locking and decides
 when to append, prune or move the current pointer.
@@ -7,13 +8,18 @@ when to append, prune or move the current pointer.
 
 from __future__ import annotations
 
+import collections
 import weakref
+from datetime import datetime
 from types import ModuleType
 
 import attrs
 
 from ._errors import VersionNotFoundError
-from ._snapshot import ModuleVersion
+from ._snapshot import Change, Changeset, ChangesetKind, ModuleVersion
+
+#: How many changesets a tracker keeps; older ones are dropped, oldest first.
+MAX_CHANGESETS = 100
 
 
 @attrs.define(repr=False)
@@ -108,3 +114,65 @@ def _find(name: str, versions: tuple[ModuleVersion, ...], number: int) -> Module
         if version.number == number:
             return version
     raise VersionNotFoundError(name, number, _numbers(versions))
+
+
+@attrs.define(repr=False)
+class ChangesetLog:
+    """
+    The most recent changesets of one tracker, oldest first, and which were undone.
+
+    Ids only go up, also across `clear`: an id never names two changesets.
+    """
+
+    limit: int = MAX_CHANGESETS
+    _entries: collections.deque[Changeset] = attrs.Factory(collections.deque)
+    _undone_by: dict[int, int] = attrs.Factory(dict)
+    _last_id: int = 0
+
+    def __repr__(self) -> str:
+        return f"<ChangesetLog changesets={len(self._entries)} last={self._last_id}>"
+
+    def add(
+        self,
+        kind: ChangesetKind,
+        changes: tuple[Change, ...],
+        trigger: str,
+        created_at: datetime,
+        undoes: int | None = None,
+    ) -> Changeset:
+        self._last_id += 1
+        changeset = Changeset(self._last_id, kind, created_at, changes, trigger, undoes=undoes)
+        self._entries.append(changeset)
+        if undoes is not None:
+            self._undone_by[undoes] = changeset.id
+        while len(self._entries) > self.limit:
+            dropped = self._entries.popleft()
+            self._undone_by.pop(dropped.id, None)
+        return changeset
+
+    def entries(self) -> tuple[Changeset, ...]:
+        """
+        The changesets kept, oldest first, with ``undone_by`` filled in.
+        """
+        undone = self._undone_by
+        return tuple(
+            attrs.evolve(each, undone_by=undone[each.id], undoable=False) if each.id in undone else each
+            for each in self._entries
+        )
+
+    def latest(self, *, module: str | None = None, after: int | None = None) -> Changeset | None:
+        """
+        The newest changeset not undone and not itself an undo; or, given ``module``
+        and ``after``, the newest that made ``after`` the current version of ``module``.
+        """
+        for each in reversed(self._entries):
+            if module is None:
+                if each.kind != "undo" and each.id not in self._undone_by:
+                    return each
+            elif any(change.module == module and change.after == after for change in each.changes):
+                return each
+        return None
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._undone_by.clear()

@@ -15,13 +15,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from datetime import datetime, timezone
 from types import ModuleType
 from typing import cast
 
 import attrs
 
 from ._arguments import DEFAULT_MAX_VERSIONS, name_matches
-from ._errors import NotTrackedError
+from ._errors import ChangesetNotFoundError, ChangesetNotUndoableError, NotTrackedError
 from ._events import (
     Event,
     HistoryEnded,
@@ -33,8 +34,17 @@ from ._events import (
     logs_debug,
 )
 from ._fork import renew_after_fork
-from ._history import ModuleHistory
-from ._snapshot import ModuleVersion, Reason, _SourceDigest, make_version, source_digest
+from ._history import ChangesetLog, ModuleHistory
+from ._snapshot import (
+    Change,
+    Changeset,
+    ChangesetKind,
+    ModuleVersion,
+    Reason,
+    _SourceDigest,
+    make_version,
+    source_digest,
+)
 
 #: A first import not yet made into a history takes this many consecutive items of
 #: ``Registry._pending``: name, weak reference to the module, namespace copy, origin,
@@ -66,6 +76,7 @@ class Registry:
     #: ``module.history_ended`` events the next operation emits: (name, last version).
     _ended: list[tuple[str, int]] = attrs.Factory(list)
     _pending: list[object] = attrs.Factory(list)
+    _changesets: ChangesetLog = attrs.Factory(ChangesetLog)
     _lock: threading.RLock = attrs.Factory(threading.RLock)
     #: The weak-reference callback of queued first imports (see `_release_dead`).
     _pending_callback: Callable[[weakref.ref[ModuleType]], None] | None = None
@@ -314,11 +325,86 @@ class Registry:
 
     def clear(self) -> None:
         with self._lock:
+            self._changesets.clear()
             self._histories.clear()
             self._last_number.clear()
             self._collected.clear()
             self._ended.clear()
             self._pending.clear()
+
+    # -- changesets ----------------------------------------------------------------
+
+    def record_changeset(
+        self, kind: ChangesetKind, changes: tuple[Change, ...], trigger: str, undoes: int | None = None
+    ) -> Changeset:
+        """
+        Record one operation's changes as the next changeset (called under the module locks).
+        """
+        created_at = datetime.now(timezone.utc)
+        with self._lock:
+            return self._changesets.add(kind, changes, trigger, created_at, undoes)
+
+    def changesets(self) -> tuple[Changeset, ...]:
+        """
+        The changesets kept, oldest first, each saying whether it can be undone now.
+        """
+        events: list[Event] = []
+        with self._lock:
+            self._forget_collected(events)
+            listed = tuple(
+                attrs.evolve(each, undoable=False)
+                if each.undoable and self._undo_blocker(each) is not None
+                else each
+                for each in self._changesets.entries()
+            )
+        self.emit_all(events)
+        return listed
+
+    def changeset_to_undo(
+        self, wanted: int | None, *, module: str | None = None, after: int | None = None
+    ) -> Changeset:
+        """
+        The changeset ``wanted`` (None: the latest not undone, or the one that made
+        ``after`` current for ``module``), checked to be undoable now.
+
+        Raises:
+            ChangesetNotFoundError: no such changeset is kept.
+            ChangesetNotUndoableError: it was undone, or a version it needs is gone.
+        """
+        events: list[Event] = []
+        with self._lock:
+            self._forget_collected(events)
+            entries = self._changesets.entries()
+            if wanted is None:
+                found = self._changesets.latest(module=module, after=after)
+                if found is not None:
+                    found = next(each for each in entries if each.id == found.id)
+            else:
+                found = next((each for each in entries if each.id == wanted), None)
+            blocker = self._undo_blocker(found) if found is not None else None
+        # Outside the lock: subscribers are user code.
+        self.emit_all(events)
+        if found is None:
+            raise ChangesetNotFoundError(wanted, tuple(each.id for each in entries))
+        if found.undone_by is not None:
+            raise ChangesetNotUndoableError(found.id, f"it was undone by changeset {found.undone_by}")
+        if blocker is not None:
+            raise ChangesetNotUndoableError(found.id, blocker[1], blocker[0])
+        return found
+
+    def _undo_blocker(self, changeset: Changeset) -> tuple[str, str] | None:
+        # Lock held. What stands in the way of returning every module to its version before.
+        for change in changeset.changes:
+            history = self._histories.get(change.module)
+            if history is None or history.module_ref() is None:
+                return change.module, f"module {change.module!r} is no longer tracked"
+            if change.before not in history.numbers:
+                return (
+                    change.module,
+                    f"version {change.before} of {change.module!r} was pruned "
+                    f"(kept: {', '.join(map(str, history.numbers))})",
+                )
+        return None
 
     def emit_all(self, events: list[Event]) -> None:
         if not events:

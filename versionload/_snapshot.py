@@ -388,3 +388,60 @@ def compare(
         removed=tuple(sorted(old_keys - new_keys)),
         changed=tuple(sorted(changed)),
     )
+
+
+# -- changesets -----------------------------------------------------------------------------
+
+ChangesetKind = Literal["reload", "rollback", "undo"]
+
+
+@attrs.frozen
+class Change:
+    """
+    What one changeset did to one module: the version current before and after it.
+
+    .. versionadded:: 0.2.0
+    """
+
+    module: str
+    before: int
+    after: int
+
+
+@attrs.frozen
+class Changeset:
+    """
+    One operation that changed modules, recorded as the unit it was applied as.
+
+    Attributes:
+        id: 1, 2, 3… per tracker; ids only ever go up.
+        kind: ``"reload"`` (a reload, `reload_many`, cascade, in-place update, plugin
+            or watcher reload), ``"rollback"`` or ``"undo"``.
+        created_at: When it was applied (UTC).
+        changes: For each module, the version before and after, in the order applied.
+        trigger: What asked for it: the module named, ``"watch:<path>"``,
+            ``"plugin:<name>"``, ``"control"``, ``"fleet:<command>"``, ``"undo <id>"``….
+        undoes: For an ``"undo"``, the id of the changeset it undid.
+        undone_by: The id of the ``"undo"`` changeset that undid this one, if any.
+        undoable: Whether `undo` can take it now: False once it was undone, or once a
+            version it would return a module to was pruned (or the module's history
+            ended). Read when the list was made.
+
+    .. versionadded:: 0.2.0
+    """
+
+    id: int
+    kind: ChangesetKind
+    created_at: datetime
+    changes: tuple[Change, ...]
+    trigger: str
+    undoes: int | None = None
+    undone_by: int | None = None
+    undoable: bool = True
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """
+        The names of the modules it changed, in the order applied.
+        """
+        return tuple(change.module for change in self.changes)

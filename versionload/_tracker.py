@@ -26,9 +26,8 @@ import attrs
 
 from . import _arguments as check
 from ._engine import module_name, origin_of, record_external_reload, resolve_loaded, resolve_tracked
-from ._engine import reload as _reload
 from ._engine import rollback as _rollback
-from ._errors import DrainTimeoutError, NotAModuleError, VersionLoadError
+from ._errors import DrainTimeoutError, InvalidArgumentError, NotAModuleError, VersionLoadError
 from ._events import Event, ModuleReloadDeferred, Subscriber, emit
 from ._finder import VersionedFinder
 from ._fork import renew_after_fork
@@ -38,10 +37,10 @@ from ._graph import dependency_map as _dependency_map
 
 # The one order of modules, handed out by the door for the plugin wing's units.
 from ._graph import topological_order as topological_order
-from ._group import cascade_targets, migrator, reload_group, restore_states
+from ._group import cascade_targets, reload_group, restore_states, undo_changeset
 from ._inplace import Ledger
 from ._registry import Registry
-from ._snapshot import ModuleVersion, NamespaceDiff, _SourceDigest, compare
+from ._snapshot import Changeset, ModuleVersion, NamespaceDiff, _SourceDigest, compare
 from ._source import forget_compiled
 from ._stale import StaleReport, stale_report
 
@@ -354,6 +353,7 @@ class Tracker:
         cascade: bool | str | Iterable[str] = False,
         update: str | None = None,
         prune: bool = False,
+        trigger: str | None = None,
     ) -> ModuleType:
         """
         Re-execute the module's current source in its existing namespace.
@@ -391,6 +391,8 @@ class Tracker:
                 ``__versionload_migrate__`` binds is kept. A failed reload still
                 leaves the module exactly as it was, and a rollback brings the
                 pruned names back. Applies to every module of a cascade.
+            trigger: What asked for the reload, as its changeset records it (see
+                `changesets`); default: the module's name.
 
         Returns:
             ``sys.modules[name]`` afterwards (the module, unless it replaced itself).
@@ -409,21 +411,29 @@ class Tracker:
         reach = check.cascade(cascade)
         check.flag(prune, "prune")
         mode = check.update_mode(update)
+        asked_by = check.trigger(trigger)
         if reach is not False:
             plan, targets = cascade_targets(self._registry, module, reach, announce=True)
             names = plan.modules
             nested = self._close_gate("cascade", names)
             try:
                 return reload_group(
-                    self._registry, self._ledger, targets, update=mode, kind="cascade", prune=prune
+                    self._registry,
+                    self._ledger,
+                    targets,
+                    update=mode,
+                    kind="cascade",
+                    prune=prune,
+                    asked_by=asked_by,
                 )[0]
             finally:
                 self._gate.reopen(nested)
         nested = self._close_gate("reload", (resolve_loaded(module)[0],))
         try:
-            if mode == "in-place":
-                return reload_group(self._registry, self._ledger, [module], update=mode, prune=prune)[0]
-            return _reload(self._registry, module, migrator, prune=prune)
+            # A reload of one module is a group of one: the same driver as cascades.
+            return reload_group(
+                self._registry, self._ledger, [module], update=mode, prune=prune, asked_by=asked_by
+            )[0]
         finally:
             self._gate.reopen(nested)
 
@@ -456,7 +466,12 @@ class Tracker:
 
     @_public_errors
     def reload_many(
-        self, modules: Iterable[ModuleType | str], *, update: str | None = None, prune: bool = False
+        self,
+        modules: Iterable[ModuleType | str],
+        *,
+        update: str | None = None,
+        prune: bool = False,
+        trigger: str | None = None,
     ) -> tuple[ModuleType, ...]:
         """
         Reload several modules, in the order given, as one atomic group: all or none.
@@ -466,6 +481,7 @@ class Tracker:
         `GroupReloadError` names the one that failed. Emits one event per module
         and a ``cascade.reloaded`` / ``cascade.failed`` event for the group.
         ``prune`` empties each module's namespace before its new code runs (see `reload`).
+        The group is one changeset (``trigger``: what asked; default: the first module).
 
         Returns:
             The modules, in the order given.
@@ -480,12 +496,19 @@ class Tracker:
         targets = check.module_list(modules)
         check.update_mode(update)
         check.flag(prune, "prune")
+        asked_by = check.trigger(trigger)
         if not targets:
             return ()
         nested = self._close_gate("many", tuple(resolve_loaded(target)[0] for target in targets))
         try:
             return reload_group(
-                self._registry, self._ledger, targets, update=update, kind="many", prune=prune
+                self._registry,
+                self._ledger,
+                targets,
+                update=update,
+                kind="many",
+                prune=prune,
+                asked_by=asked_by,
             )
         finally:
             self._gate.reopen(nested)
@@ -537,7 +560,14 @@ class Tracker:
         return stale_report(name, obj, history, self._ledger.code_versions(name, history))
 
     @_public_errors
-    def rollback(self, module: ModuleType | str, to: int | None = None) -> ModuleType:
+    def rollback(
+        self,
+        module: ModuleType | str,
+        to: int | None = None,
+        *,
+        cascade: bool = False,
+        trigger: str | None = None,
+    ) -> ModuleType:
         """
         Restore the module's namespace exactly as it was at version ``to``.
 
@@ -548,17 +578,89 @@ class Tracker:
 
         Args:
             to: The version number; None means the highest version below the current one.
+            cascade: Undo the whole changeset that made the module's current version
+                (a cascade, a `reload_many`, a plugin reload…), as `undo` does, so that
+                every module it changed goes back together; ``to`` must then be None.
+            trigger: What asked for the rollback, as its changeset records it;
+                default: the module's name.
 
         Raises:
             NotTrackedError: the module has no history.
             VersionNotFoundError: no such version (or none below the current one).
-            InvalidArgumentError: ``to`` is not an int.
+            InvalidArgumentError: ``to`` is not an int, ``cascade`` is not a bool, or
+                both ``to`` and ``cascade`` were given.
+            ChangesetNotFoundError: with ``cascade``, no changeset kept made the current version.
+            ChangesetNotUndoableError: with ``cascade``, that changeset cannot be undone.
         """
         if to is not None:
             check.version_number(to, "to")  # bad input fails before waiting for the gate
+        check.flag(cascade, "cascade")
+        asked_by = check.trigger(trigger)
+        if cascade:
+            if to is not None:
+                raise InvalidArgumentError("rollback(cascade=True) undoes a changeset: pass no 'to'")
+            name, _, history = resolve_tracked(self._registry, module)
+            found = self._registry.changeset_to_undo(None, module=name, after=history.current.number)
+            self._undo(found, asked_by or name)
+            return resolve_tracked(self._registry, module)[1]
         nested = self._close_gate("rollback", (resolve_tracked(self._registry, module)[0],))
         try:
-            return _rollback(self._registry, module, to, restore_states(self._registry, self._ledger))
+            return _rollback(
+                self._registry, module, to, restore_states(self._registry, self._ledger), asked_by=asked_by
+            )
+        finally:
+            self._gate.reopen(nested)
+
+    def changesets(self) -> tuple[Changeset, ...]:
+        """
+        The recent changesets of this tracker, oldest first (at most
+        ``MAX_CHANGESETS``, the oldest dropped first).
+
+        Each operation that changed modules is one `Changeset`: a reload, a cascade, a
+        `reload_many`, an in-place update, a rollback, an undo, a reload by a watcher,
+        a plugin host, the control channel or ``importlib.reload``. Its ``undoable``
+        says whether `undo` can take it now.
+
+        .. versionadded:: 0.2.0
+        """
+        return self._registry.changesets()
+
+    @_public_errors
+    def undo(self, changeset: int | None = None, *, trigger: str | None = None) -> Changeset:
+        """
+        Return every module of a changeset to its version before it, as one atomic group.
+
+        Namespaces, module classes and objects updated in place get back exactly what
+        they had at those versions; if anything fails, every module is put back as it
+        was. The undo waits for serving sections, as every change does, and is itself
+        recorded as an ``"undo"`` changeset (which can be undone in turn).
+
+        Args:
+            changeset: The id (see `changesets`); None: the latest changeset that is
+                neither undone nor itself an undo.
+            trigger: What asked for the undo; default: ``"undo <id>"``.
+
+        Returns:
+            The ``"undo"`` changeset recorded.
+
+        Raises:
+            InvalidArgumentError: ``changeset`` is not an int >= 1 or None.
+            ChangesetNotFoundError: no such changeset is kept (a `LookupError`).
+            ChangesetNotUndoableError: it was undone already, or a version it would
+                return a module to was pruned (a `LookupError`); nothing changed.
+
+        .. versionadded:: 0.2.0
+        """
+        wanted = check.changeset_id(changeset)
+        asked_by = check.trigger(trigger)
+        return self._undo(self._registry.changeset_to_undo(wanted), asked_by)
+
+    def _undo(self, changeset: Changeset, asked_by: str | None) -> Changeset:
+        nested = self._close_gate("undo", changeset.modules)
+        try:
+            # Checked again once the gate is closed: another change may have come first.
+            current = self._registry.changeset_to_undo(changeset.id)
+            return undo_changeset(self._registry, self._ledger, current, asked_by=asked_by)
         finally:
             self._gate.reopen(nested)
 

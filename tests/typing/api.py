@@ -55,6 +55,21 @@ def deploy(module: ModuleType) -> ModuleType:
     return module
 
 
+def undo_the_last_change(tracker: versionload.Tracker) -> int | None:
+    listed: tuple[versionload.Changeset, ...] = versionload.changesets()
+    if not listed or not listed[-1].undoable:
+        return None
+    first: versionload.Change = listed[-1].changes[0]
+    print(first.module, first.before, first.after, listed[-1].created_at.isoformat())
+    try:
+        undo: versionload.Changeset = tracker.undo(listed[-1].id, trigger="typing")
+    except versionload.ChangesetNotUndoableError as error:
+        print(error.reason)
+        return None
+    versionload.rollback(first.module, cascade=True)
+    return undo.undoes
+
+
 def inspect_history(name: str) -> list[tuple[int, str, str | None, datetime]]:
     rows: list[tuple[int, str, str | None, datetime]] = []
     for version in versionload.history(name):
@@ -127,6 +142,7 @@ def plugin_calls(host: PluginHost) -> None:
 def rejected(module: ModuleType) -> None:
     versionload.reload(42)  # type: ignore[arg-type]
     versionload.rollback(module, to="1")  # type: ignore[arg-type]
+    versionload.undo("1")  # type: ignore[arg-type]
     versionload.diff(module, 1, None)  # type: ignore[arg-type]
     versionload.install(max_versions="3")  # type: ignore[arg-type]
     versionload.install("app.*")  # type: ignore[call-arg]

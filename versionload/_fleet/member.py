@@ -769,9 +769,10 @@ class Member:
         if command.op != "reload":
             for name, number in plan.steps:
                 if number is not None and tracker.current(name).number != number:
-                    tracker.rollback(name, number)
+                    tracker.rollback(name, number, trigger=f"fleet:{command.id}")
             return
         extra: dict[str, Any] = {"prune": True} if command.prune else {}
+        extra["trigger"] = f"fleet:{command.id}"
         try:
             if command.cascade:
                 for name in command.modules:
@@ -810,7 +811,7 @@ class Member:
         undone = []
         for name in reversed(list(changed)):
             try:
-                self._tracker.rollback(name, before[name])
+                self._tracker.rollback(name, before[name], trigger="fleet:abort")
                 undone.append(name)
             except VersionLoadError as error:
                 report_error(error, f"versionload: fleet member {self._id} could not undo {name}")
@@ -922,12 +923,12 @@ class Member:
         try:
             matching = [version for version in self._tracker.history(name) if version.source_sha256 == target]
             if matching:
-                self._tracker.rollback(name, matching[-1].number)
+                self._tracker.rollback(name, matching[-1].number, trigger="fleet:converge")
                 status, disk = "converged", target
             else:
                 disk = self._disk_sha(name)
                 if disk == target:
-                    self._tracker.reload(name)
+                    self._tracker.reload(name, trigger="fleet:converge")
                     if self._tracker.current(name).source_sha256 == target:
                         status = "converged"
         except VersionLoadError as error:

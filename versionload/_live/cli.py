@@ -9,13 +9,15 @@ SCRIPT is what python accepts: a Python file, or a directory or zip file with a
     versionload history [--pid PID] [--socket PATH] [--all] [--json] [MODULE]
     versionload rollback [--pid PID] [--socket PATH] MODULE [N]
     versionload reload [--pid PID] [--socket PATH] [--cascade [PATTERN ...]] [--dry-run] MODULE
+    versionload changes [--pid PID] [--socket PATH] [--json]
+    versionload undo [--pid PID] [--socket PATH] [ID]
     versionload fleet status|reload|rollback|undo --redis URL --group G ...   (see docs/fleet.md)
 
 Exit codes: 0 success; 1 the program raised; 2 bad usage (a bad flag, no target);
 3 the script or module to run does not exist; 4 no running program could be reached
-(or it refused us); 5 the program refused the request (unknown module or version, or
-the rollback or reload failed); 130 interrupted, 143 terminated. A program that exits with a
-status keeps its status.
+(or it refused us); 5 the program refused the request (unknown module, version or
+changeset, or the rollback, reload or undo failed); 130 interrupted, 143 terminated. A
+program that exits with a status keeps its status.
 """
 
 from __future__ import annotations
@@ -141,6 +143,16 @@ def _parser() -> _Parser:
         "--dry-run", action="store_true", help="only print the modules a reload would run, in order"
     )
     _target_options(reload)
+
+    changes = commands.add_parser("changes", help="list the changesets of a running program")
+    changes.add_argument("--json", action="store_true", help="print the answer as JSON")
+    _target_options(changes)
+
+    undo = commands.add_parser("undo", help="undo a changeset of a running program")
+    undo.add_argument(
+        "changeset", nargs="?", type=int, help="the changeset's id (default: the latest not undone)"
+    )
+    _target_options(undo)
     _fleet_cli.add_fleet_commands(commands)
     return parser
 
@@ -208,6 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _history(options)
         if options.command == "reload":
             return _reload(options)
+        if options.command == "changes":
+            return _changes(options)
+        if options.command == "undo":
+            return _undo(options)
         return _rollback(options)
     except BrokenPipeError:
         # The reader went away (`versionload history --all | head`): stop quietly, and
@@ -472,4 +488,35 @@ def _rollback(options: argparse.Namespace) -> int:
     if isinstance(answer, int):
         return answer
     print(f"rolled {answer['module']} back to version {answer['version']} (was {answer['previous']})")
+    return EXIT_OK
+
+
+def _changes(options: argparse.Namespace) -> int:
+    answer = _ask(options, {"op": "changes"})
+    if isinstance(answer, int):
+        return answer
+    if options.json:
+        print(json_dumps(answer["changesets"]))
+        return EXIT_OK
+    if not answer["changesets"]:
+        print(f"no changesets in process {answer['pid']}")
+    for entry in answer["changesets"]:
+        if entry["undone_by"] is not None:
+            state = f"undone by {entry['undone_by']}"
+        else:
+            state = "undoable" if entry["undoable"] else "not undoable (versions pruned)"
+        created = entry["created_at"][11:19]
+        print(f"{entry['id']:>4}  {entry['kind']:<8} {created}  {entry['trigger']}  [{state}]")
+        for change in entry["changes"]:
+            print(f"        {change['module']}  {change['before']} -> {change['after']}")
+    return EXIT_OK
+
+
+def _undo(options: argparse.Namespace) -> int:
+    answer = _ask(options, {"op": "undo", "changeset": options.changeset})
+    if isinstance(answer, int):
+        return answer
+    changes = answer["changeset"]["changes"]
+    moved = ", ".join(f"{c['module']} {c['before']} -> {c['after']}" for c in changes)
+    print(f"undid changeset {answer['undone']} as changeset {answer['changeset']['id']}: {moved}")
     return EXIT_OK

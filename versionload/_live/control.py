@@ -36,6 +36,8 @@ import structlog
 
 from .. import _arguments as check
 from .._errors import (
+    ChangesetNotFoundError,
+    ChangesetNotUndoableError,
     ControlError,
     InvalidArgumentError,
     ModuleNotLoadedError,
@@ -43,6 +45,7 @@ from .._errors import (
     VersionLoadError,
     VersionNotFoundError,
 )
+from .._snapshot import Changeset
 from .._tracker import Tracker
 
 RUNTIME_DIR_ENV = "VERSIONLOAD_RUNTIME_DIR"
@@ -381,7 +384,8 @@ class ControlServer:
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """
-        The answer to one request (``ping``, ``history``, ``rollback`` or ``reload``).
+        The answer to one request (``ping``, ``history``, ``rollback``, ``reload``, ``changes``
+        or ``undo``).
         """
         op = request.get("op")
         try:
@@ -393,6 +397,10 @@ class ControlServer:
                 return self._rollback(request)
             if op == "reload":
                 return self._reload(request)
+            if op == "changes":
+                return {"ok": True, "pid": os.getpid(), "changesets": self._changes()}
+            if op == "undo":
+                return self._undo(request)
         except InvalidArgumentError as error:
             return {"ok": False, "kind": "bad_request", "error": str(error)}
         except ModuleNotLoadedError as error:
@@ -405,7 +413,7 @@ class ControlServer:
                 "(`versionload history --all` lists the modules it tracks)"
             )
             return {"ok": False, "kind": "not_found", "error": message}
-        except VersionNotFoundError as error:
+        except (VersionNotFoundError, ChangesetNotFoundError, ChangesetNotUndoableError) as error:
             return {"ok": False, "kind": "not_found", "error": str(error)}
         except VersionLoadError as error:
             return {"ok": False, "kind": "failed", "error": str(error)}
@@ -455,7 +463,7 @@ class ControlServer:
             raise NotTrackedError(name)
         module = found.module
         previous = found.current.number
-        self.tracker.rollback(module, to)
+        self.tracker.rollback(module, to, trigger="control")
         return {
             "ok": True,
             "module": name,
@@ -491,7 +499,7 @@ class ControlServer:
         }
         if dry_run:
             return answer
-        self.tracker.reload(plan.trigger, cascade=False if reach is False else cascade)
+        self.tracker.reload(plan.trigger, cascade=False if reach is False else cascade, trigger="control")
         # What was applied, read back: the plan may have been outdated by a change
         # between the two calls, and the versions say what is current now.
         answer["versions"] = {
@@ -500,6 +508,32 @@ class ControlServer:
             if (found := self.tracker.lookup(each)) is not None
         }
         return answer
+
+    def _changes(self) -> list[dict[str, Any]]:
+        return [_changeset_fields(changeset) for changeset in self.tracker.changesets()]
+
+    def _undo(self, request: dict[str, Any]) -> dict[str, Any]:
+        wanted = request.get("changeset")
+        if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int)):
+            return {"ok": False, "kind": "bad_request", "error": f"changeset must be an id, got {wanted!r}"}
+        undo = self.tracker.undo(wanted, trigger="control")
+        return {"ok": True, "undone": undo.undoes, "changeset": _changeset_fields(undo)}
+
+
+def _changeset_fields(changeset: Changeset) -> dict[str, Any]:
+    return {
+        "id": changeset.id,
+        "kind": changeset.kind,
+        "created_at": changeset.created_at.isoformat(),
+        "trigger": changeset.trigger,
+        "changes": [
+            {"module": change.module, "before": change.before, "after": change.after}
+            for change in changeset.changes
+        ],
+        "undoes": changeset.undoes,
+        "undone_by": changeset.undone_by,
+        "undoable": changeset.undoable,
+    }
 
 
 def _send(conn: socket.socket, payload: dict[str, Any]) -> None:

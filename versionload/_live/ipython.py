@@ -8,7 +8,9 @@ fails keeps its old version, and every reload can be rolled back). Magics:
 - ``%vl_history [MODULE]``: the watched modules and their current versions, or one
   module's versions;
 - ``%vl_diff MODULE A B``: the names added, removed and changed from version A to B;
-- ``%vl_rollback MODULE [N]``: restore version N (default: the one before the current).
+- ``%vl_rollback MODULE [N]``: restore version N (default: the one before the current);
+- ``%vl_undo [ID]``: undo a changeset (default: the latest not undone), every module
+  it changed at once.
 
 Which modules: those whose file lies under the directories of ``sys.path`` outside the
 standard library and site-packages (the current directory included). Modules of
@@ -87,7 +89,12 @@ def load_ipython_extension(shell: Any) -> None:
     live = LiveReload(shell, tracker.install())
     _ACTIVE[id(shell)] = live
     shell.events.register("pre_run_cell", live.pre_run_cell)
-    for name, function in (("vl_history", _history), ("vl_diff", _diff), ("vl_rollback", _rollback)):
+    for name, function in (
+        ("vl_history", _history),
+        ("vl_diff", _diff),
+        ("vl_rollback", _rollback),
+        ("vl_undo", _undo),
+    ):
         shell.register_magic_function(_bind(function, live), magic_kind="line", magic_name=name)
 
 
@@ -179,6 +186,23 @@ def _rollback(live: LiveReload, args: list[str]) -> None:
         raise _usage("usage: %vl_rollback MODULE [N]")
     previous = live.tracker.current(args[0]).number
     to = _number(args[1]) if len(args) == 2 else None
-    live.tracker.rollback(args[0], to)
+    live.tracker.rollback(args[0], to, trigger="ipython")
     now = live.tracker.current(args[0]).number
     print(f"versionload: rolled {args[0]} back to version {now} (was {previous})")
+
+
+def _undo(live: LiveReload, args: list[str]) -> None:
+    """
+    %vl_undo [ID]: undo changeset ID (default: the latest not undone), all its modules at once.
+    """
+    if len(args) > 1:
+        raise _usage("usage: %vl_undo [ID]")
+    wanted = None
+    if args:
+        try:
+            wanted = int(args[0])
+        except ValueError:
+            raise _usage(f"expected a changeset id, got {args[0]!r}") from None
+    undo = live.tracker.undo(wanted, trigger="ipython")
+    moved = ", ".join(f"{c.module} {c.before} -> {c.after}" for c in undo.changes)
+    print(f"versionload: undid changeset {undo.undoes} ({moved})")

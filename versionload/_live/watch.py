@@ -274,6 +274,8 @@ class Watcher:
         if prune:
             self._reload_options["prune"] = True
         accepted = inspect.signature(tracker.reload).parameters
+        # A reload says it came from this watcher, when the tracker records changesets.
+        self._names_trigger = "trigger" in accepted
         unsupported = sorted(option for option in self._reload_options if option not in accepted)
         if unsupported:
             raise InvalidArgumentError(
@@ -534,7 +536,10 @@ class Watcher:
     def _reload(self, name: str, module: ModuleType, path: str) -> FileChange:
         self._failures.last = None
         try:
-            self.tracker.reload(module, **self._reload_options)
+            if self._names_trigger:
+                self.tracker.reload(module, **self._reload_options, trigger=f"watch:{path}")
+            else:
+                self.tracker.reload(module, **self._reload_options)
         except BaseException as error:
             if isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
                 raise  # Ctrl-C during `poll` in the main thread (IPython) is the user's

@@ -473,7 +473,8 @@ class PluginHost:
                 )
             # One atomic group: if a module fails, the core puts back the ones that
             # already ran and records no version for any of them.
-            self._tracker.reload_many(reloadable, prune=prune)
+            if reloadable:
+                self._tracker.reload_many(reloadable, prune=prune, trigger=f"plugin:{requested.plugin.name}")
             done = reloadable
             for entry in entries:
                 obj = fresh_points[entry.plugin.name].load()
@@ -559,7 +560,7 @@ class PluginHost:
         Put every module of the unit back to its version in ``before``.
         """
         for module in reversed(done):
-            self._tracker.rollback(module, to=before[module])
+            self._tracker.rollback(module, to=before[module], trigger=f"plugin:{unit.root}")
         for module in unit_modules(unit.root):
             if module not in before:
                 # First imported by the failed reload: the old code never saw it.
@@ -634,7 +635,7 @@ class PluginHost:
                 previous = unit.current
                 for module, number in target.modules.items():
                     if self._tracker.current(module).number != number:
-                        self._tracker.rollback(module, to=number)
+                        self._tracker.rollback(module, to=number, trigger=f"plugin:{name}")
                 unit.current = target.number
                 for e in entries:
                     e.entry_point = target.entry_points.get(e.plugin.name, e.entry_point)
