@@ -26,7 +26,7 @@ import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableSequence
 from types import ModuleType, TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -39,7 +39,7 @@ from ._errors import (
     ReloadRefusedError,
     SpecNotFoundError,
 )
-from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack, NamespaceChanged, wanted
+from ._events import ModuleReloaded, ModuleReloadFailed, ModuleRolledBack, NamespaceChanged, capped, wanted
 from ._history import ModuleHistory
 from ._registry import Registry
 from ._snapshot import ModuleVersion, _SourceDigest, compare, source_digest
@@ -427,6 +427,9 @@ def execute(
         if sys.modules.get(name, _MISSING) is not module:
             sys.modules[name] = module
         duration_ns = time.perf_counter_ns() - started
+        location = _error_location(error, origin)
+        # Before the event: the logged traceback starts in the user's code too.
+        error.__traceback__ = _without_own_frames(error.__traceback__)
         registry.emit_all(
             [
                 ModuleReloadFailed(
@@ -436,11 +439,11 @@ def execute(
                     source_sha256=sha256,
                     duration_ms=duration_ns / 1e6,
                     error=repr(error),
-                    location=_error_location(error, origin),
+                    location=location,
+                    exc_info=error,
                 )
             ]
         )
-        error.__traceback__ = _without_own_frames(error.__traceback__)
         if not isinstance(error, Exception):
             raise  # KeyboardInterrupt and friends propagate, with nothing half-done
         if isinstance(error, ReloadError):
@@ -484,6 +487,7 @@ def _change_event(
     version: ModuleVersion,
     new: Mapping[str, object],
     duration_ns: int,
+    **extra: Any,
 ) -> _Change:
     """
     The event of a move from namespace ``old`` (version ``previous_number``) to
@@ -494,19 +498,25 @@ def _change_event(
         module=version.module,
         version=version.number,
         previous_version=previous_number,
-        reason=version.reason,
         origin=version.origin,
         source_sha256=version.source_sha256,
         duration_ms=duration_ns / 1e6,
-        added=changes.added,
-        removed=changes.removed,
-        changed=changes.changed,
+        added=capped(changes.added),
+        removed=capped(changes.removed),
+        changed=capped(changes.changed),
+        added_count=len(changes.added),
+        removed_count=len(changes.removed),
+        changed_count=len(changes.changed),
+        **extra,
     )
 
 
-def _reloaded_event(previous: ModuleVersion, version: ModuleVersion, duration_ns: int) -> ModuleReloaded:
+def _reloaded_event(
+    previous: ModuleVersion, version: ModuleVersion, duration_ns: int, reason: str | None = None
+) -> ModuleReloaded:
+    extra = {} if reason is None else {"reason": reason}
     return _change_event(
-        ModuleReloaded, previous.number, previous.bindings, version, version.bindings, duration_ns
+        ModuleReloaded, previous.number, previous.bindings, version, version.bindings, duration_ns, **extra
     )
 
 
@@ -580,5 +590,17 @@ def rollback(
         duration_ns = time.perf_counter_ns() - started
     if not report:
         return module
-    registry.emit_all([_change_event(ModuleRolledBack, current.number, live, target, bindings, duration_ns)])
+    registry.emit_all(
+        [
+            _change_event(
+                ModuleRolledBack,
+                current.number,
+                live,
+                target,
+                bindings,
+                duration_ns,
+                version_reason=target.reason,
+            )
+        ]
+    )
     return module

@@ -39,7 +39,7 @@ from ._engine import (
     unstage,
 )
 from ._errors import GroupReloadError, InvalidArgumentError, ModuleNotLoadedError, ReloadError
-from ._events import CascadeFailed, CascadeReloaded, Event, ModulePatched
+from ._events import CascadeFailed, CascadeReloaded, Event, GroupFailed, GroupReloaded, ModulePatched, capped
 from ._graph import cascade_order, dependency_map
 from ._inplace import Ledger, Patcher
 from ._registry import Registry
@@ -143,7 +143,9 @@ def reload_group(
             for each in staged:
                 version, duration_ns = commit(registry, each)
                 versions.append(version.number)
-                events.append(_reloaded_event(each.previous, version, duration_ns))
+                # A cascade's dependents are reloaded because their trigger changed.
+                why = "cascade" if trigger is not None and each.name != trigger else None
+                events.append(_reloaded_event(each.previous, version, duration_ns, why))
                 if isinstance(each.finished, Patcher):
                     history = registry.require(each.name, each.module)
                     ledger.record(each.name, history, each.previous.number, version.number, each.finished)
@@ -151,8 +153,11 @@ def reload_group(
                         ModulePatched(
                             module=each.name,
                             version=version.number,
-                            patched=tuple(each.finished.patched),
-                            rebound=tuple(str(f) for f in each.finished.fallbacks),
+                            patched=capped(each.finished.patched),
+                            rebound=capped(str(f) for f in each.finished.fallbacks),
+                            patched_count=len(each.finished.patched),
+                            rebound_count=len(each.finished.fallbacks),
+                            **({"reason": why} if why else {}),
                         )
                     )
         # Read while still holding the locks: once they are released another thread
@@ -164,7 +169,8 @@ def reload_group(
         undone = tuple(each.name for each in staged)
         _emit_failure(registry, names, trigger, failed, failure, undone, started)
         raise _group_error(names, kind, failed, failure) from failure
-    if kind != "single":
+    duration_ms = (time.perf_counter_ns() - started) / 1e6
+    if trigger is not None:
         events.append(
             CascadeReloaded(
                 module=names[0],
@@ -172,7 +178,13 @@ def reload_group(
                 modules=names,
                 versions=tuple(versions),
                 update=mode,
-                duration_ms=(time.perf_counter_ns() - started) / 1e6,
+                duration_ms=duration_ms,
+            )
+        )
+    elif kind == "many":
+        events.append(
+            GroupReloaded(
+                module=names[0], modules=names, versions=tuple(versions), update=mode, duration_ms=duration_ms
             )
         )
     registry.emit_all(events)
@@ -190,20 +202,19 @@ def _emit_failure(
     started: int,
 ) -> None:
     position = names.index(failed)
-    registry.emit_all(
-        [
-            CascadeFailed(
-                module=names[0],
-                trigger=trigger,
-                modules=names,
-                failed=failed,
-                error=repr(error.__cause__ or error),
-                undone=undone,
-                skipped=names[position + 1 :],
-                duration_ms=(time.perf_counter_ns() - started) / 1e6,
-            )
-        ]
-    )
+    cause = error.__cause__ or error
+    common: dict[str, Any] = {
+        "module": names[0],
+        "modules": names,
+        "failed": failed,
+        "error": repr(cause),
+        "undone": undone,
+        "skipped": names[position + 1 :],
+        "duration_ms": (time.perf_counter_ns() - started) / 1e6,
+        "exc_info": cause,
+    }
+    event: Event = GroupFailed(**common) if trigger is None else CascadeFailed(trigger=trigger, **common)
+    registry.emit_all([event])
 
 
 def _group_error(names: tuple[str, ...], kind: str, failed: str, error: BaseException) -> GroupReloadError:

@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import structlog
 
 from .. import _arguments as check
 from .._errors import (
@@ -42,6 +41,7 @@ from .._errors import (
     VersionLoadError,
     VersionNotFoundError,
 )
+from .._events import EventLogger, because
 from .._tracker import Tracker
 
 RUNTIME_DIR_ENV = "VERSIONLOAD_RUNTIME_DIR"
@@ -248,7 +248,7 @@ class ControlServer:
         #: Why the runtime directory was not used (None: it was); see `server_dir`.
         self.refused: str | None = None
         self._made_dir: Path | None = None  # the private directory made instead
-        self._logger = structlog.get_logger("versionload")
+        self._logger = EventLogger()
 
     def start(self) -> ControlServer:
         """
@@ -448,7 +448,8 @@ class ControlServer:
             raise NotTrackedError(name)
         module = found.module
         previous = found.current.number
-        self.tracker.rollback(module, to)
+        with because("control"):
+            self.tracker.rollback(module, to)
         return {
             "ok": True,
             "module": name,
