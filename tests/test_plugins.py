@@ -235,6 +235,7 @@ class TestLoadAll:
         loaded = plugin_events[1].fields()
         assert {
             "module": "shout",
+            "reason": "requested",
             "plugin": "shout",
             "group": GROUP,
             "distribution": "shout",

@@ -21,7 +21,6 @@ import contextvars
 import logging
 import os
 import sys
-import sysconfig
 import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
@@ -517,13 +516,10 @@ def report_error(error: BaseException, message: str) -> None:
     )
 
 
-def _library_dirs() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    found = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
-    return tuple(os.path.join(os.path.realpath(path), "") for path in sorted(found))
-
-
-_LIBRARIES: list[tuple[str, ...]] = []
+#: The standard library's directory (where ``os`` lives; read without sysconfig, which
+#: would import modules from inside the import hook) and the installed packages' markers.
+_STDLIB = os.path.join(os.path.dirname(os.path.realpath(os.__file__)), "")
+_PACKAGES = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
 
 
 def is_library(origin: str | None) -> bool:
@@ -533,6 +529,6 @@ def is_library(origin: str | None) -> bool:
     """
     if origin is None or not os.path.isabs(origin):
         return True
-    if not _LIBRARIES:
-        _LIBRARIES.append(_library_dirs())
-    return origin.startswith(_LIBRARIES[0]) or os.path.realpath(origin).startswith(_LIBRARIES[0])
+    if origin.startswith(_STDLIB) or any(marker in origin for marker in _PACKAGES):
+        return True
+    return os.path.realpath(origin).startswith(_STDLIB)
