@@ -808,7 +808,7 @@ class TestLogFile:
     """
 
     def test_noisy_program(self, tmp_path, runtime, bytecode):
-        """Threads printing on stdout and stderr during five reloads: every log line is JSON, the program's output is its own."""
+        """Threads print on stdout and stderr during reloads: each log line is JSON, the output is intact."""
         app = tmp_path / "noisy"
         app.mkdir()
         (app / "noisy.py").write_text(textwrap.dedent(NOISY))

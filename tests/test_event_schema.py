@@ -151,7 +151,7 @@ class TestLoggedDicts:
 
     def test_core_operations(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
         """
-        Loads, reloads (plain, cascade, group, in-place), failures, rollbacks and prunes log the schema's keys.
+        Loads, reloads (plain, cascade, group, in-place), failures, rollbacks, prunes log the schema's keys.
         """
         schema = documented()
         tracker.configure(max_versions=3)
@@ -221,4 +221,3 @@ class TestLoggedDicts:
 
         assert ([f"N{i:04}" for i in range(20)], 1000) == (entry["added"], entry["added_count"])
         assert 1000 == len(tracker.diff("sch_big", 1, 2).added)
-

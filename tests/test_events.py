@@ -444,7 +444,7 @@ class TestUnconfiguredProgram:
 
     def test_nothing_on_stdout_and_warnings_on_stderr(self, tmp_path: Path) -> None:
         """
-        Nothing goes to stdout; the standard library's last-resort handler shows the failure and the rollback on stderr.
+        Nothing goes to stdout; Python's last-resort handler shows the failure and the rollback on stderr.
         """
         (tmp_path / "ev_program_mod.py").write_text("X = 1\n")
         (tmp_path / "program.py").write_text(textwrap.dedent(_PROGRAM))

@@ -252,5 +252,8 @@ class TestOutput:
         run(shell, "%vl_help")
         out = capsys.readouterr().out
 
-        assert [] == [name for name in ("vl_mode", "vl_history", "vl_diff", "vl_rollback", "vl_help")
-                      if f"%{name}" not in out]
+        assert [] == [
+            name
+            for name in ("vl_mode", "vl_history", "vl_diff", "vl_rollback", "vl_help")
+            if f"%{name}" not in out
+        ]

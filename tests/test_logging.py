@@ -75,7 +75,7 @@ class TestStdlibApplication:
 
     def test_basic_config_file_gets_the_events(self, tmp_path: Path) -> None:
         """
-        basicConfig(filename=...) receives the reload, the failure with its traceback and the rollback; stdout stays empty.
+        basicConfig(filename=...) gets reload, failure (with traceback) and rollback; stdout is empty.
         """
         (tmp_path / "lg_mod.py").write_text("X = 1\n")
 
@@ -97,8 +97,11 @@ class TestStdlibApplication:
         result = _run(tmp_path, _BASIC_CONFIG_APP.format(level="DEBUG"))
 
         assert (0, "") == (result.returncode, result.stdout)
-        loaded = [line.split(" ")[3] for line in (tmp_path / "app.log").read_text().splitlines()
-                  if " module.loaded " in line]
+        loaded = [
+            line.split(" ")[3]
+            for line in (tmp_path / "app.log").read_text().splitlines()
+            if " module.loaded " in line
+        ]
         assert ["lg_mod"] == loaded
 
     def test_trace_level_lists_library_imports(self, tmp_path: Path) -> None:
@@ -110,8 +113,11 @@ class TestStdlibApplication:
         result = _run(tmp_path, _BASIC_CONFIG_APP.format(level="DEBUG").replace("logging.DEBUG", "5"))
 
         assert 0 == result.returncode, result.stderr
-        trace = [line.split(" ")[3] for line in (tmp_path / "app.log").read_text().splitlines()
-                 if line.startswith("TRACE versionload module.loaded ")]
+        trace = [
+            line.split(" ")[3]
+            for line in (tmp_path / "app.log").read_text().splitlines()
+            if line.startswith("TRACE versionload module.loaded ")
+        ]
         assert {"decimal", "email.message"} <= set(trace)
 
 
@@ -223,11 +229,14 @@ class TestStructlogApplication:
     """
 
     def test_json_lines(
-        self, versionload_logger: logging.Logger, caplog: pytest.LogCaptureFixture, tree: ModuleTree,
+        self,
+        versionload_logger: logging.Logger,
+        caplog: pytest.LogCaptureFixture,
+        tree: ModuleTree,
         tracker: versionload.Tracker,
     ) -> None:
         """
-        With structlog's JSONRenderer every event is one JSON line, the failure's traceback a field, and stdlib sees nothing.
+        With structlog's JSONRenderer each event is a JSON line, with the traceback; stdlib sees nothing.
         """
         output = io.StringIO()
         structlog.configure(
@@ -258,7 +267,7 @@ class TestStructlogApplication:
 
     def test_reconfiguring_is_seen(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
         """
-        A later structlog.configure with a lower level lets debug events through (the cached decision is renewed).
+        A later structlog.configure with a lower level lets debug events through (the cache is renewed).
         """
         first = io.StringIO()
         structlog.configure(

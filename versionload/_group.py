@@ -39,7 +39,16 @@ from ._engine import (
     unstage,
 )
 from ._errors import GroupReloadError, InvalidArgumentError, ModuleNotLoadedError, ReloadError
-from ._events import CascadeFailed, CascadeReloaded, Event, GroupFailed, GroupReloaded, ModulePatched, capped
+from ._events import (
+    CascadeFailed,
+    CascadeReloaded,
+    Event,
+    GroupFailed,
+    GroupReloaded,
+    ModulePatched,
+    capped,
+    current_reason,
+)
 from ._graph import cascade_order, dependency_map
 from ._inplace import Ledger, Patcher
 from ._registry import Registry
@@ -157,7 +166,7 @@ def reload_group(
                             rebound=capped(str(f) for f in each.finished.fallbacks),
                             patched_count=len(each.finished.patched),
                             rebound_count=len(each.finished.fallbacks),
-                            **({"reason": why} if why else {}),
+                            reason=why or current_reason(),
                         )
                     )
         # Read while still holding the locks: once they are released another thread

@@ -243,7 +243,6 @@ def _configure_logging(json_lines: bool, roots: tuple[str, ...], log_file: str |
     else:
         fd = sys.stderr.fileno()
         sys.stderr.flush()
-    renderer: Any
     processors: list[Any] = [
         structlog.processors.add_log_level,
         only_watched_loads,

@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from .. import _arguments as check
 from .._errors import (
     ControlError,

@@ -61,7 +61,6 @@ _MAX_BURST_MS = 1600
 POLL_INTERVAL = 0.3
 
 
-
 @attrs.frozen
 class FileChange:
     """
