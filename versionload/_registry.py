@@ -33,7 +33,6 @@ from ._events import (
     emit,
     is_library,
     logs,
-    wanted,
 )
 from ._fork import renew_after_fork
 from ._history import ModuleHistory
@@ -183,7 +182,7 @@ class Registry:
         recorded_ns = time.time_ns()
         if digest is None:
             digest = source_digest(origin, recorded_ns)
-        if wanted(self.subscribers, self._load_level(origin)):
+        if self._wanted_load_level(origin) is not None:
             self.record(name, module, "import", origin, digest)
             return
         # One list.extend is atomic, so no lock on the import path; and a flat list
@@ -195,10 +194,19 @@ class Registry:
             # A module died while the lock was busy: release what it kept now.
             self._release_dead()
 
-    def _load_level(self, origin: str | None) -> str:
-        # Without include patterns every import is tracked: the standard library's and
-        # installed packages' loads go below DEBUG, so DEBUG shows the program's own.
-        return "trace" if self.include is None and is_library(origin) else "debug"
+    def _wanted_load_level(self, origin: str | None) -> str | None:
+        """
+        The level of a load event for a module from ``origin``, or None when nobody
+        would receive it. Without include patterns every import is tracked: the
+        standard library's and installed packages' loads go below DEBUG, so that DEBUG
+        shows the program's own. Asked on every import, so the usual answer (nobody
+        listens) costs two cached level checks and no look at the path.
+        """
+        if not self.subscribers and not logs("debug"):
+            return None
+        if self.include is None and is_library(origin):
+            return "trace" if self.subscribers or logs("trace") else None
+        return "debug"
 
     def record(
         self,
@@ -223,8 +231,8 @@ class Registry:
             )
         number = version.number
         events.extend(VersionPruned(module=name, version=v.number, current_version=number) for v in pruned)
-        level = self._load_level(origin) if reason != "reload" else ""
-        if level and wanted(self.subscribers, level):
+        level = self._wanted_load_level(origin) if reason != "reload" else None
+        if level is not None:
             kind = LibraryModuleLoaded if level == "trace" else ModuleLoaded
             events.append(
                 kind(
