@@ -384,7 +384,17 @@ def logs(level: str) -> bool:
     """
     if structlog.is_configured():
         return _structlog_enabled(level)
-    return logging.getLogger(LOGGER_NAME).isEnabledFor(_LEVEL_NUMBERS[level])
+    return _stdlib_logger().isEnabledFor(_LEVEL_NUMBERS[level])
+
+
+_STDLIB_LOGGER: list[logging.Logger] = []
+
+
+def _stdlib_logger() -> logging.Logger:
+    # Loggers live as long as the process; getLogger takes logging's lock on every call.
+    if not _STDLIB_LOGGER:
+        _STDLIB_LOGGER.append(logging.getLogger(LOGGER_NAME))
+    return _STDLIB_LOGGER[0]
 
 
 def wanted(subscribers: Iterable[Subscriber], level: str) -> bool:
@@ -452,7 +462,7 @@ def log(level: str, name: str, fields: dict[str, Any], exc_info: BaseException |
             # through (a logger at NOTSET, or a stdlib one at TRACE) goes out as debug.
             getattr(logger, "debug" if level == "trace" else level)(name, **fields, **extra)
             return
-        stdlib = logging.getLogger(LOGGER_NAME)
+        stdlib = _stdlib_logger()
         number = _LEVEL_NUMBERS[level]
         if not stdlib.isEnabledFor(number):
             return
