@@ -789,9 +789,10 @@ def spam(stream, tag):
 
 
 threads = [threading.Thread(target=spam, args=(s, t)) for s, t in ((sys.stdout, "out"), (sys.stderr, "err"))]
+# Before the threads: each stream has one writer at a time, so the program's own lines stay whole.
+print("started", flush=True)
 for thread in threads:
     thread.start()
-print("started", flush=True)
 deadline = time.monotonic() + 60
 while noisy_mod.VALUE < 5 and time.monotonic() < deadline:
     time.sleep(0.01)
