@@ -211,6 +211,7 @@ class HistoryEnded(Event):
     level: ClassVar[str] = "debug"
 
     last_version: int
+    reason: str
 
 
 @attrs.frozen
