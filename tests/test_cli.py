@@ -373,7 +373,7 @@ class TestControl:
         result = cli("rollback", "behaviour", "1")  # the only program running: found without --pid
         assert 0 == result.returncode, result.stderr
         assert "rolled behaviour back to version 1 (was 2)" in result.stdout
-        running.event("module.rolled_back", module="behaviour", version=1)
+        running.event("module.rolled_back", module="behaviour", version=1, reason="control")
         running.prints("tick one", after=line)
 
         text = cli("history", "--pid", pid, "behaviour")
