@@ -211,7 +211,7 @@ class TestThePackage:
 
     def test_every_error_class_lives_in_an_errors_module(self) -> None:
         """
-        Exception classes are defined in _errors.py, or (a wing's) in the wing's errors.py.
+        Exception classes are defined in _errors.py, or (a wing's own) in its errors.py.
         """
         homes = {}
         for name, source in package_sources().items():

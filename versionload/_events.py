@@ -235,6 +235,9 @@ class ModulePatched(Event):
 class CascadeReloaded(Event):
     """
     A cascade was reloaded, all of its modules; ``module`` is its trigger.
+
+    ``adopted`` are the modules of ``modules`` that were not tracked before and were
+    adopted to be reloaded.
     """
 
     event: ClassVar[str] = "cascade.reloaded"
@@ -244,6 +247,7 @@ class CascadeReloaded(Event):
     versions: tuple[int, ...]
     update: str
     duration_ms: float
+    adopted: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -271,6 +275,8 @@ class CascadeFailed(Event):
 class GroupReloaded(Event):
     """
     The modules given to `reload_many` were reloaded, all of them; ``module`` is the first.
+
+    ``adopted`` are the modules that were not tracked before and were adopted to be reloaded.
     """
 
     event: ClassVar[str] = "group.reloaded"
@@ -279,6 +285,7 @@ class GroupReloaded(Event):
     versions: tuple[int, ...]
     update: str
     duration_ms: float
+    adopted: tuple[str, ...] = ()
 
 
 @attrs.frozen
