@@ -899,6 +899,22 @@ class TestReloadCommand:
             line.strip() for line in real.stdout.splitlines()[1:]
         ]
 
+    def test_reloads_say_control(self, tree, runtime):
+        """A reload through the control channel logs reason=control (its cascade's dependents: cascade)."""
+        tracker, server, _ = self._serve(tree, runtime)
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        try:
+            result = cli("reload", "--socket", str(server.path), "app.base", "--cascade")
+        finally:
+            server.stop()
+            tracker.uninstall()
+
+        assert 0 == result.returncode, result.stderr
+        assert [("app.base", "control"), ("app.user", "cascade")] == [
+            (e.module, e.reason) for e in events if e.event == "module.reloaded"
+        ]
+
     def test_patterns_bound_the_cascade(self, tree, runtime):
         """reload --cascade PATTERN reaches only the dependents the patterns match."""
         tracker, server, journal = self._serve(tree, runtime)

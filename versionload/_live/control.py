@@ -491,7 +491,8 @@ class ControlServer:
         }
         if dry_run:
             return answer
-        self.tracker.reload(plan.trigger, cascade=False if reach is False else cascade)
+        with because("control"):
+            self.tracker.reload(plan.trigger, cascade=False if reach is False else cascade)
         # What was applied, read back: the plan may have been outdated by a change
         # between the two calls, and the versions say what is current now.
         answer["versions"] = {
