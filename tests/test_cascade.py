@@ -376,15 +376,16 @@ class TestReloadMany:
         assert 1 == tracker.current(base).number
 
     def test_emits_a_group_event(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
-        """A successful group emits cascade.reloaded with no trigger."""
+        """A successful group emits group.reloaded (not a cascade event without a trigger)."""
         _load_diamond(tree)
         events: list[versionload.Event] = []
         tracker.subscribe(events.append)
         tracker.reload_many(["app.left", "app.right"])
-        group, applied = events[-2:]
-        assert isinstance(group, versionload.CascadeReloaded)
-        assert isinstance(applied, versionload.ChangesetApplied)
-        assert (None, ("app.left", "app.right")) == (group.trigger, group.modules)
+        group = next(e for e in events if isinstance(e, versionload.GroupReloaded))
+
+        assert isinstance(events[-1], versionload.ChangesetApplied)
+        assert ("group.reloaded", ("app.left", "app.right")) == (group.event, group.modules)
+        assert [] == [e for e in events if isinstance(e, versionload.CascadeReloaded)]
 
     def test_duplicates_are_refused(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
         """Naming a module twice raises InvalidArgumentError before anything runs."""

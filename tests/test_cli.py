@@ -377,7 +377,7 @@ class TestControl:
         result = cli("rollback", "behaviour", "1")  # the only program running: found without --pid
         assert 0 == result.returncode, result.stderr
         assert "rolled behaviour back to version 1 (was 2)" in result.stdout
-        running.event("module.rolled_back", module="behaviour", version=1)
+        running.event("module.rolled_back", module="behaviour", version=1, reason="control")
         running.prints("tick one", after=line)
 
         text = cli("history", "--pid", pid, "behaviour")
@@ -773,6 +773,91 @@ def test_demo_runs(tmp_path):
         assert expected in result.stdout
 
 
+NOISY = """
+import re, sys, threading, time
+import noisy_mod
+
+stop = threading.Event()
+
+
+def spam(stream, tag):
+    for number in range(200_000):
+        if stop.is_set():
+            return
+        # Written in two pieces, as print() does: a line of the program's own.
+        stream.write(f"{tag} {number} " + "x" * 40)
+        stream.write("\\n")
+        if number % 7 == 0:
+            stream.flush()
+        time.sleep(0.0002)
+
+
+threads = [threading.Thread(target=spam, args=(s, t)) for s, t in ((sys.stdout, "out"), (sys.stderr, "err"))]
+# Before the threads: each stream has one writer at a time, so the program's own lines stay whole.
+print("started", flush=True)
+for thread in threads:
+    thread.start()
+deadline = time.monotonic() + 60
+while noisy_mod.VALUE < 5 and time.monotonic() < deadline:
+    time.sleep(0.01)
+stop.set()
+for thread in threads:
+    thread.join()
+print("final", noisy_mod.VALUE)
+"""
+
+
+class TestLogFile:
+    """
+    ``versionload run --log-file PATH``: events as JSON lines in a file of their own.
+    """
+
+    def test_noisy_program(self, tmp_path, runtime, bytecode):
+        """Threads print on stdout and stderr during reloads: each log line is JSON, the output is intact."""
+        app = tmp_path / "noisy"
+        app.mkdir()
+        (app / "noisy.py").write_text(textwrap.dedent(NOISY))
+        module = app / "noisy_mod.py"
+        module.write_text("VALUE = 0\n")
+        log = tmp_path / "events.log"
+        out, err = (tmp_path / "out.txt").open("w"), (tmp_path / "err.txt").open("w")
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+        if not bytecode:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "versionload", "run", "--log-file", str(log), str(app / "noisy.py")],
+            stdout=out,
+            stderr=err,
+            env=env,
+        )
+        try:
+            assert wait_for(lambda: "started" in (tmp_path / "out.txt").read_text(), timeout=30)
+
+            def reloads() -> int:
+                text = log.read_text() if log.exists() else ""
+                return text.count('"event": "module.reloaded"')
+
+            for value in range(1, 6):
+                module.write_text(f"VALUE = {value}\n" + "# padding\n" * value)
+                assert wait_for(lambda v=value: reloads() >= v, timeout=30), log.read_text()
+            assert 0 == process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            out.close()
+            err.close()
+        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        stdout = (tmp_path / "out.txt").read_text().splitlines()
+        stderr = (tmp_path / "err.txt").read_text().splitlines()
+        own = re.compile(r"^(out|err) \d+ x{40}$")
+
+        assert [1, 2, 3, 4, 5] == [e["version"] - 1 for e in entries if e["event"] == "module.reloaded"]
+        assert {"watcher"} == {e["reason"] for e in entries if e["event"] == "module.reloaded"}
+        assert ["started", "final 5"] == [line for line in stdout if not own.match(line)]
+        assert [] == [line for line in stderr if not own.match(line) or line.startswith("out")]
+
+
 class TestReloadCommand:
     @staticmethod
     def _serve(tree, runtime):
@@ -812,6 +897,22 @@ class TestReloadCommand:
         assert ["app.base", "app.user"] == journal.ran
         assert ["app.base  version 2", "app.user  version 2"] == [
             line.strip() for line in real.stdout.splitlines()[1:]
+        ]
+
+    def test_reloads_say_control(self, tree, runtime):
+        """A reload through the control channel logs reason=control (its cascade's dependents: cascade)."""
+        tracker, server, _ = self._serve(tree, runtime)
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        try:
+            result = cli("reload", "--socket", str(server.path), "app.base", "--cascade")
+        finally:
+            server.stop()
+            tracker.uninstall()
+
+        assert 0 == result.returncode, result.stderr
+        assert [("app.base", "control"), ("app.user", "cascade")] == [
+            (e.module, e.reason) for e in events if e.event == "module.reloaded"
         ]
 
     def test_patterns_bound_the_cascade(self, tree, runtime):

@@ -111,12 +111,15 @@ class TestStructlogEvents:
                 "module": "ev_reloaded",
                 "version": 2,
                 "previous_version": 1,
-                "reason": "reload",
+                "reason": "requested",
                 "origin": str(path),
                 "source_sha256": _sha("KEEP = 1\nCHANGE = [2]\nNEW = 3\ndel GONE\n"),
                 "added": ["NEW"],
                 "removed": ["GONE"],
                 "changed": ["CHANGE"],
+                "added_count": 1,
+                "removed_count": 1,
+                "changed_count": 1,
                 "changeset_id": 1,
             },
             {
@@ -126,6 +129,7 @@ class TestStructlogEvents:
                 "changeset_id": 1,
                 "kind": "reload",
                 "modules": ["ev_reloaded"],
+                "reason": "requested",
                 "trigger": "ev_reloaded",
             },
         ] == _without_duration(logs)
@@ -142,11 +146,15 @@ class TestStructlogEvents:
         path.write_text("X = 2\nraise ValueError('bad')\n")
         with capture_logs() as logs, pytest.raises(versionload.ReloadError):
             tracker.reload("ev_failed")
+        error = logs[0].pop("exc_info")
+
+        assert isinstance(error, ValueError)
         assert [
             {
                 "event": "module.reload_failed",
                 "log_level": "error",
                 "module": "ev_failed",
+                "reason": "requested",
                 "previous_version": 1,
                 "origin": str(path),
                 "source_sha256": _sha("X = 2\nraise ValueError('bad')\n"),
@@ -205,12 +213,16 @@ class TestStructlogEvents:
                 "module": "ev_rollback",
                 "version": 1,
                 "previous_version": 2,
-                "reason": "import",
+                "reason": "requested",
+                "version_reason": "import",
                 "origin": str(path),
                 "source_sha256": _sha("A = 1\nB = [1]\n"),
                 "added": [],
                 "removed": ["C"],
                 "changed": ["B"],
+                "added_count": 0,
+                "removed_count": 1,
+                "changed_count": 1,
                 "changeset_id": 2,
             },
             {
@@ -220,6 +232,7 @@ class TestStructlogEvents:
                 "changeset_id": 2,
                 "kind": "rollback",
                 "modules": ["ev_rollback"],
+                "reason": "requested",
                 "trigger": "ev_rollback",
             },
         ] == _without_duration(logs)
@@ -239,6 +252,7 @@ class TestStructlogEvents:
                 "event": "version.pruned",
                 "log_level": "debug",
                 "module": "ev_pruned",
+                "reason": "requested",
                 "version": 1,
                 "current_version": 2,
             }
@@ -411,25 +425,33 @@ class TestSubscribers:
             module="m",
             version=1,
             previous_version=2,
-            reason="import",
+            reason="requested",
+            version_reason="import",
             origin=None,
             source_sha256=None,
             duration_ms=0.5,
             added=("a",),
             removed=(),
             changed=("b", "c"),
+            added_count=1,
+            removed_count=0,
+            changed_count=2,
         )
         assert {
             "module": "m",
             "version": 1,
             "previous_version": 2,
-            "reason": "import",
+            "reason": "requested",
+            "version_reason": "import",
             "origin": None,
             "source_sha256": None,
             "duration_ms": 0.5,
             "added": ["a"],
             "removed": [],
             "changed": ["b", "c"],
+            "added_count": 1,
+            "removed_count": 0,
+            "changed_count": 2,
             "changeset_id": None,
         } == event.fields()
 
@@ -456,12 +478,12 @@ print("done", ev_program_mod.X)
 
 class TestUnconfiguredProgram:
     """
-    A real interpreter running a program that never configures structlog.
+    A real interpreter running a program that configures no logging at all.
     """
 
-    def test_no_line_per_import_but_reload_events(self, tmp_path: Path) -> None:
+    def test_nothing_on_stdout_and_warnings_on_stderr(self, tmp_path: Path) -> None:
         """
-        Imports print nothing; the reload, the failure and the rollback each print one line.
+        Nothing goes to stdout; Python's last-resort handler shows the failure and the rollback on stderr.
         """
         (tmp_path / "ev_program_mod.py").write_text("X = 1\n")
         (tmp_path / "program.py").write_text(textwrap.dedent(_PROGRAM))
@@ -471,13 +493,13 @@ class TestUnconfiguredProgram:
         )
         assert 0 == result.returncode, result.stderr
         output = (result.stdout + result.stderr).splitlines()
-        assert "done 1" == result.stdout.splitlines()[-1]
+        assert ["done 1"] == result.stdout.splitlines()
         assert [] == [line for line in output if "module.loaded" in line or "version.pruned" in line]
-        events = [line for line in output if "module." in line]
-        assert 3 == len(events), output
-        assert "module.reloaded" in events[0]
-        assert "module.reload_failed" in events[1]
-        assert "module.rolled_back" in events[2]
+        events = [line for line in output if line.startswith("module.")]
+        assert 2 == len(events), output
+        assert events[0].startswith("module.reload_failed ev_program_mod ")
+        assert "ValueError: nope" in result.stderr
+        assert events[1].startswith("module.rolled_back ev_program_mod ")
 
 
 # Values whose comparison fails. They subclass plain value types because the diff

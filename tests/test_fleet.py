@@ -154,7 +154,13 @@ class TestReload:
         fleet_events = [
             e.fields() | {"event": e.event} for e in events if e.event in {"fleet.prepared", "fleet.applied"}
         ]
-        base = {"module": "fl_events", "group": joined.group, "member": joined.id, "command": result.command}
+        base = {
+            "module": "fl_events",
+            "reason": "fleet",
+            "group": joined.group,
+            "member": joined.id,
+            "command": result.command,
+        }
         assert [
             base
             | {
@@ -185,6 +191,7 @@ class TestReload:
             "event": "fleet.command_finished",
             "log_level": "info",
             "module": "fl_logged",
+            "reason": "requested",
             "group": joined.group,
             "command": result.command,
             "op": "reload",
@@ -405,6 +412,7 @@ class TestConvergence:
         assert [
             {
                 "module": "fl_late",
+                "reason": "fleet",
                 "group": group,
                 "member": member.id,
                 "status": "converged",

@@ -433,6 +433,7 @@ class TestDrainTimeout:
         error = caught.value
         expected_event = {
             "module": "gt_late",
+            "reason": "requested",
             "modules": ["gt_late"],
             "operation": "reload" if operation == "in-place" else operation,
             "in_flight": 2,

@@ -165,7 +165,7 @@ class TestHistoryEnd:
         with pytest.raises(versionload.NotTrackedError):
             tracker.history("hs_ended")
         assert "hs_ended" not in tracker.tracked()
-        assert [versionload.HistoryEnded(module="hs_ended", last_version=1, cause="collected")] == [
+        assert [versionload.HistoryEnded(module="hs_ended", last_version=1, reason="collected")] == [
             event for event in events if isinstance(event, versionload.HistoryEnded)
         ]
 
@@ -189,7 +189,7 @@ class TestHistoryEnd:
         self, tree: ModuleTree, tracker: versionload.Tracker
     ) -> None:
         """
-        A new module object under a tracked name ends the old history with cause "replaced".
+        A new module object under a tracked name ends the old history with reason "replaced".
         """
         events: list[versionload.Event] = []
         tracker.subscribe(events.append)
@@ -198,7 +198,7 @@ class TestHistoryEnd:
 
         del sys.modules["hs_replaced"]
         __import__("hs_replaced")
-        assert [versionload.HistoryEnded(module="hs_replaced", last_version=1, cause="replaced")] == [
+        assert [versionload.HistoryEnded(module="hs_replaced", last_version=1, reason="replaced")] == [
             event for event in events if isinstance(event, versionload.HistoryEnded)
         ]
         assert hs_replaced.X == 1

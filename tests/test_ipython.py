@@ -199,3 +199,80 @@ class TestMagics:
         with pytest.raises(UsageError, match=match):
             shell.run_line_magic(magic, line)
         assert 1 == versionload.current("nb_err").number
+
+
+class TestModes:
+    def test_in_place_mode_updates_existing_instances(self, shell, tree, capsys, bytecode):
+        """After %vl_mode in-place, an instance made before an edit runs the edited method."""
+        tree.module("nb_cls", "class Greeter:\n    def hello(self):\n        return 'old'\n")
+        run(shell, "%vl_mode in-place")
+        run(shell, "import nb_cls\ng = nb_cls.Greeter()")
+        tree.module("nb_cls", "class Greeter:\n    def hello(self):\n        return 'new'\n")
+
+        assert "new" == run(shell, "g.hello()")
+        assert "reload mode in-place" in capsys.readouterr().out
+
+    def test_plain_mode_keeps_old_methods(self, shell, tree):
+        """In the plain mode (the default) an old instance keeps its class's old method."""
+        tree.module("nb_plain", "class Greeter:\n    def hello(self):\n        return 'old'\n")
+        run(shell, "%vl_mode plain")
+        run(shell, "import nb_plain\ng = nb_plain.Greeter()")
+        tree.module("nb_plain", "class Greeter:\n    def hello(self):\n        return 'new'\n")
+
+        assert ("old", "new") == run(shell, "g.hello(), nb_plain.Greeter().hello()")
+
+    def test_cascade_mode_reloads_importers(self, shell, tree, capsys):
+        """After %vl_mode cascade, a module that imported the edited one is reloaded with it."""
+        tree.module("nb_base", "VALUE = 1\n")
+        tree.module("nb_user", "from nb_base import VALUE\n")
+        run(shell, "%vl_mode cascade")
+        run(shell, "import nb_user")
+        tree.module("nb_base", "VALUE = 2\n")
+
+        assert 2 == run(shell, "nb_user.VALUE")
+        assert "(with nb_user)" in capsys.readouterr().out
+
+    def test_bad_mode_is_a_usage_error(self, shell):
+        """An unknown mode is refused and names the modes."""
+        with pytest.raises(UsageError, match="in-place"):
+            shell.run_line_magic("vl_mode", "sideways")
+
+
+class TestOutput:
+    def test_one_line_with_the_changed_names(self, shell, tree, capsys):
+        """A reload prints one line naming the module, its version and the names that changed."""
+        tree.module("nb_names", "A = 1\nB = 2\n")
+        run(shell, "%vl_mode plain")
+        run(shell, "import nb_names")
+        capsys.readouterr()
+        tree.module("nb_names", "A = 1\nB = 3\nC = 4\n")
+        run(shell, "nb_names.C")
+        captured = capsys.readouterr()
+
+        assert ["versionload: reloaded nb_names (version 2): +C, B"] == captured.out.splitlines()[:1]
+        assert "" == captured.err
+
+    def test_failure_shows_a_traceback_and_no_log_lines(self, shell, tree, capsys):
+        """A failed reload prints a real traceback once, with no log record lines on top."""
+        tree.module("nb_tb", "A = 1\n")
+        run(shell, "import nb_tb")
+        capsys.readouterr()
+        tree.module("nb_tb", "A = 2\nraise LookupError('gone')\n")
+        run(shell, "nb_tb.A")
+        err = capsys.readouterr().err
+
+        assert "Traceback (most recent call last):" in err
+        assert err.rstrip().endswith("LookupError: gone")
+        assert "module.reload_failed" not in err
+        assert "(LookupError" not in err
+
+    def test_help_lists_the_magics(self, shell, capsys):
+        """%vl_help lists every %vl_ magic."""
+        run(shell, "%vl_help")
+        out = capsys.readouterr().out
+
+        assert [] == [
+            name
+            for name in ("vl_mode", "vl_history", "vl_diff", "vl_rollback", "vl_help")
+            if f"%{name}" not in out
+        ]

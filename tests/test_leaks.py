@@ -178,7 +178,7 @@ class TestDeletedModules:
 
         assert [None, None] == [ref() for ref in refs]
         assert "lk_ended" not in tracker.tracked()
-        assert [versionload.HistoryEnded(module="lk_ended", last_version=2, cause="collected")] == [
+        assert [versionload.HistoryEnded(module="lk_ended", last_version=2, reason="collected")] == [
             event for event in events if isinstance(event, versionload.HistoryEnded)
         ]
 

@@ -235,6 +235,7 @@ class TestLoadAll:
         loaded = plugin_events[1].fields()
         assert {
             "module": "shout",
+            "reason": "requested",
             "plugin": "shout",
             "group": GROUP,
             "distribution": "shout",
@@ -342,6 +343,10 @@ class TestReload:
         assert 1 == len(host.history("greeter"))
         names = [e.event for e in events if e.event.startswith("plugin.")]
         assert ["plugin.check_failed", "plugin.rolled_back"] == names
+        rolled = {e.reason for e in events if e.event == "module.rolled_back"}
+        assert {"check_failed"} == rolled
+        (failed,) = [e for e in events if e.event == "plugin.check_failed"]
+        assert isinstance(failed.exc_info, PluginCheckError)
 
     def test_check_returning_false_rolls_back(self, site, tracker):
         """A check returning False counts as a failure."""
@@ -553,6 +558,18 @@ class TestReload:
             fields["version"],
             fields["previous_version"],
         )
+
+    def test_no_cascade_event_without_a_trigger(self, site, tracker):
+        """A plain plugin reload logs no cascade event; its modules' group event is group.reloaded."""
+        install_shout(site)
+        host = PluginHost(GROUP, tracker=tracker)
+        host.load_all()
+
+        with capture_events(tracker) as events:
+            host.reload("shout")
+
+        assert [] == [e.event for e in events if e.event.startswith("cascade.")]
+        assert ["requested"] == [e.reason for e in events if e.event == "module.reloaded"]
 
 
 class TestHooks:

@@ -26,7 +26,7 @@ import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableSequence, Sequence
 from types import ModuleType, TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -46,6 +46,7 @@ from ._events import (
     ModuleReloadFailed,
     ModuleRolledBack,
     NamespaceChanged,
+    capped,
     wanted,
 )
 from ._history import ModuleHistory
@@ -401,6 +402,9 @@ def execute(
         if sys.modules.get(name, _MISSING) is not module:
             sys.modules[name] = module
         duration_ns = time.perf_counter_ns() - started
+        location = _error_location(error, origin)
+        # Before the event: the logged traceback starts in the user's code too.
+        error.__traceback__ = _without_own_frames(error.__traceback__)
         registry.emit_all(
             [
                 ModuleReloadFailed(
@@ -410,11 +414,11 @@ def execute(
                     source_sha256=sha256,
                     duration_ms=duration_ns / 1e6,
                     error=repr(error),
-                    location=_error_location(error, origin),
+                    location=location,
+                    exc_info=error,
                 )
             ]
         )
-        error.__traceback__ = _without_own_frames(error.__traceback__)
         if not isinstance(error, Exception):
             raise  # KeyboardInterrupt and friends propagate, with nothing half-done
         if isinstance(error, ReloadError):
@@ -459,6 +463,7 @@ def _change_event(
     new: Mapping[str, object],
     duration_ns: int,
     changeset_id: int | None = None,
+    **extra: Any,
 ) -> _Change:
     """
     The event of a move from namespace ``old`` (version ``previous_number``) to
@@ -469,20 +474,29 @@ def _change_event(
         module=version.module,
         version=version.number,
         previous_version=previous_number,
-        reason=version.reason,
         origin=version.origin,
         source_sha256=version.source_sha256,
         duration_ms=duration_ns / 1e6,
-        added=changes.added,
-        removed=changes.removed,
-        changed=changes.changed,
+        added=capped(changes.added),
+        removed=capped(changes.removed),
+        changed=capped(changes.changed),
+        added_count=len(changes.added),
+        removed_count=len(changes.removed),
+        changed_count=len(changes.changed),
         changeset_id=changeset_id,
+        **extra,
     )
 
 
 def _reloaded_event(
-    previous: ModuleVersion, version: ModuleVersion, duration_ns: int, changeset_id: int | None = None
+    previous: ModuleVersion,
+    version: ModuleVersion,
+    duration_ns: int,
+    changeset_id: int | None = None,
+    *,
+    reason: str | None = None,
 ) -> ModuleReloaded:
+    extra = {} if reason is None else {"reason": reason}
     return _change_event(
         ModuleReloaded,
         previous.number,
@@ -491,6 +505,7 @@ def _reloaded_event(
         version.bindings,
         duration_ns,
         changeset_id,
+        **extra,
     )
 
 
@@ -633,7 +648,16 @@ def restore_versions(
     events: list[Event] = []
     if report:
         events.extend(
-            _change_event(ModuleRolledBack, current.number, live, target, bindings, duration_ns, changeset.id)
+            _change_event(
+                ModuleRolledBack,
+                current.number,
+                live,
+                target,
+                bindings,
+                duration_ns,
+                changeset.id,
+                version_reason=target.reason,
+            )
             for current, live, target, bindings in moved
         )
     if wanted(registry.subscribers, ChangesetApplied.level):

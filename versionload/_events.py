@@ -1,22 +1,28 @@
 """
 Structured events: their names, their frozen payloads, and how they are emitted.
 
-Event names are a public contract (documented in ``docs/events.md``); fields are
-flat and JSON-friendly. Each event goes to the tracker's subscribers (as the payload
-object) and to the structlog logger named ``versionload`` (as a flat dict).
+Event names are a public contract (documented in ``docs/events.md``, the schema a
+test checks); fields are flat and JSON-friendly. Each event goes to the tracker's
+subscribers (as the payload object) and to the application's logging: through
+structlog when the application configured structlog, else through the standard
+library's ``logging`` under the logger named ``versionload``. versionload never
+prints anything itself.
 
 Loads are frequent, so their events are only built when somebody listens: a
-subscriber, or a structlog configuration that lets debug events through. A program
-that never configures structlog gets reload, failure and rollback events on its
-output, and no line per import.
+subscriber, or a logger that lets their level through. Which logger is used and
+which levels it lets through is cached and refreshed when the configuration changes,
+so an event nobody receives costs a couple of dictionary lookups.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+import os
 import sys
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import attrs
@@ -24,11 +30,50 @@ import structlog
 
 LOGGER_NAME = "versionload"
 
+#: The level of ``module.loaded`` for the standard library and installed packages:
+#: below DEBUG, so that a program's start-up at DEBUG lists its own modules only.
+TRACE = 5
+
+#: How many names a list of names in an event holds at most; the ``*_count`` field
+#: beside it says how many there were (`versionload.diff` gives them all).
+NAME_CAP = 20
+
+_REASON: contextvars.ContextVar[str] = contextvars.ContextVar("versionload_reason", default="requested")
+
+
+def current_reason() -> str:
+    """
+    Why the events emitted now happen: ``"requested"`` unless a caller said otherwise.
+    """
+    return _REASON.get()
+
+
+@contextlib.contextmanager
+def because(reason: str) -> Iterator[None]:
+    """
+    Give the events emitted inside the block this ``reason`` (``"watcher"``, ``"undo"``...).
+    """
+    token = _REASON.set(reason)
+    try:
+        yield
+    finally:
+        _REASON.reset(token)
+
+
+def capped(names: Iterable[str]) -> tuple[str, ...]:
+    """
+    The first `NAME_CAP` of ``names``, for an event that also carries their count.
+    """
+    return tuple(names)[:NAME_CAP]
+
 
 @attrs.frozen
 class Event:
     """
     Base of every event payload; ``event`` is the stable dotted name.
+
+    ``reason`` says why the event happened (see ``docs/events.md``). ``exc_info`` is
+    the exception of a failure event (not a field: the logger renders its traceback).
 
     .. versionadded:: 0.1.0
     """
@@ -37,6 +82,8 @@ class Event:
     level: ClassVar[str] = "info"
 
     module: str
+    reason: str = attrs.field(kw_only=True, factory=current_reason)
+    exc_info: BaseException | None = attrs.field(kw_only=True, default=None, eq=False, repr=False)
 
     def fields(self) -> dict[str, Any]:
         """
@@ -45,6 +92,7 @@ class Event:
         return {
             key: list(value) if isinstance(value, tuple) else value
             for key, value in attrs.asdict(self, recurse=False).items()
+            if key != "exc_info"
         }
 
 
@@ -65,25 +113,38 @@ class ModuleLoaded(Event):
 
 
 @attrs.frozen
+class LibraryModuleLoaded(ModuleLoaded):
+    """
+    ``module.loaded`` of a module of the standard library or of an installed package
+    (when the tracker has no ``include`` patterns): at `TRACE`, below DEBUG.
+    """
+
+    level: ClassVar[str] = "trace"
+
+
+@attrs.frozen
 class NamespaceChanged(Event):
     """
     Base of the events that moved a module from one version to another.
 
     ``added``/``removed``/``changed`` are the names, from ``previous_version``'s
-    namespace to ``version``'s.
+    namespace to ``version``'s: the first `NAME_CAP` of each, sorted, and
+    ``added_count``/``removed_count``/``changed_count`` how many there are.
     """
 
     version: int
     previous_version: int
-    reason: str
     origin: str | None
     source_sha256: str | None
     duration_ms: float
     added: tuple[str, ...]
     removed: tuple[str, ...]
     changed: tuple[str, ...]
+    added_count: int
+    removed_count: int
+    changed_count: int
     #: The changeset the move belongs to (see `ChangesetApplied`).
-    changeset_id: int | None = None
+    changeset_id: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -116,10 +177,15 @@ class ModuleReloadFailed(Event):
 class ModuleRolledBack(NamespaceChanged):
     """
     A module's namespace was restored to an earlier version.
+
+    ``reason`` says why; ``version_reason`` is the restored version's own reason
+    (``"import"``, ``"adopted"`` or ``"reload"``).
     """
 
     event: ClassVar[str] = "module.rolled_back"
     level: ClassVar[str] = "warning"
+
+    version_reason: str
 
 
 @attrs.frozen
@@ -138,22 +204,24 @@ class VersionPruned(Event):
 @attrs.frozen
 class HistoryEnded(Event):
     """
-    A module's history was dropped: the module object was garbage-collected,
-    or its name now refers to a different module object.
+    A module's history was dropped: ``reason`` is ``"collected"`` (the module object
+    was garbage-collected), ``"replaced"`` (its name now refers to a different module
+    object) or ``"forgotten"``.
     """
 
     event: ClassVar[str] = "module.history_ended"
     level: ClassVar[str] = "debug"
 
     last_version: int
-    cause: str
+    reason: str
 
 
 @attrs.frozen
 class ModulePatched(Event):
     """
     An in-place reload updated old functions and classes; ``rebound`` lists those
-    that could not be updated and were rebound instead, each as ``"qualname: reason"``.
+    that could not be updated and were rebound instead, each as ``"qualname: reason"``
+    (the first `NAME_CAP` of each, with their counts).
     """
 
     event: ClassVar[str] = "module.patched"
@@ -161,34 +229,35 @@ class ModulePatched(Event):
     version: int
     patched: tuple[str, ...]
     rebound: tuple[str, ...]
-    changeset_id: int | None = None
+    patched_count: int
+    rebound_count: int
+    changeset_id: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
 class CascadeReloaded(Event):
     """
-    A group of modules (a cascade, or `reload_many`) was reloaded, all of them.
+    A cascade was reloaded, all of its modules; ``module`` is its trigger.
 
-    ``module`` is the cascade's trigger (for `reload_many`, the first module) and
-    ``trigger`` is None for `reload_many`. ``adopted`` are the modules of ``modules``
-    that were not tracked before and were adopted to be reloaded.
+    ``adopted`` are the modules of ``modules`` that were not tracked before and were
+    adopted to be reloaded.
     """
 
     event: ClassVar[str] = "cascade.reloaded"
 
-    trigger: str | None
+    trigger: str
     modules: tuple[str, ...]
     versions: tuple[int, ...]
     update: str
     duration_ms: float
     adopted: tuple[str, ...] = ()
-    changeset_id: int | None = None
+    changeset_id: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
 class CascadeFailed(Event):
     """
-    A module of a group failed; every module of the group is as it was before.
+    A module of a cascade failed; every module of the cascade is as it was before.
 
     ``undone`` are the modules whose new code had run and was undone, ``skipped``
     the modules not attempted.
@@ -197,7 +266,42 @@ class CascadeFailed(Event):
     event: ClassVar[str] = "cascade.failed"
     level: ClassVar[str] = "error"
 
-    trigger: str | None
+    trigger: str
+    modules: tuple[str, ...]
+    failed: str
+    error: str
+    undone: tuple[str, ...]
+    skipped: tuple[str, ...]
+    duration_ms: float
+
+
+@attrs.frozen
+class GroupReloaded(Event):
+    """
+    The modules given to `reload_many` were reloaded, all of them; ``module`` is the first.
+
+    ``adopted`` are the modules that were not tracked before and were adopted to be reloaded.
+    """
+
+    event: ClassVar[str] = "group.reloaded"
+
+    modules: tuple[str, ...]
+    versions: tuple[int, ...]
+    update: str
+    duration_ms: float
+    adopted: tuple[str, ...] = ()
+    changeset_id: int | None = attrs.field(default=None, kw_only=True)
+
+
+@attrs.frozen
+class GroupFailed(Event):
+    """
+    A module given to `reload_many` failed; every module of the group is as it was before.
+    """
+
+    event: ClassVar[str] = "group.failed"
+    level: ClassVar[str] = "error"
+
     modules: tuple[str, ...]
     failed: str
     error: str
@@ -273,6 +377,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ModulePatched,
     CascadeReloaded,
     CascadeFailed,
+    GroupReloaded,
+    GroupFailed,
     ModuleReloadDeferred,
     ChangesetApplied,
     ChangesetUndone,
@@ -281,43 +387,81 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 Subscriber = Callable[[Event], object]
 
 
-#: The stdlib level numbers of the event levels, for structlog's level checks.
+#: The stdlib level numbers of the event levels.
 _LEVEL_NUMBERS = {
+    "trace": TRACE,
     "debug": logging.DEBUG,
     "info": logging.INFO,
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
 
+#: Attributes of a `logging.LogRecord`: an event's field of that name is only in
+#: ``record.versionload`` (``extra`` may not overwrite them).
+_RECORD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys() | {"message", "asctime", "taskName"}
+)
 
-def wanted(subscribers: Iterable[Subscriber], level: str) -> bool:
-    """
-    Whether an event at ``level`` would reach anybody: a subscriber, or structlog.
+#: structlog's configuration the cached decisions were made for, and the decisions
+#: (level -> whether structlog lets it through).
+_structlog_seen: list[object] = []
+_structlog_levels: dict[str, bool] = {}
 
-    Building an event can cost more than the operation it reports (a reload's diff
-    looks at every name), so it is skipped when nobody would receive it. Unconfigured
-    structlog prints everything but debug events (see `emit`).
-    """
-    return bool(subscribers) or logs(level)
+
+def _structlog_enabled(level: str) -> bool:
+    config = structlog.get_config()
+    # configure() replaces these objects, so their identities say whether it ran again.
+    key = [id(config["wrapper_class"]), id(config["logger_factory"]), id(config["processors"])]
+    if key != _structlog_seen:
+        _structlog_levels.clear()
+        _structlog_seen[:] = key
+    known = _structlog_levels.get(level)
+    if known is not None:
+        return known
+    try:
+        bound = structlog.get_logger(LOGGER_NAME).bind()
+        check = getattr(bound, "is_enabled_for", None) or getattr(bound, "isEnabledFor", None)
+        enabled = True if check is None else bool(check(_LEVEL_NUMBERS[level]))
+    except Exception:  # noqa: BLE001 - a broken configuration is emit's to report
+        enabled = True
+    _structlog_levels[level] = enabled
+    return enabled
 
 
 def logs(level: str) -> bool:
     """
-    Whether structlog lets events of the ``versionload`` logger at ``level`` through.
+    Whether the application's logging lets events of the ``versionload`` logger at
+    ``level`` through: structlog's when it is configured, else the standard library's
+    (which caches its own answer until its configuration changes).
     """
-    if not structlog.is_configured():
-        return level != "debug"
-    try:
-        bound = structlog.get_logger(LOGGER_NAME).bind()
-        check = getattr(bound, "is_enabled_for", None) or getattr(bound, "isEnabledFor", None)
-        return True if check is None else bool(check(_LEVEL_NUMBERS[level]))
-    except Exception:  # noqa: BLE001 - a broken configuration is emit's to report
-        return True
+    if structlog.is_configured():
+        return _structlog_enabled(level)
+    return _stdlib_logger().isEnabledFor(_LEVEL_NUMBERS[level])
+
+
+_STDLIB_LOGGER: list[logging.Logger] = []
+
+
+def _stdlib_logger() -> logging.Logger:
+    # Loggers live as long as the process; getLogger takes logging's lock on every call.
+    if not _STDLIB_LOGGER:
+        _STDLIB_LOGGER.append(logging.getLogger(LOGGER_NAME))
+    return _STDLIB_LOGGER[0]
+
+
+def wanted(subscribers: Iterable[Subscriber], level: str) -> bool:
+    """
+    Whether an event at ``level`` would reach anybody: a subscriber, or the logging.
+
+    Building an event can cost more than the operation it reports (a reload's diff
+    looks at every name), so it is skipped when nobody would receive it.
+    """
+    return bool(subscribers) or logs(level)
 
 
 def logs_debug() -> bool:
     """
-    Whether structlog is configured to let debug events of the ``versionload`` logger through.
+    Whether the logging lets debug events of the ``versionload`` logger through.
     """
     return logs("debug")
 
@@ -329,9 +473,83 @@ def debug_wanted(subscribers: Iterable[Subscriber]) -> bool:
     return wanted(subscribers, "debug")
 
 
+def trace_wanted(subscribers: Iterable[Subscriber]) -> bool:
+    """
+    Whether a trace-level event (a library module's load) would reach anybody.
+    """
+    return wanted(subscribers, "trace")
+
+
+class _Message:
+    """
+    A stdlib record's message, rendered only when a handler formats it:
+    ``module.reloaded app version=3 previous_version=2 ...``.
+    """
+
+    __slots__ = ("fields", "name")
+
+    def __init__(self, name: str, fields: dict[str, Any]) -> None:
+        self.name = name
+        self.fields = fields
+
+    def __str__(self) -> str:
+        module = self.fields.get("module")
+        parts = [self.name] if not module else [self.name, str(module)]
+        parts.extend(f"{key}={value!r}" for key, value in self.fields.items() if key != "module")
+        return " ".join(parts)
+
+
+def log(level: str, name: str, fields: dict[str, Any], exc_info: BaseException | None = None) -> None:
+    """
+    Hand one event to the application's logging (structlog if configured, else the
+    stdlib's ``versionload`` logger); never prints anything itself, never raises.
+    """
+    try:
+        if structlog.is_configured():
+            if not _structlog_enabled(level):
+                return
+            logger = structlog.get_logger(LOGGER_NAME)
+            extra: dict[str, Any] = {} if exc_info is None else {"exc_info": exc_info}
+            # structlog has no trace method: a trace event that its level check let
+            # through (a logger at NOTSET, or a stdlib one at TRACE) goes out as debug.
+            getattr(logger, "debug" if level == "trace" else level)(name, **fields, **extra)
+            return
+        stdlib = _stdlib_logger()
+        number = _LEVEL_NUMBERS[level]
+        if not stdlib.isEnabledFor(number):
+            return
+        if number == TRACE and logging.getLevelName(TRACE) != "TRACE":
+            logging.addLevelName(TRACE, "TRACE")
+        record_extra = {key: value for key, value in fields.items() if key not in _RECORD_ATTRIBUTES}
+        record_extra["event"] = name
+        record_extra[LOGGER_NAME] = {"event": name, **fields}
+        stdlib.log(number, "%s", _Message(name, fields), extra=record_extra, exc_info=exc_info)
+    except Exception as error:  # noqa: BLE001 - reported, not swallowed
+        report_error(error, f"versionload: logging {name} failed")
+
+
+class EventLogger:
+    """
+    A logger for the log-only events of the wings (``watch.started``...), with the
+    level methods of a structlog logger and the routing of `log`.
+    """
+
+    def debug(self, name: str, **fields: Any) -> None:
+        log("debug", name, fields)
+
+    def info(self, name: str, **fields: Any) -> None:
+        log("info", name, fields)
+
+    def warning(self, name: str, **fields: Any) -> None:
+        log("warning", name, fields)
+
+    def error(self, name: str, **fields: Any) -> None:
+        log("error", name, fields, fields.pop("exc_info", None))
+
+
 def emit(event: Event, subscribers: Iterable[Subscriber]) -> None:
     """
-    Send ``event`` to each subscriber and to structlog; never raises.
+    Send ``event`` to each subscriber and to the application's logging; never raises.
 
     A failing subscriber or log processor must not turn a reload that succeeded
     into an exception, so failures are reported through ``sys.unraisablehook``.
@@ -341,13 +559,8 @@ def emit(event: Event, subscribers: Iterable[Subscriber]) -> None:
             subscriber(event)
         except Exception as error:  # noqa: BLE001 - reported, not swallowed
             report_error(error, f"versionload: subscriber {subscriber!r} failed on {event.event}")
-    if event.level == "debug" and not structlog.is_configured():
-        return
-    try:
-        logger = structlog.get_logger(LOGGER_NAME)
-        getattr(logger, event.level)(event.event, **event.fields())
-    except Exception as error:  # noqa: BLE001 - reported, not swallowed
-        report_error(error, f"versionload: logging {event.event} failed")
+    if logs(event.level):
+        log(event.level, event.event, event.fields(), event.exc_info)
 
 
 def report_error(error: BaseException, message: str) -> None:
@@ -363,3 +576,21 @@ def report_error(error: BaseException, message: str) -> None:
             object=None,
         )
     )
+
+
+#: The standard library's directory (where ``os`` lives; read without sysconfig, which
+#: would import modules from inside the import hook) and the installed packages' markers.
+_STDLIB = os.path.join(os.path.dirname(os.path.realpath(os.__file__)), "")
+_PACKAGES = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+
+
+def is_library(origin: str | None) -> bool:
+    """
+    Whether a module's file belongs to the standard library or an installed package
+    (a module without a file, built in or frozen, counts as the standard library's).
+    """
+    if origin is None or not os.path.isabs(origin):
+        return True
+    if origin.startswith(_STDLIB) or any(marker in origin for marker in _PACKAGES):
+        return True
+    return os.path.realpath(origin).startswith(_STDLIB)

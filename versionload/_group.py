@@ -55,8 +55,13 @@ from ._events import (
     CascadeReloaded,
     ChangesetUndone,
     Event,
+    GroupFailed,
+    GroupReloaded,
     ModulePatched,
     ModuleReloaded,
+    because,
+    capped,
+    current_reason,
     wanted,
 )
 from ._graph import ReloadPlan, cascade_plan
@@ -179,7 +184,7 @@ def reload_group(
             # Building the events computes each module's diff: only when somebody listens.
             report = wanted(registry.subscribers, ModuleReloaded.level)
             if report:
-                events.extend(_reload_events(committed, changeset.id))
+                events.extend(_reload_events(committed, changeset.id, trigger))
         # Read while still holding the locks: once they are released another thread
         # may delete an entry, and a group that succeeded must not end in a KeyError.
         result = tuple(sys.modules.get(name, module) for name, module in resolved)
@@ -190,7 +195,8 @@ def reload_group(
         _emit_failure(registry, names, trigger, failed, failure, undone, started)
         raise _group_error(names, kind, failed, failure) from failure
     if report and changeset is not None:
-        if kind != "single":
+        duration_ms = (time.perf_counter_ns() - started) / 1e6
+        if trigger is not None:
             events.append(
                 CascadeReloaded(
                     module=names[0],
@@ -198,7 +204,19 @@ def reload_group(
                     modules=names,
                     versions=tuple(versions),
                     update=mode,
-                    duration_ms=(time.perf_counter_ns() - started) / 1e6,
+                    duration_ms=duration_ms,
+                    adopted=adopted,
+                    changeset_id=changeset.id,
+                )
+            )
+        elif kind == "many":
+            events.append(
+                GroupReloaded(
+                    module=names[0],
+                    modules=names,
+                    versions=tuple(versions),
+                    update=mode,
+                    duration_ms=duration_ms,
                     adopted=adopted,
                     changeset_id=changeset.id,
                 )
@@ -209,15 +227,22 @@ def reload_group(
     return result
 
 
-def _reload_events(committed: list[tuple[Staged, ModuleVersion, int]], changeset_id: int) -> Iterator[Event]:
+def _reload_events(
+    committed: list[tuple[Staged, ModuleVersion, int]], changeset_id: int, trigger: str | None
+) -> Iterator[Event]:
     for each, version, duration_ns in committed:
-        yield _reloaded_event(each.previous, version, duration_ns, changeset_id)
+        # A cascade's dependents are reloaded because their trigger changed.
+        why = "cascade" if trigger is not None and each.name != trigger else None
+        yield _reloaded_event(each.previous, version, duration_ns, changeset_id, reason=why)
         if isinstance(each.finished, Patcher):
             yield ModulePatched(
                 module=each.name,
                 version=version.number,
-                patched=tuple(each.finished.patched),
-                rebound=tuple(str(f) for f in each.finished.fallbacks),
+                patched=capped(each.finished.patched),
+                rebound=capped(str(f) for f in each.finished.fallbacks),
+                patched_count=len(each.finished.patched),
+                rebound_count=len(each.finished.fallbacks),
+                reason=why or current_reason(),
                 changeset_id=changeset_id,
             )
 
@@ -234,20 +259,19 @@ def _emit_failure(
     ran: bool = True,
 ) -> None:
     position = names.index(failed)
-    registry.emit_all(
-        [
-            CascadeFailed(
-                module=names[0],
-                trigger=trigger,
-                modules=names,
-                failed=failed,
-                error=repr(error.__cause__ or error),
-                undone=undone,
-                skipped=names[position + 1 :] if ran else tuple(n for n in names if n != failed),
-                duration_ms=(time.perf_counter_ns() - started) / 1e6,
-            )
-        ]
-    )
+    cause = error.__cause__ or error
+    common: dict[str, Any] = {
+        "module": names[0],
+        "modules": names,
+        "failed": failed,
+        "error": repr(cause),
+        "undone": undone,
+        "skipped": names[position + 1 :] if ran else tuple(n for n in names if n != failed),
+        "duration_ms": (time.perf_counter_ns() - started) / 1e6,
+        "exc_info": cause,
+    }
+    event: Event = GroupFailed(**common) if trigger is None else CascadeFailed(trigger=trigger, **common)
+    registry.emit_all([event])
 
 
 def _group_error(names: tuple[str, ...], kind: str, failed: str, error: BaseException) -> GroupReloadError:
@@ -367,24 +391,26 @@ def undo_changeset(
         if found is None:
             raise ChangesetNotUndoableError(changeset.id, f"module {name!r} is no longer tracked", name)
         steps.append((name, found[0], before))
-    undo = restore_versions(
-        registry,
-        steps,
-        restore_states(registry, ledger),
-        kind="undo",
-        asked_by=asked_by or f"undo {changeset.id}",
-        undoes=changeset.id,
-    )
-    registry.emit_all(
-        [
-            ChangesetUndone(
-                module=changeset.changes[0].module,
-                changeset_id=changeset.id,
-                kind=changeset.kind,
-                modules=changeset.modules,
-                trigger=undo.trigger,
-                undone_by=undo.id,
-            )
-        ]
-    )
+    # Every event of an undo says so, whoever asked for it.
+    with because("undo"):
+        undo = restore_versions(
+            registry,
+            steps,
+            restore_states(registry, ledger),
+            kind="undo",
+            asked_by=asked_by or f"undo {changeset.id}",
+            undoes=changeset.id,
+        )
+        registry.emit_all(
+            [
+                ChangesetUndone(
+                    module=changeset.changes[0].module,
+                    changeset_id=changeset.id,
+                    kind=changeset.kind,
+                    modules=changeset.modules,
+                    trigger=undo.trigger,
+                    undone_by=undo.id,
+                )
+            ]
+        )
     return undo

@@ -26,12 +26,13 @@ from ._errors import ChangesetNotFoundError, ChangesetNotUndoableError, NotTrack
 from ._events import (
     Event,
     HistoryEnded,
+    LibraryModuleLoaded,
     ModuleLoaded,
     Subscriber,
     VersionPruned,
-    debug_wanted,
     emit,
-    logs_debug,
+    is_library,
+    logs,
 )
 from ._fork import renew_after_fork
 from ._history import ChangesetLog, ModuleHistory
@@ -186,7 +187,7 @@ class Registry:
         recorded_ns = time.time_ns()
         if digest is None:
             digest = source_digest(origin, recorded_ns)
-        if debug_wanted(self.subscribers):
+        if self._wanted_load_level(origin) is not None:
             self.record(name, module, "import", origin, digest)
             return
         # One list.extend is atomic, so no lock on the import path; and a flat list
@@ -197,6 +198,20 @@ class Registry:
         if self._collected:
             # A module died while the lock was busy: release what it kept now.
             self._release_dead()
+
+    def _wanted_load_level(self, origin: str | None) -> str | None:
+        """
+        The level of a load event for a module from ``origin``, or None when nobody
+        would receive it. Without include patterns every import is tracked: the
+        standard library's and installed packages' loads go below DEBUG, so that DEBUG
+        shows the program's own. Asked on every import, so the usual answer (nobody
+        listens) costs two cached level checks and no look at the path.
+        """
+        if not self.subscribers and not logs("debug"):
+            return None
+        if self.include is None and is_library(origin):
+            return "trace" if self.subscribers or logs("trace") else None
+        return "debug"
 
     def record(
         self,
@@ -221,16 +236,18 @@ class Registry:
             )
         number = version.number
         events.extend(VersionPruned(module=name, version=v.number, current_version=number) for v in pruned)
-        if reason != "reload" and debug_wanted(self.subscribers):
+        level = self._wanted_load_level(origin) if reason != "reload" else None
+        if level is not None:
+            kind = LibraryModuleLoaded if level == "trace" else ModuleLoaded
             events.append(
-                ModuleLoaded(
+                kind(
                     module=name,
                     version=number,
                     reason=reason,
                     origin=origin,
                     # Hashing reads the file: do it only for a log line that shows it,
                     # not for subscribers (a watcher would pay a read per import).
-                    source_sha256=version.source_sha256 if logs_debug() else version.known_source_sha256,
+                    source_sha256=version.source_sha256 if logs(level) else version.known_source_sha256,
                     names=len(version.bindings),
                 )
             )
@@ -253,7 +270,7 @@ class Registry:
         if history is not None and history.module_ref() is not module:
             if events is not None:
                 last = history.current_number
-                events.append(HistoryEnded(module=name, last_version=last, cause="replaced"))
+                events.append(HistoryEnded(module=name, last_version=last, reason="replaced"))
             history = None
         previous = history.current_number if history is not None else None
         if history is None:
@@ -319,7 +336,7 @@ class Registry:
             self._forget_collected(events)
             history = self._histories.pop(name, None)
         if history is not None:
-            events.append(HistoryEnded(module=name, last_version=history.current_number, cause="forgotten"))
+            events.append(HistoryEnded(module=name, last_version=history.current_number, reason="forgotten"))
         self.emit_all(events)
         return history is not None
 
@@ -409,8 +426,8 @@ class Registry:
     def emit_all(self, events: list[Event]) -> None:
         if not events:
             return
-        if any(event.level == "debug" for event in events) and not debug_wanted(self.subscribers):
-            events = [event for event in events if event.level != "debug"]
+        if not self.subscribers:
+            events = [event for event in events if event.level not in ("debug", "trace") or logs(event.level)]
         for event in events:
             emit(event, self.subscribers)
 
@@ -470,6 +487,6 @@ class Registry:
         self._drop_collected()
         if events is not None:
             events.extend(
-                HistoryEnded(module=name, last_version=last, cause="collected") for name, last in self._ended
+                HistoryEnded(module=name, last_version=last, reason="collected") for name, last in self._ended
             )
         self._ended.clear()

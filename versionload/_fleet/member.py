@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._errors import InvalidArgumentError, VersionLoadError
-from .._events import report_error
+from .._events import because, report_error
 from . import protocol
 from .errors import FleetError
 from .events import (
@@ -470,6 +470,11 @@ class Member:
     # -- the listener thread ---------------------------------------------------------------------
 
     def _listen(self) -> None:
+        # Every change this thread makes, and every event it emits, is the fleet's doing.
+        with because("fleet"):
+            self._listen_for_messages()
+
+    def _listen_for_messages(self) -> None:
         backoff = 0.05
         while not self._stop.is_set():
             try:

@@ -2,7 +2,7 @@
 The ``versionload`` command: run a program with live reloading, and drive it.
 
     versionload run [--watch DIR ...] [--cascade[=PATTERN]] [--in-place] [--prune] [--json]
-                    [--fleet URL --group G] (-m MODULE | SCRIPT) [ARGS...]
+                    [--log-file PATH] [--fleet URL --group G] (-m MODULE | SCRIPT) [ARGS...]
 
 SCRIPT is what python accepts: a Python file, or a directory or zip file with a
 ``__main__.py``.
@@ -47,10 +47,10 @@ EXIT_NOT_FOUND = 3
 EXIT_UNREACHABLE = 4
 EXIT_REFUSED = 5
 
-_RUN_VALUE_OPTIONS = {"--watch", "-w", *_fleet_cli.RUN_VALUE_OPTIONS}
+_RUN_VALUE_OPTIONS = {"--watch", "-w", "--log-file", *_fleet_cli.RUN_VALUE_OPTIONS}
 _RUN_USAGE = (
     "versionload run [--watch DIR ...] [--cascade[=PATTERN]] [--in-place] [--prune] [--json] "
-    "[--fleet URL --group G] (-m MODULE | SCRIPT) [ARGS...]"
+    "[--log-file PATH] [--fleet URL --group G] (-m MODULE | SCRIPT) [ARGS...]"
 )
 
 
@@ -109,6 +109,11 @@ def _parser() -> _Parser:
         help="drop the names a module's new code no longer binds, as a fresh import would",
     )
     run.add_argument("--json", action="store_true", help="print events as JSON lines")
+    run.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help="append events to PATH as JSON lines instead of printing them on stderr",
+    )
     _fleet_cli.add_run_options(run)
 
     history = commands.add_parser(
@@ -240,7 +245,29 @@ def _fail(code: int, message: str) -> int:
     return code
 
 
-def _configure_logging(json_lines: bool, roots: tuple[str, ...]) -> None:
+class _LineWriter:
+    """
+    A structlog logger that writes each rendered event as one line in one ``os.write``.
+
+    The program shares stderr (and may share the log file's directory) with us: a line
+    written in one call is never cut by, nor fused with, what the program writes
+    through its own buffered streams.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._lock = threading.Lock()
+
+    def write(self, message: str) -> None:
+        data = (message + "\n").encode("utf-8", "backslashreplace")
+        with self._lock:
+            while data:
+                data = data[os.write(self.fd, data) :]
+
+    msg = debug = info = warning = warn = error = critical = exception = fatal = log = write
+
+
+def _configure_logging(json_lines: bool, roots: tuple[str, ...], log_file: str | None = None) -> None:
     resolved = tuple(check.resolve(root) for root in roots)
 
     def only_watched_loads(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -252,20 +279,26 @@ def _configure_logging(json_lines: bool, roots: tuple[str, ...]) -> None:
                 raise structlog.DropEvent
         return event
 
-    renderer: Any
-    if json_lines:
-        renderer = structlog.processors.JSONRenderer()
+    if log_file is not None:
+        json_lines = True
+        fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        fd = sys.stderr.fileno()
+        sys.stderr.flush()
+    processors: list[Any] = [
+        structlog.processors.add_log_level,
+        only_watched_loads,
+        structlog.processors.TimeStamper(fmt="iso" if json_lines else "%H:%M:%S", utc=json_lines),
+    ]
+    if json_lines:
+        processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=log_file is None and sys.stderr.isatty()))
+    writer = _LineWriter(fd)
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            only_watched_loads,
-            structlog.processors.TimeStamper(fmt="iso" if json_lines else "%H:%M:%S", utc=json_lines),
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *_: writer,
         cache_logger_on_first_use=False,
     )
 
@@ -327,7 +360,10 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         )
     except InvalidArgumentError as error:
         return _fail(EXIT_USAGE, str(error))
-    _configure_logging(options.json, watcher.roots)
+    try:
+        _configure_logging(options.json, watcher.roots, options.log_file)
+    except OSError as error:
+        return _fail(EXIT_USAGE, f"--log-file {options.log_file}: {error.strerror or error}")
     logger = structlog.get_logger("versionload")
     control: ControlServer | None = None
     try:

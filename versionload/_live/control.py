@@ -32,8 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from .. import _arguments as check
 from .._errors import (
     ChangesetNotFoundError,
@@ -45,6 +43,7 @@ from .._errors import (
     VersionLoadError,
     VersionNotFoundError,
 )
+from .._events import EventLogger, because
 from .._snapshot import Changeset
 from .._tracker import Tracker
 
@@ -252,7 +251,7 @@ class ControlServer:
         #: Why the runtime directory was not used (None: it was); see `server_dir`.
         self.refused: str | None = None
         self._made_dir: Path | None = None  # the private directory made instead
-        self._logger = structlog.get_logger("versionload")
+        self._logger = EventLogger()
 
     def start(self) -> ControlServer:
         """
@@ -463,7 +462,8 @@ class ControlServer:
             raise NotTrackedError(name)
         module = found.module
         previous = found.current.number
-        self.tracker.rollback(module, to, trigger="control")
+        with because("control"):
+            self.tracker.rollback(module, to, trigger="control")
         return {
             "ok": True,
             "module": name,
@@ -499,7 +499,8 @@ class ControlServer:
         }
         if dry_run:
             return answer
-        self.tracker.reload(plan.trigger, cascade=False if reach is False else cascade, trigger="control")
+        with because("control"):
+            self.tracker.reload(plan.trigger, cascade=False if reach is False else cascade, trigger="control")
         # What was applied, read back: the plan may have been outdated by a change
         # between the two calls, and the versions say what is current now.
         answer["versions"] = {

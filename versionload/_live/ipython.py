@@ -3,8 +3,14 @@ The IPython extension: ``%load_ext versionload``.
 
 Before each cell, the tracked modules whose source file changed are reloaded, each
 atomically and as a new version (like ``%autoreload``, but a module whose new code
-fails keeps its old version, and every reload can be rolled back). Magics:
+fails keeps its old version, and every reload can be rolled back). Each reload
+prints one short line (module, version, changed names); a failed one prints the
+error's traceback. Magics (``%vl_help`` lists them):
 
+- ``%vl_mode [plain|in-place|cascade]``: how modules are reloaded, for the rest of
+  the session (``in-place`` updates the functions and classes that existing objects
+  use, as ``%autoreload 2`` does; ``cascade`` also reloads the modules that import a
+  changed one); without an argument, shows the mode;
 - ``%vl_history [MODULE]``: the watched modules and their current versions, or one
   module's versions;
 - ``%vl_diff MODULE A B``: the names added, removed and changed from version A to B;
@@ -18,19 +24,34 @@ those directories imported before the extension was loaded are adopted as versio
 Changes are found by statting the files of those modules only (your project's, not
 everything in ``sys.modules``), once per cell; no thread, so a reload always runs
 between cells, in the shell's own thread.
+
+The shell gets the friendly lines only: when nothing handles the standard library's
+``versionload`` logger, the extension gives it a `logging.NullHandler` (so Python's
+last-resort handler does not print each failure a second time), and takes it away
+when unloaded.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+import traceback
 from types import ModuleType
 from typing import Any
 
 from .._errors import VersionLoadError
+from .._events import LOGGER_NAME, Event, ModuleReloaded, ModuleReloadFailed
 from .._tracker import Tracker, default_tracker
 from .watch import FileChange, Watcher, default_roots
 
 _ACTIVE: dict[int, LiveReload] = {}
+
+#: ``%vl_mode`` argument -> the watcher's reload options.
+MODES: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "in-place": {"update": "in-place"},
+    "cascade": {"cascade": True},
+}
 
 
 class LiveReload:
@@ -41,9 +62,25 @@ class LiveReload:
     def __init__(self, shell: Any, tracker: Tracker) -> None:
         self.shell = shell
         self.tracker = tracker
+        self.mode = "plain"
         self.watcher = Watcher(tracker, default_roots(), force_polling=True)
         self.watcher.attach()
         self._adopt_loaded()
+        self.quieted: logging.Handler | None = None
+        logger = logging.getLogger(LOGGER_NAME)
+        if not logger.handlers:
+            self.quieted = logging.NullHandler()
+            logger.addHandler(self.quieted)
+
+    def set_mode(self, mode: str) -> None:
+        """
+        Reload with ``mode`` from now on: a new watcher with those options replaces the old.
+        """
+        watcher = Watcher(self.tracker, self.watcher.roots, force_polling=True, **MODES[mode])
+        watcher.attach()
+        watcher.reindex()
+        self.watcher.detach()
+        self.watcher, self.mode = watcher, mode
 
     def _adopt_loaded(self) -> None:
         # Modules of the project imported before %load_ext: without a version 1 they
@@ -56,23 +93,50 @@ class LiveReload:
         self.watcher.reindex()
 
     def pre_run_cell(self, *_: object) -> None:
-        for change in self.watcher.poll():
-            _report(change)
+        events: list[Event] = []
+        self.tracker.subscribe(events.append)
+        try:
+            changes = self.watcher.poll()
+        finally:
+            self.tracker.unsubscribe(events.append)
+        for change in changes:
+            _report(change, events)
 
     def close(self) -> None:
         self.watcher.detach()
+        if self.quieted is not None:
+            logging.getLogger(LOGGER_NAME).removeHandler(self.quieted)
+            self.quieted = None
 
 
-def _report(change: FileChange) -> None:
+def _names(event: ModuleReloaded) -> str:
+    shown = [*(f"+{name}" for name in event.added), *event.changed, *(f"-{name}" for name in event.removed)]
+    total = event.added_count + event.changed_count + event.removed_count
+    if not total:
+        return ""
+    more = f" and {total - len(shown)} more" if total > len(shown) else ""
+    return f": {', '.join(shown)}{more}"
+
+
+def _report(change: FileChange, events: list[Event]) -> None:
     if change.outcome == "reloaded":
-        print(f"versionload: reloaded {change.module} (version {change.version})")
+        reloaded = [e for e in events if isinstance(e, ModuleReloaded) and e.module == change.module]
+        names = _names(reloaded[-1]) if reloaded else ""
+        also = [e.module for e in events if isinstance(e, ModuleReloaded) and e.module != change.module]
+        cascade = f" (with {', '.join(also)})" if also else ""
+        print(f"versionload: reloaded {change.module} (version {change.version}){names}{cascade}")
     elif change.outcome == "failed":
         where = f" at {change.location}" if change.location else ""
         print(
-            f"versionload: reloading {change.module} failed{where}: {change.error}; "
-            f"the previous version keeps running",
+            f"versionload: reloading {change.module} failed{where}; the previous version keeps running",
             file=sys.stderr,
         )
+        failures = [e for e in events if isinstance(e, ModuleReloadFailed) and e.exc_info is not None]
+        if failures and failures[-1].exc_info is not None:
+            error = failures[-1].exc_info
+            print("".join(traceback.format_exception(error)), end="", file=sys.stderr)
+        else:
+            print(change.error, file=sys.stderr)
     elif change.outcome == "deleted":
         print(f"versionload: {change.path} was deleted; {change.module} keeps running", file=sys.stderr)
 
@@ -89,12 +153,7 @@ def load_ipython_extension(shell: Any) -> None:
     live = LiveReload(shell, tracker.install())
     _ACTIVE[id(shell)] = live
     shell.events.register("pre_run_cell", live.pre_run_cell)
-    for name, function in (
-        ("vl_history", _history),
-        ("vl_diff", _diff),
-        ("vl_rollback", _rollback),
-        ("vl_undo", _undo),
-    ):
+    for name, function in MAGICS.items():
         shell.register_magic_function(_bind(function, live), magic_kind="line", magic_name=name)
 
 
@@ -206,3 +265,33 @@ def _undo(live: LiveReload, args: list[str]) -> None:
     undo = live.tracker.undo(wanted, trigger="ipython")
     moved = ", ".join(f"{c.module} {c.before} -> {c.after}" for c in undo.changes)
     print(f"versionload: undid changeset {undo.undoes} ({moved})")
+
+
+def _mode(live: LiveReload, args: list[str]) -> None:
+    """
+    %vl_mode [plain|in-place|cascade]: how changed modules are reloaded from now on.
+    """
+    if len(args) > 1 or (args and args[0] not in MODES):
+        raise _usage(f"usage: %vl_mode [{'|'.join(MODES)}]")
+    if args:
+        live.set_mode(args[0])
+    print(f"versionload: reload mode {live.mode}")
+
+
+def _help(live: LiveReload, args: list[str]) -> None:
+    """
+    %vl_help: the versionload magics.
+    """
+    print(f"versionload reloads changed modules before each cell (mode: {live.mode}).")
+    for function in MAGICS.values():
+        print(f"  {(function.__doc__ or '').strip().splitlines()[0]}")
+
+
+MAGICS = {
+    "vl_mode": _mode,
+    "vl_history": _history,
+    "vl_diff": _diff,
+    "vl_rollback": _rollback,
+    "vl_undo": _undo,
+    "vl_help": _help,
+}

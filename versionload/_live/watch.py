@@ -34,11 +34,19 @@ from types import ModuleType
 from typing import Any, Literal
 
 import attrs
-import structlog
 
 from .. import _arguments as check
 from .._errors import InvalidArgumentError
-from .._events import Event, HistoryEnded, ModuleLoaded, ModuleReloaded, ModuleReloadFailed, report_error
+from .._events import (
+    Event,
+    EventLogger,
+    HistoryEnded,
+    ModuleLoaded,
+    ModuleReloaded,
+    ModuleReloadFailed,
+    because,
+    report_error,
+)
 from .._fork import renew_after_fork
 from .._tracker import Tracker
 
@@ -51,8 +59,6 @@ DEFAULT_DEBOUNCE = 0.05
 _MAX_BURST_MS = 1600
 #: How often the polling fallback looks at the files.
 POLL_INTERVAL = 0.3
-
-_LOGGER = "versionload"
 
 
 @attrs.frozen
@@ -295,7 +301,7 @@ class Watcher:
         # statted when its module is indexed, so an edit made right after an import
         # is not mistaken for the file's first state.
         self._states: dict[str, tuple[int, int] | None] = {}
-        self._logger = structlog.get_logger(_LOGGER)
+        self._logger = EventLogger()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -536,10 +542,11 @@ class Watcher:
     def _reload(self, name: str, module: ModuleType, path: str) -> FileChange:
         self._failures.last = None
         try:
-            if self._names_trigger:
-                self.tracker.reload(module, **self._reload_options, trigger=f"watch:{path}")
-            else:
-                self.tracker.reload(module, **self._reload_options)
+            with because("watcher"):
+                if self._names_trigger:
+                    self.tracker.reload(module, **self._reload_options, trigger=f"watch:{path}")
+                else:
+                    self.tracker.reload(module, **self._reload_options)
         except BaseException as error:
             if isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
                 raise  # Ctrl-C during `poll` in the main thread (IPython) is the user's

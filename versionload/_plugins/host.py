@@ -35,7 +35,7 @@ import importlib_metadata
 
 from .. import _arguments as arguments
 from .._errors import ReloadError, VersionLoadError
-from .._events import Event, report_error
+from .._events import Event, because, report_error
 from .._fork import renew_after_fork
 from .._tracker import Tracker, default_tracker
 from .errors import (
@@ -370,7 +370,7 @@ class PluginHost:
     ) -> None:
         key = f"{entry_point.name} ({_describe_dist(entry_point)})" if clash else entry_point.name
         self._errors[key] = error
-        self._emit(PluginLoadFailed(**self._fields(entry_point, ()), error=str(error)))
+        self._emit(PluginLoadFailed(**self._fields(entry_point, ()), error=str(error), exc_info=error))
 
     # -- reload ---------------------------------------------------------------------------
 
@@ -481,7 +481,8 @@ class PluginHost:
                 _refuse_stale(entry.plugin, fresh_points[entry.plugin.name], obj, unit.root)
                 self._run_checks(entry.plugin.name, obj, "reload")
         except BaseException as error:
-            self._undo(unit, before, done)
+            with because("check_failed" if isinstance(error, PluginCheckError) else "reload_failed"):
+                self._undo(unit, before, done)
             for package, path in repointed.items():
                 # The core put back namespaces as they were when it began, after the
                 # packages were pointed at the new location: point them back.
@@ -492,9 +493,9 @@ class PluginHost:
             for entry in entries:
                 fields = self._plugin_fields(entry.plugin)
                 if isinstance(failure, PluginCheckError):
-                    self._emit(PluginCheckFailed(**fields, error=str(failure)))
+                    self._emit(PluginCheckFailed(**fields, error=str(failure), exc_info=failure))
                 else:
-                    self._emit(PluginReloadFailed(**fields, error=str(failure)))
+                    self._emit(PluginReloadFailed(**fields, error=str(failure), exc_info=failure))
                 self._emit(
                     PluginRolledBack(
                         **fields,
