@@ -84,7 +84,13 @@ class TestStdlibApplication:
         assert (0, "", "") == (result.returncode, result.stdout, result.stderr)
         lines = (tmp_path / "app.log").read_text().splitlines()
         events = [line.split(" ")[2] for line in lines if line.split(" ")[1:2] == ["versionload"]]
-        assert ["module.reloaded", "module.reload_failed", "module.rolled_back"] == events
+        assert [
+            "module.reloaded",
+            "changeset.applied",
+            "module.reload_failed",
+            "module.rolled_back",
+            "changeset.applied",
+        ] == events
         assert "Traceback (most recent call last):" in lines
         assert "ValueError: nope" in lines
 
@@ -138,7 +144,11 @@ class TestCaplog:
         path.write_text("A = 2\nB = 3\n")
         caplog.set_level(logging.INFO, logger="versionload")
         tracker.reload("lg_caplog")
-        (record,) = [r for r in caplog.records if r.name == "versionload"]
+        (record,) = [
+            r
+            for r in caplog.records
+            if r.name == "versionload" and r.event == "module.reloaded"  # type: ignore[attr-defined]
+        ]
 
         assert (logging.INFO, "module.reloaded", "lg_caplog") == (
             record.levelno,
@@ -161,7 +171,11 @@ class TestCaplog:
         caplog.set_level(logging.INFO, logger="versionload")
         with pytest.raises(versionload.ReloadError):
             tracker.reload("lg_fail")
-        (record,) = [r for r in caplog.records if r.name == "versionload"]
+        (record,) = [
+            r
+            for r in caplog.records
+            if r.name == "versionload" and r.event == "module.reload_failed"  # type: ignore[attr-defined]
+        ]
 
         assert record.exc_info is not None
         assert (KeyError, f"{path}:2") == (record.exc_info[0], record.location)  # type: ignore[attr-defined]
@@ -183,7 +197,9 @@ class TestCaplog:
         path.write_text("A = 3\n")
         tracker.reload("lg_level")
 
-        assert [3] == [r.version for r in caplog.records if r.name == "versionload"]  # type: ignore[attr-defined]
+        reloads = [r for r in caplog.records if r.name == "versionload" and r.event == "module.reloaded"]  # type: ignore[attr-defined]
+
+        assert [3] == [r.version for r in reloads]  # type: ignore[attr-defined]
 
 
 class TestDictConfig:
@@ -217,10 +233,13 @@ class TestDictConfig:
         tracker.rollback("lg_dict")
         lines = stream.getvalue().splitlines()
 
-        assert ["INFO module.reloaded lg_dict", "WARNING module.rolled_back lg_dict"] == [
-            " ".join(line.split(" ")[:3]) for line in lines
-        ]
-        assert "version_reason='import'" in lines[1]
+        assert [
+            "INFO module.reloaded lg_dict",
+            "INFO changeset.applied lg_dict",
+            "WARNING module.rolled_back lg_dict",
+            "INFO changeset.applied lg_dict",
+        ] == [" ".join(line.split(" ")[:3]) for line in lines]
+        assert "version_reason='import'" in lines[2]
 
 
 class TestStructlogApplication:
@@ -259,10 +278,12 @@ class TestStructlogApplication:
             tracker.reload("lg_json")
         entries = [json.loads(line) for line in output.getvalue().splitlines()]
 
-        assert [("module.reloaded", "info"), ("module.reload_failed", "error")] == [
-            (e["event"], e["level"]) for e in entries
-        ]
-        assert "OSError: disk" in entries[1]["exception"]
+        assert [
+            ("module.reloaded", "info"),
+            ("changeset.applied", "info"),
+            ("module.reload_failed", "error"),
+        ] == [(e["event"], e["level"]) for e in entries]
+        assert "OSError: disk" in entries[2]["exception"]
         assert [] == [r for r in caplog.records if r.name == "versionload"]
 
     def test_reconfiguring_is_seen(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
