@@ -281,8 +281,10 @@ def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest 
 
 #: What `import_started` notes before the loader runs: the source's `stat_key` and
 #: whole-second mtime, the `file_identity` of its bytecode cache (None when there is
-#: none), and whether the loader is the stdlib's source loader, whose cache check is known.
-ImportStart = tuple[StatKey, int, "tuple[int, int, int, int] | None", bool]
+#: none), and the loader: one of its own (`_OWN_LOADER`), or the stdlib's source loader,
+#: whose cache check is known, while bytecode writing was on (`_WRITING`) or off (`_NOT_WRITING`).
+ImportStart = tuple[StatKey, int, "tuple[int, int, int, int] | None", int]
+_OWN_LOADER, _WRITING, _NOT_WRITING = 0, 1, 2
 
 
 def import_started(spec: importlib.machinery.ModuleSpec) -> ImportStart | None:
@@ -298,39 +300,51 @@ def import_started(spec: importlib.machinery.ModuleSpec) -> ImportStart | None:
     except OSError:
         return None
     if not reads_source_through_cache(spec.loader):
-        return stat_key(source), int(source.st_mtime), None, False
+        return stat_key(source), int(source.st_mtime), None, _OWN_LOADER
     # The import system computes spec.cached for the module's __cached__ anyway.
-    return stat_key(source), int(source.st_mtime), _cache_identity_of(spec.cached), True
+    loader = _NOT_WRITING if sys.dont_write_bytecode else _WRITING
+    return stat_key(source), int(source.st_mtime), _cache_identity_of(spec.cached), loader
 
 
 def import_digest(spec: importlib.machinery.ModuleSpec, started: ImportStart | None) -> _SourceDigest:
     """
-    The digest of what a first import ran, from what `import_started` noted and the
-    bytecode cache now that the import ended.
+    The digest of what a first import ran, from what `import_started` noted and, when
+    it can matter, the bytecode cache now that the import ended.
 
-    One stat here keeps imports cheap. The hash is computed later, when first asked
-    for, and only if the source still has the `stat_key` it had before the import (any
-    write since, even one that puts the old mtime back, changes ``st_ctime_ns``), and,
-    when the import may have run bytecode, the cache is still the same file and shows
-    that it held this source (see `_snapshot._bytecode_matches`).
+    Stats are the hook's main cost, so this one is taken only when the cache may have
+    changed during the import in a way that tells what ran: when there was no cache
+    before, the loader compiled the source whatever is there now, and when bytecode
+    writing was off throughout, the loader wrote nothing, so a cache that changed is
+    someone else's and the proof against the cache as it was before fails anyway.
+
+    The hash is computed later, when first asked for, and only if the source still has
+    the `stat_key` it had before the import (any write since, even one that puts the old
+    mtime back, changes ``st_ctime_ns``), and, when the import may have run bytecode, the
+    cache is still the same file and shows that it held this source (see
+    `_snapshot._bytecode_matches`).
     """
     origin = spec.origin
     if started is None or origin is None:
         return _SourceDigest()
-    source, seconds, cache_before, standard = started
-    if not standard:
+    source, seconds, cache_before, loader = started
+    if loader == _OWN_LOADER or cache_before is None:
         # A loader of its own: versionload takes it to compile the source it is given.
+        # No cache when the loader looked: it compiled the source (a cache written
+        # meanwhile is its own, or, as when it replaces one, taken to be).
         return _SourceDigest(path=origin, stat=source)
     cached = spec.cached
+    assert cached is not None
+    if loader == _NOT_WRITING and sys.dont_write_bytecode:
+        # The loader wrote no cache: it ran this one, or rejected it and compiled.
+        return _SourceDigest(path=origin, stat=source, bytecode=(cached, cache_before, seconds))
     cache = _cache_identity_of(cached)
     if cache is None:
-        # No cache now; one that vanished during the import may have run.
-        return _SourceDigest(path=origin, stat=source) if cache_before is None else _SourceDigest()
+        # A cache that vanished during the import may have run.
+        return _SourceDigest()
     if cache != cache_before:
         # Written during this import: the loader compiled the source, which the
         # stat check when the hash is computed proves unchanged since before the import.
         return _SourceDigest(path=origin, stat=source)
-    assert cached is not None
     return _SourceDigest(path=origin, stat=source, bytecode=(cached, cache, seconds))
 
 
