@@ -47,7 +47,7 @@ Backend = Literal["watchfiles", "polling"]
 
 #: How long a burst of writes must be quiet before it is handled (editors write a file
 #: several times per save), and the longest a continuous burst is held back.
-DEFAULT_DEBOUNCE = 0.05
+DEFAULT_DEBOUNCE = 0.01
 _MAX_BURST_MS = 1600
 #: How often the polling fallback looks at the files.
 POLL_INTERVAL = 0.3
