@@ -73,7 +73,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
         f" (runs: {', '.join(f'{v:.1f}' for v in default)})  target <= {TARGET_MS:.0f} ms: {verdict}",
         flush=True,
     )
-    return [{"label": "edit to running", "ms": median, "runs": default, "backend": backend, "target": TARGET_MS}]
+    row = {"label": "edit to running", "ms": median, "runs": default, "backend": backend}
+    return [{**row, "target": TARGET_MS}]
 
 
 def main(argv: list[str]) -> int:
