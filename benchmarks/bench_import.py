@@ -27,7 +27,7 @@ from _modules import compile_tree, write_tree
 SCRIPT = Path(__file__).resolve()
 TARGET = 1.02
 PACKAGE = "vlbench_tree"
-VALGRIND = shutil.which("valgrind")
+VALGRIND: str | None = shutil.which("valgrind")
 
 
 def worker(config: dict[str, Any]) -> None:
@@ -90,6 +90,7 @@ def _instructions(config: dict[str, Any], env: dict[str, str]) -> int:
     """
     Instructions executed by one worker under valgrind's cachegrind (deterministic to ~0.05 %).
     """
+    assert VALGRIND is not None
     full_env = {**os.environ, "PYTHONHASHSEED": "0", **env}
     full_env.pop("PYTHONPATH", None)
     completed = subprocess.run(
