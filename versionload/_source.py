@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from ._snapshot import StatKey, _SourceDigest, file_identity, sha256_of, stat_key
+from ._snapshot import StatKey, _SourceDigest, bytecode_matches, file_identity, sha256_of, stat_key
 
 _TIMESTAMP_PYC_FLAGS = (0).to_bytes(4, "little")
 
@@ -255,22 +255,57 @@ def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest 
     another tool runs with ``importlib.reload`` (which versionload leaves as it is).
 
     Such a reload may run a ``.pyc`` that passes the mtime and size check although the
-    source changed. The code the loader will run is compared with the source compiled
-    afresh: equal, the source's hash is what runs; different, the bytecode is stale and
-    the source of what runs is unknown (a digest of None). Returns None for loaders this
-    cannot check, and when the loader cannot produce its code (its own run will fail).
+    source changed. Staleness is decided as the loader decides it, from the cache's
+    header: a header that does not match the source makes the loader compile the
+    source, and a matching one written well after the source's last change holds it
+    (`_snapshot.bytecode_matches`); either way the source's hash is what runs. Only in
+    the window where the header cannot tell (the source changed within the cache's
+    timestamp granularity and kept its size) is the source compiled and compared with
+    the cached code: equal, the source's hash; different, a digest of None. Returns None
+    for loaders this cannot check, and when the loader cannot produce its code (its own
+    run will fail).
     """
     loader: Any = spec.loader
     if not reads_source_through_cache(loader):
         return None
     try:
         path = loader.get_filename(spec.name)
+        before = os.stat(path)
+        data = loader.get_data(path)
+        after = os.stat(path)
+    except Exception:  # noqa: BLE001 - unreadable source: what runs is the cache, if anything
+        return _cached_code_check(spec, loader, None, None)
+    source = stat_key(before)
+    if stat_key(after) != source or len(data) != before.st_size:
+        return _cached_code_check(spec, loader, path, None)  # written while read: compare code
+    sha256 = sha256_of(data)
+    try:
+        cached = importlib.util.cache_from_source(path)
+        cache = os.stat(cached)
+    except (NotImplementedError, OSError):
+        return _SourceDigest(sha256)  # no cache to run: the loader compiles the source
+    if bytecode_matches((cached, file_identity(cache), int(before.st_mtime)), source, data):
+        return _SourceDigest(sha256)
+    return _cached_code_check(spec, loader, path, (data, sha256))
+
+
+def _cached_code_check(
+    spec: importlib.machinery.ModuleSpec, loader: Any, path: str | None, source: tuple[bytes, str] | None
+) -> _SourceDigest | None:
+    """
+    What runs when the header cannot tell: the loader's code compared with the source's.
+    """
+    try:
         running = loader.get_code(spec.name)
     except Exception:  # noqa: BLE001 - exec_module reports the loader's own errors
         return None
     try:
-        data = loader.get_data(path)
-        sha256 = sha256_of(data)
+        if path is None:
+            path = loader.get_filename(spec.name)
+        if source is None:
+            data = loader.get_data(path)
+            source = (data, sha256_of(data))
+        data, sha256 = source
         fresh = _compile(loader, path, data, sha256, spec.name)
     except Exception:  # noqa: BLE001 - unreadable or broken source: what runs is the cache
         return _SourceDigest()
@@ -321,7 +356,7 @@ def import_digest(spec: importlib.machinery.ModuleSpec, started: ImportStart | N
     the `stat_key` it had before the import (any write since, even one that puts the old
     mtime back, changes ``st_ctime_ns``), and, when the import may have run bytecode, the
     cache is still the same file and shows that it held this source (see
-    `_snapshot._bytecode_matches`).
+    `_snapshot.bytecode_matches`).
     """
     origin = spec.origin
     if started is None or origin is None:
