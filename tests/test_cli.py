@@ -6,6 +6,7 @@ program, its control channel, and its errors and exit codes.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.metadata
 import inspect
 import json
@@ -319,7 +320,10 @@ class TestRunErrors:
         assert result.stderr.startswith("usage: versionload run [--watch DIR ...]")
         assert "versionload: error: run: unrecognized arguments: --bogus" in result.stderr
 
-    @pytest.mark.parametrize(("flag", "option"), [("--cascade", "cascade"), ("--in-place", "update")])
+    @pytest.mark.parametrize(
+        ("flag", "option"),
+        [("--cascade", "cascade"), ("--cascade=behav*", "cascade"), ("--in-place", "update")],
+    )
     def test_reload_mode_flags(self, app, runtime, flag, option):
         """--cascade/--in-place run when this versionload's reload has the option, else exit 2 saying so."""
         supported = option in inspect.signature(versionload.Tracker.reload).parameters
@@ -767,3 +771,79 @@ def test_demo_runs(tmp_path):
         "demo complete",
     ):
         assert expected in result.stdout
+
+
+class TestReloadCommand:
+    @staticmethod
+    def _serve(tree, runtime):
+        """
+        A tracked app (app.base <- app.user) imported in this process, and a control server for it.
+        """
+        tree.write(
+            {
+                "journal.py": "ran = []\n",
+                "app/__init__.py": "",
+                "app/base.py": "import journal\njournal.ran.append(__name__)\nVALUE = 1\n",
+                "app/user.py": "import journal\nfrom app import base\njournal.ran.append(__name__)\n",
+            }
+        )
+        tracker = versionload.Tracker().install()
+        importlib.import_module("app.user")
+        journal = sys.modules["journal"]
+        journal.ran.clear()
+        server = _control.ControlServer(tracker, (str(tree.root),)).start()
+        return tracker, server, journal
+
+    def test_dry_run_shows_the_cascade_and_runs_nothing(self, tree, runtime):
+        """reload --cascade --dry-run prints the ordered group; nothing is reloaded; without it, it is."""
+        tracker, server, journal = self._serve(tree, runtime)
+        try:
+            dry = cli("reload", "--socket", str(server.path), "--cascade", "--dry-run", "app.base")
+            ran_after_dry_run = list(journal.ran)
+            real = cli("reload", "--socket", str(server.path), "app.base", "--cascade")
+        finally:
+            server.stop()
+            tracker.uninstall()
+
+        assert (0, []) == (dry.returncode, ran_after_dry_run), dry.stderr
+        assert ["app.base", "app.user"] == [line.split()[0] for line in dry.stdout.splitlines()[1:]]
+        assert "would run 2 module(s)" in dry.stdout
+        assert 0 == real.returncode, real.stderr
+        assert ["app.base", "app.user"] == journal.ran
+        assert ["app.base  version 2", "app.user  version 2"] == [
+            line.strip() for line in real.stdout.splitlines()[1:]
+        ]
+
+    def test_patterns_bound_the_cascade(self, tree, runtime):
+        """reload --cascade PATTERN reaches only the dependents the patterns match."""
+        tracker, server, journal = self._serve(tree, runtime)
+        try:
+            result = cli("reload", "--socket", str(server.path), "app.base", "--cascade", "other.*")
+        finally:
+            server.stop()
+            tracker.uninstall()
+
+        assert 0 == result.returncode, result.stderr
+        assert ["app.base"] == journal.ran
+
+    def test_bad_reload_requests_are_refused(self, tree, runtime):
+        """A reload request with a bad or untracked module, cascade or dry_run gets an error; nothing runs."""
+        tracker, server, journal = self._serve(tree, runtime)
+        requests = [
+            ({"op": "reload"}, "bad_request"),
+            ({"op": "reload", "module": 5}, "bad_request"),
+            ({"op": "reload", "module": "app.base", "cascade": "app.*"}, "bad_request"),
+            ({"op": "reload", "module": "app.base", "cascade": [1]}, "bad_request"),
+            ({"op": "reload", "module": "app.base", "cascade": 1}, "bad_request"),
+            ({"op": "reload", "module": "app.base", "dry_run": "no"}, "bad_request"),
+            ({"op": "reload", "module": "no_such_module"}, "not_found"),
+            ({"op": "reload", "module": "json", "dry_run": True}, "not_found"),  # loaded, not tracked
+        ]
+        try:
+            answers = [_control.request(server.path, payload) for payload, _ in requests]
+        finally:
+            server.stop()
+            tracker.uninstall()
+
+        assert [(False, kind) for _, kind in requests] == [(a["ok"], a["kind"]) for a in answers]
+        assert [] == journal.ran

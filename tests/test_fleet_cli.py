@@ -169,7 +169,7 @@ class TestFleetCommandErrors:
 
 class TestInProcess:
     """
-    The same commands through `versionload._cli.main`, in this process, against an
+    The same commands through `versionload._live.cli.main`, in this process, against an
     in-process member: every path of the fleet's command code.
     """
 
@@ -186,7 +186,7 @@ class TestInProcess:
         member.leave()
 
     def run(self, capsys, *arguments: str) -> tuple[int, str, str]:
-        from versionload._cli import main
+        from versionload._live.cli import main
 
         code = main(list(arguments))
         captured = capsys.readouterr()

@@ -9,6 +9,7 @@ import gc
 import importlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -121,3 +122,30 @@ class TestForkRegistrations:
 
         assert before == len(_fork._owners)
         assert during >= before + 50  # each live tracker was registered
+
+    def test_collection_while_registering_does_not_deadlock(self) -> None:
+        """The collector may forget an owner in a thread that is registering another one."""
+        # A registration allocates while it holds the registrations' lock, and any
+        # allocation may run the collector, which calls the `forget` callback of an
+        # owner that was left in a reference cycle. Holding the lock and collecting
+        # makes that moment certain; before the fix, the child hung on it.
+        program = (
+            "import gc\n"
+            "from versionload import _fork\n"
+            "class Owner:\n"
+            "    pass\n"
+            "before = len(_fork._owners)\n"
+            "doomed = Owner()\n"
+            "doomed.cycle = doomed\n"
+            "_fork.renew_after_fork(doomed, 'lock', object)\n"
+            "del doomed\n"
+            "with _fork._owners_lock:\n"
+            "    gc.collect()\n"
+            "print(len(_fork._owners) - before)\n"
+        )
+
+        result = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, timeout=CHILD_TIMEOUT
+        )
+
+        assert ("0\n", 0) == (result.stdout, result.returncode)

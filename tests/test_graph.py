@@ -7,6 +7,7 @@ from __future__ import annotations
 import dis
 import importlib
 import importlib.util
+from inspect import CO_NEWLOCALS
 from types import CodeType
 
 import pytest
@@ -59,7 +60,7 @@ class TestDependents:
     def test_direct_dependents_come_from_every_kind_of_import(
         self, tracker: versionload.Tracker, tree: ModuleTree
     ) -> None:
-        """From-imports, plain imports, relative imports and imports inside functions all make edges."""
+        """From-imports, plain and relative imports make edges; a lazy import in a function does not."""
         _app(tree)
         for name in (
             "app.base",
@@ -70,9 +71,80 @@ class TestDependents:
             "app.alone",
         ):
             importlib.import_module(name)
-        assert ("app.fromimport", "app.plainimport", "app.relative", "app.lazy") == tracker.dependents(
-            "app.base"
+        assert ("app.fromimport", "app.plainimport", "app.relative") == tracker.dependents("app.base")
+
+    def test_imports_that_run_at_import_make_edges(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """Imports in if/try blocks and in (nested) class bodies at module level are edges."""
+        tree.write(
+            {
+                "pkg/__init__.py": "",
+                "pkg/a.py": "VALUE = 1",
+                "pkg/b.py": "VALUE = 2",
+                "pkg/c.py": "VALUE = 3",
+                "pkg/d.py": "VALUE = 4",
+                "pkg/user.py": """
+                    import sys
+                    if sys.version_info > (3,):
+                        import pkg.a
+                    try:
+                        from pkg import b
+                    except ImportError:
+                        b = None
+
+                    class Outer:
+                        import pkg.c
+
+                        class Inner:
+                            from pkg.d import VALUE
+                """,
+            }
         )
+        importlib.import_module("pkg.user")
+
+        # ``import pkg.a`` binds ``pkg`` itself too.
+        assert {"pkg", "pkg.a", "pkg.b", "pkg.c", "pkg.d"} == set(tracker.dependencies("pkg.user"))
+
+    def test_imports_inside_functions_make_no_edge(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """An import in a function, method, nested function, lambda or generator is no edge."""
+        tree.write(
+            {
+                "numpyish/__init__.py": "",
+                "numpyish/config.py": """
+                    def load(text):
+                        import yamlish
+                        return yamlish.parse(text)
+
+                    class Reader:
+                        def read(self):
+                            from yamlish import parse
+
+                            def inner():
+                                import yamlish.extra
+                            return parse
+
+                    lazy = lambda: __import__("yamlish")
+
+                    def items():
+                        import yamlish
+                        yield yamlish
+                """,
+                "yamlish/__init__.py": """
+                    def parse(text):
+                        return text
+                """,
+                "yamlish/extra.py": "",
+            }
+        )
+        importlib.import_module("yamlish.extra")
+        config = importlib.import_module("numpyish.config")
+        config.load("x")  # the lazy import has run: yamlish is bound nowhere in the namespace
+
+        assert () == tracker.dependents("yamlish")
+        assert () == tracker.dependencies("numpyish.config")
 
     def test_import_served_from_sys_modules_still_counts(
         self, tracker: versionload.Tracker, tree: ModuleTree
@@ -199,7 +271,8 @@ def _imports_by_dis(code: CodeType, package: str | None) -> set[tuple[str, ...]]
     stack = [code]
     while stack:
         each = stack.pop()
-        stack.extend(c for c in each.co_consts if isinstance(c, CodeType))
+        # Class bodies, not functions: only the code that runs at import.
+        stack.extend(c for c in each.co_consts if isinstance(c, CodeType) and not c.co_flags & CO_NEWLOCALS)
         constants: list[object] = []
         base: str | None = None
         for instruction in dis.get_instructions(each):

@@ -235,7 +235,7 @@ class TestWatch:
 
 class TestWatchOptions:
     def test_cascade_and_update_passed_only_when_asked(self, tree):
-        """cascade/update reach the tracker's reload only when not the defaults."""
+        """cascade/update reach the tracker's reload only when not the defaults; patterns as a tuple."""
         calls: list[dict[str, Any]] = []
 
         class Recording(versionload.Tracker):
@@ -243,7 +243,8 @@ class TestWatchOptions:
                 calls.append({"cascade": cascade, "update": update})
                 return super().reload(module)
 
-        for options in ({}, {"cascade": True, "update": "in-place"}):
+        patterns = (pattern for pattern in ["opt_*"])  # an iterator: read once, kept as a tuple
+        for options in ({}, {"cascade": True, "update": "in-place"}, {"cascade": patterns}):
             tracker = Recording().install()
             name = f"opt_{len(calls)}"
             tree.module(name, "A = 1\n")
@@ -253,7 +254,11 @@ class TestWatchOptions:
                 tree.module(name, "A = 2\n")
                 seen.wait(name, "reloaded")
             tracker.uninstall()
-        assert [{"cascade": False, "update": None}, {"cascade": True, "update": "in-place"}] == calls
+        assert [
+            {"cascade": False, "update": None},
+            {"cascade": True, "update": "in-place"},
+            {"cascade": ("opt_*",), "update": None},
+        ] == calls
 
     def test_unsupported_reload_option_is_refused(self, tree):
         """A tracker whose reload has no cascade option gets a clear error, not a dead watcher."""
@@ -271,7 +276,8 @@ class TestWatchOptions:
             ({"paths": "/no/such/dir/anywhere"}, "no such file"),
             ({"paths": [3]}, "paths must be"),
             ({"paths": []}, "paths is empty"),
-            ({"cascade": "yes"}, "cascade"),
+            ({"cascade": 1}, "cascade"),
+            ({"cascade": [""]}, "cascade"),
             ({"update": 3}, "update"),
             ({"update": "sideways"}, "update must be None, 'rebind' or 'in-place', got 'sideways'"),
             ({"debounce": 0}, "debounce"),

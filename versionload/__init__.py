@@ -54,6 +54,7 @@ from ._events import (
     VersionPruned,
 )
 from ._gate import Section as _Section
+from ._graph import ReloadPlan
 from ._snapshot import ModuleVersion, NamespaceDiff
 from ._stale import StaleObject, StaleReport
 from ._tracker import UNSET as _UNSET
@@ -136,12 +137,25 @@ def track(module: _ModuleType | str) -> ModuleVersion:
 
 
 def reload(
-    module: _ModuleType | str, *, cascade: bool = False, update: str | None = None, prune: bool = False
+    module: _ModuleType | str,
+    *,
+    cascade: bool | str | _Iterable[str] = False,
+    update: str | None = None,
+    prune: bool = False,
 ) -> _ModuleType:
     """
     Reload a module in place and record a new version; see `Tracker.reload`.
     """
     return _DEFAULT.reload(module, cascade=cascade, update=update, prune=prune)
+
+
+def plan(module: _ModuleType | str, *, cascade: bool | str | _Iterable[str] = False) -> ReloadPlan:
+    """
+    The modules a reload would run, in order, without running them; see `Tracker.plan`.
+
+    .. versionadded:: 0.3.0
+    """
+    return _DEFAULT.plan(module, cascade=cascade)
 
 
 def reload_many(
@@ -205,7 +219,7 @@ def diff(module: _ModuleType | str, a: int, b: int) -> NamespaceDiff:
 def watch(
     paths: str | os.PathLike[str] | Collection[str | os.PathLike[str]] | None = None,
     *,
-    cascade: bool = False,
+    cascade: bool | str | _Iterable[str] = False,
     update: str | None = None,
     tracker: Tracker | None = None,
     debounce: float = 0.01,
@@ -224,7 +238,8 @@ def watch(
 
     Args:
         paths: Directories (or files) to watch.
-        cascade: Reload the modules that depend on a changed one too.
+        cascade: Reload the modules that depend on a changed one too: True for the
+            default reach, or module-name patterns (see `Tracker.reload`).
         update: The reload's update mode (for example ``"in-place"``).
         tracker: The tracker whose modules are reloaded; None means the default one.
         debounce: Seconds a burst of writes must be quiet before it is handled
@@ -257,7 +272,7 @@ def watch(
 def awatch(
     paths: str | os.PathLike[str] | Collection[str | os.PathLike[str]] | None = None,
     *,
-    cascade: bool = False,
+    cascade: bool | str | _Iterable[str] = False,
     update: str | None = None,
     tracker: Tracker | None = None,
     debounce: float = 0.01,
@@ -342,6 +357,7 @@ __all__ = [
     "NotAModuleError",
     "NotTrackedError",
     "ReloadError",
+    "ReloadPlan",
     "ReloadRefusedError",
     "SpecNotFoundError",
     "StaleObject",
@@ -359,6 +375,7 @@ __all__ = [
     "diff",
     "history",
     "install",
+    "plan",
     "reload",
     "reload_many",
     "rollback",

@@ -18,6 +18,7 @@ Pure functions: no state, no locks; the only I/O is resolving and testing paths.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Iterable
 from types import ModuleType
@@ -136,6 +137,47 @@ def patterns(value: object, argument: str) -> tuple[str, ...] | None:
     if found is None or not all(isinstance(p, str) and p for p in found):
         raise InvalidArgumentError(
             f"{argument} must be a module-name pattern or an iterable of them, got {value!r}"
+        )
+    return cast(tuple[str, ...], found)
+
+
+def name_matches(name: str, patterns: Iterable[str]) -> bool:
+    """
+    Whether a module name matches one of ``patterns`` (``fnmatch``, case-sensitive),
+    as ``include``, ``exclude`` and cascade patterns match.
+    """
+    # "pkg.*" also covers "pkg" itself: a user who asks for a package's modules
+    # means the package too.
+    return any(
+        fnmatch.fnmatchcase(name, pattern) or (pattern.endswith(".*") and name == pattern[:-2])
+        for pattern in patterns
+    )
+
+
+def cascade(value: object) -> tuple[str, ...] | Literal[False] | None:
+    """
+    ``cascade``: False (no cascade), True (the default reach), or one module-name
+    pattern or an iterable of them, saying exactly which dependents may be reloaded.
+
+    Returns:
+        False for no cascade, None for the default reach, else the patterns as a tuple.
+
+    Raises:
+        InvalidArgumentError: anything else (a truthy value such as ``1`` or
+            ``"yes"`` is not a switch here: a string is a pattern), or an empty pattern.
+    """
+    if value is False:
+        return False
+    if value is True:
+        return None
+    found: tuple[object, ...] | None = None
+    if isinstance(value, str):
+        found = (value,)
+    elif is_iterable(value) and not isinstance(value, (bytes, bytearray, dict)):
+        found = tuple(cast(Iterable[object], value))
+    if found is None or not all(isinstance(p, str) and p for p in found):
+        raise InvalidArgumentError(
+            f"cascade must be True, False, a module-name pattern or an iterable of them, got {value!r}"
         )
     return cast(tuple[str, ...], found)
 

@@ -167,7 +167,8 @@ class CascadeReloaded(Event):
     A group of modules (a cascade, or `reload_many`) was reloaded, all of them.
 
     ``module`` is the cascade's trigger (for `reload_many`, the first module) and
-    ``trigger`` is None for `reload_many`.
+    ``trigger`` is None for `reload_many`. ``adopted`` are the modules of ``modules``
+    that were not tracked before and were adopted to be reloaded.
     """
 
     event: ClassVar[str] = "cascade.reloaded"
@@ -177,6 +178,7 @@ class CascadeReloaded(Event):
     versions: tuple[int, ...]
     update: str
     duration_ms: float
+    adopted: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -27,7 +27,9 @@ from collections.abc import Callable, Mapping
 
 #: id(owner) -> (a weak reference to the owner, [(attribute, lock factory), ...])
 _owners: dict[int, tuple[weakref.ref[object], list[tuple[str, Callable[[], object]]]]] = {}
-_owners_lock = threading.Lock()
+# Re-entrant: registering allocates, an allocation may run the garbage collector, and
+# the collector may call `forget` (below) for another owner in this very thread.
+_owners_lock = threading.RLock()
 
 
 def renew_after_fork(owner: object, attribute: str, factory: Callable[[], object]) -> None:
@@ -56,7 +58,7 @@ def _renew_in_child() -> None:
     global _owners_lock
     # The child has one thread: nothing can race with this, and the lock guarding the
     # list may itself have been held by a thread that is gone.
-    _owners_lock = threading.Lock()
+    _owners_lock = threading.RLock()
     for reference, attributes in list(_owners.values()):
         owner = reference()
         if owner is None:

@@ -7,9 +7,12 @@ any finder. So edges are derived, when asked for, from two things that see every
 import a module makes:
 
 * its compiled code: every ``IMPORT_NAME`` (with the level and ``fromlist`` that
-  precede it) and ``IMPORT_FROM`` instruction, in the module body and, recursively,
-  in every function and class body nested in it, resolved against the module's
-  ``__package__``. This sees imports inside functions (lazy imports) too. The code
+  precede it) and ``IMPORT_FROM`` instruction in the code that runs when the module
+  is imported: the module body (``if`` and ``try`` blocks included) and, recursively,
+  the class bodies in it, resolved against the module's ``__package__``. An import
+  inside a function, method or lambda runs only when that is called, so it is not
+  an edge: a module that imports ``yaml`` lazily in one helper does not depend on
+  ``yaml``, and reloading ``yaml`` does not reach it. The code
   comes from the loader's ``get_code`` (a module keeps no reference to the code it
   ran), read the first time the graph is needed while a version is current and
   cached for that version; versionload's reloads refresh the bytecode cache, so that
@@ -20,20 +23,30 @@ import a module makes:
   or bound by code the compiler cannot see, such as ``importlib.import_module``).
 
 ``import a.b.c`` and ``from a.b import c`` count as a dependency on ``a.b.c`` when
-that is a module, otherwise on ``a.b``. Only tracked modules are nodes; an edge to
-oneself is dropped.
+that is a module, otherwise on ``a.b``. For `dependents` and `dependencies` only
+tracked modules are nodes; an edge to oneself is dropped.
+
+A cascade (`cascade_plan`) looks further: its nodes are the trigger and every module
+in ``sys.modules`` within the cascade's reach (`Reach`), tracked or not, so modules
+imported before ``install()`` are seen; only those modules' code is read.
 """
 
 from __future__ import annotations
 
 import dis
 import importlib.util
+import inspect
+import site
 import sys
+import sysconfig
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from types import CodeType, FunctionType, ModuleType
 
+import attrs
+
+from ._arguments import is_under, name_matches, resolve
 from ._fork import renew_after_fork
 from ._registry import Registry
 
@@ -54,7 +67,7 @@ _KEEP_VERSIONS = 16
 
 def imported_names(code: CodeType, package: str | None) -> frozenset[tuple[str, ...]]:
     """
-    What ``code`` (and the code nested in it) imports, as absolute module names.
+    What ``code`` (and the class bodies nested in it) imports, as absolute module names.
 
     Each entry is a tuple of alternatives, best first: ``import a.b`` gives
     ``("a.b",)``; ``from a import b`` gives ``("a.b", "a")``, meaning the module
@@ -112,11 +125,21 @@ def _join(base: str, item: str) -> str:
 
 
 def _walk(code: CodeType) -> Iterator[CodeType]:
+    """
+    ``code`` and the code objects nested in it that run when it runs: class bodies
+    (and theirs), never functions, methods, lambdas or generators.
+    """
     stack = [code]
     while stack:
         each = stack.pop()
         yield each
-        stack.extend(const for const in each.co_consts if isinstance(const, CodeType))
+        stack.extend(
+            const
+            for const in each.co_consts
+            # A function's code gets fresh locals (CO_NEWLOCALS); a class body's, like
+            # a module's, runs in a namespace dict given to it, at once.
+            if isinstance(const, CodeType) and not const.co_flags & inspect.CO_NEWLOCALS
+        )
 
 
 def _absolute(name: str, level: int, package: str | None) -> str | None:
@@ -329,3 +352,165 @@ def _components(adjacency: Mapping[str, list[str]], nodes: list[str]) -> list[li
                 parent = work[-1][0]
                 low[parent] = min(low[parent], low[node])
     return result
+
+
+# -- cascades -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ReloadPlan:
+    """
+    The modules a reload would apply, in order, without applying them.
+
+    Attributes:
+        trigger: The module asked for; always first in ``modules``.
+        modules: Every module the reload would run, each after the modules it
+            depends on (a cascade's dependents within its reach, or the trigger alone).
+        adopted: The modules of ``modules`` not tracked yet: the reload adopts
+            them (as `Tracker.track` does) before running their new code.
+
+    .. versionadded:: 0.3.0
+    """
+
+    trigger: str
+    modules: tuple[str, ...]
+    adopted: tuple[str, ...] = ()
+
+
+#: Modules a cascade never reaches unless a pattern names them: the program being run
+#: (reloading it would run the whole script again) and versionload itself.
+_NEVER_BY_DEFAULT = ("__main__", "__mp_main__")
+_OWN_PACKAGE = __name__.partition(".")[0]
+
+
+def _excluded_roots() -> tuple[str, ...]:
+    """
+    The directories of code that is not the application's: the standard library and
+    every place installed distributions live in, resolved.
+    """
+    found: set[str] = set()
+    schemes = [sysconfig.get_paths()]
+    # In a virtual environment the standard library lives under the base prefix.
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix, "installed_base": sys.base_prefix}
+    schemes.append(sysconfig.get_paths(vars=base))
+    for paths in schemes:
+        found.update(paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths)
+    # ``site`` knows more (user site, distribution-specific dist-packages); it may be
+    # absent or reduced (python -S, embedded interpreters).
+    site_paths = getattr(site, "getsitepackages", None)
+    if callable(site_paths):
+        found.update(site_paths())
+    user_site = getattr(site, "getusersitepackages", None)
+    if callable(user_site):
+        found.add(user_site())
+    return tuple(sorted({resolve(path) for path in found if path}))
+
+
+_roots_lock = threading.Lock()
+renew_after_fork(sys.modules[__name__], "_roots_lock", threading.Lock)
+_roots: list[tuple[str, ...]] = []
+_app_origins: dict[str, bool] = {}
+_MAX_ORIGINS = 8192
+_INSTALLED_DIRS = frozenset({"site-packages", "dist-packages"})
+
+
+def is_app_origin(origin: str) -> bool:
+    """
+    Whether a module's file is the application's own code: not in the standard
+    library nor in an installed distribution's directory (``sysconfig``'s stdlib,
+    purelib and platlib paths, ``site``'s site-packages, or any directory named
+    ``site-packages`` or ``dist-packages``).
+    """
+    with _roots_lock:
+        known = _app_origins.get(origin)
+        if not _roots:
+            _roots.append(_excluded_roots())
+        roots = _roots[0]
+    if known is not None:
+        return known
+    parts = set(resolve(origin).replace("\\", "/").split("/"))
+    answer = not (parts & _INSTALLED_DIRS) and not is_under(origin, roots)
+    with _roots_lock:
+        if len(_app_origins) >= _MAX_ORIGINS:
+            _app_origins.clear()
+        _app_origins[origin] = answer
+    return answer
+
+
+def _file_origin(module: ModuleType) -> str | None:
+    # Only the spec's location: a module without a spec (made by hand, with a
+    # ``__file__`` or not) is nobody's code to reload by default.
+    spec = module.__dict__.get("__spec__")
+    origin = getattr(spec, "origin", None) if getattr(spec, "has_location", False) else None
+    return origin if isinstance(origin, str) else None
+
+
+def _under_own_name(key: str, entry: object) -> ModuleType | None:
+    """
+    The module in ``sys.modules[key]`` if it is one and ``key`` is its own name: an
+    alias (``sys.modules["old"] = new``) is the same module, reached under its own name.
+    """
+    if not isinstance(entry, ModuleType):
+        return None
+    own = entry.__dict__
+    spec = own.get("__spec__")
+    name = getattr(spec, "name", None) if spec is not None else own.get("__name__")
+    return entry if name == key else None
+
+
+def in_reach(name: str, module: ModuleType, trigger: str, patterns: tuple[str, ...] | None) -> bool:
+    """
+    Whether a cascade from ``trigger`` may reload ``name``: with ``patterns``, exactly
+    the names they match (``fnmatch``; ``"pkg.*"`` also covers ``pkg``); by default
+    the modules of the trigger's top-level package and the application's own code.
+    """
+    if patterns is not None:
+        return name_matches(name, patterns)
+    top = trigger.partition(".")[0]
+    if name == top or name.startswith(f"{top}."):
+        return True
+    first = name.partition(".")[0]
+    if name in _NEVER_BY_DEFAULT or first == _OWN_PACKAGE or first in sys.stdlib_module_names:
+        return False
+    origin = _file_origin(module)
+    return origin is not None and is_app_origin(origin)
+
+
+def cascade_plan(
+    registry: Registry, trigger: str, module: ModuleType, patterns: tuple[str, ...] | None
+) -> ReloadPlan:
+    """
+    ``trigger`` and the modules within reach (`in_reach`) that depend on it, directly
+    or through other modules within reach, in the order to reload them.
+
+    Nodes are the tracked modules first (in tracking order), then the modules in
+    ``sys.modules`` that are not tracked (in the order they were put there): the order
+    that breaks ties and orders an import cycle.
+    """
+    nodes: dict[str, ModuleType] = {trigger: module}
+    versions: dict[str, int] = {}
+    for name in registry.names():
+        found = registry.find(name)
+        if found is None or sys.modules.get(name) is not found[0]:
+            continue
+        if name == trigger or in_reach(name, found[0], trigger, patterns):
+            nodes[name] = found[0]
+            versions[name] = found[1].current_number
+    for name, entry in list(sys.modules.items()):
+        found_module = None if name in nodes else _under_own_name(name, entry)
+        if found_module is not None and in_reach(name, found_module, trigger, patterns):
+            nodes[name] = found_module
+    # Rank: tracking order, then sys.modules order; the trigger's place is fixed by
+    # cascade_order.
+    ordered = [name for name in nodes if name in versions] + [n for n in nodes if n not in versions]
+    edges: dict[str, tuple[str, ...]] = {}
+    for name in ordered:
+        each = nodes[name]
+        # Untracked modules are cached under version 0, tracked ones under their version.
+        candidates = set(_code_imports(name, each, versions.get(name, 0)))
+        candidates.update((found,) for found in _namespace_imports(name, each.__dict__))
+        resolved = {next((n for n in alternatives if n in nodes), None) for alternatives in candidates}
+        edges[name] = tuple(sorted(n for n in resolved if n is not None and n != name))
+    order = cascade_order(edges, trigger)
+    adopted = tuple(name for name in order if registry.history_of(name, nodes[name]) is None)
+    return ReloadPlan(trigger=trigger, modules=order, adopted=adopted)

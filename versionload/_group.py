@@ -18,13 +18,14 @@ plain reload uses the engine itself, with `migrator` as its finishing step.
 from __future__ import annotations
 
 import contextlib
+import importlib.machinery
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
-from ._arguments import UpdateMode, update_mode
+from ._arguments import UpdateMode, is_under, update_mode
 from ._engine import (
     Staged,
     _parent_path,
@@ -35,12 +36,19 @@ from ._engine import (
     execute,
     loaded_module,
     module_lock,
+    origin_of,
     resolve_loaded,
     unstage,
 )
-from ._errors import GroupReloadError, InvalidArgumentError, ModuleNotLoadedError, ReloadError
+from ._errors import (
+    GroupReloadError,
+    InvalidArgumentError,
+    ModuleNotLoadedError,
+    ReloadError,
+    ReloadRefusedError,
+)
 from ._events import CascadeFailed, CascadeReloaded, Event, ModulePatched
-from ._graph import cascade_order, dependency_map
+from ._graph import ReloadPlan, cascade_plan
 from ._inplace import Ledger, Patcher
 from ._registry import Registry
 
@@ -126,6 +134,8 @@ def reload_group(
         paths = {name: _parent_path(name) for name, _ in active}
         staged: list[Staged] = []
         failure: ReloadError | None = None
+        # Modules not tracked yet are adopted as they run; the group event names them.
+        adopted = tuple(name for name, module in active if registry.history_of(name, module) is None)
         in_progress.update(name for name, _ in active)
         try:
             for name, module in active:
@@ -173,6 +183,7 @@ def reload_group(
                 versions=tuple(versions),
                 update=mode,
                 duration_ms=(time.perf_counter_ns() - started) / 1e6,
+                adopted=adopted,
             )
         )
     registry.emit_all(events)
@@ -188,6 +199,8 @@ def _emit_failure(
     error: BaseException,
     undone: tuple[str, ...],
     started: int,
+    *,
+    ran: bool = True,
 ) -> None:
     position = names.index(failed)
     registry.emit_all(
@@ -199,7 +212,7 @@ def _emit_failure(
                 failed=failed,
                 error=repr(error.__cause__ or error),
                 undone=undone,
-                skipped=names[position + 1 :],
+                skipped=names[position + 1 :] if ran else tuple(n for n in names if n != failed),
                 duration_ms=(time.perf_counter_ns() - started) / 1e6,
             )
         ]
@@ -218,16 +231,77 @@ def _group_error(names: tuple[str, ...], kind: str, failed: str, error: BaseExce
     )
 
 
-def cascade_targets(registry: Registry, target: object) -> list[object]:
+def cascade_targets(
+    registry: Registry,
+    target: object,
+    patterns: tuple[str, ...] | None = None,
+    *,
+    announce: bool = False,
+) -> tuple[ReloadPlan, list[object]]:
     """
-    ``target`` and the tracked modules that depend on it, in the order to reload them.
+    The plan of a cascade from ``target`` (see `cascade_plan`) and the targets to give
+    `reload_group`: ``target`` and its dependents within reach, in order.
+
+    Nothing is adopted or run here. A dependent that cannot be reloaded (no Python
+    code: an extension or built-in module; or a file outside ``allowed_roots``)
+    fails the whole cascade now, before anything runs, with a `GroupReloadError`
+    naming it (its cause a `ReloadRefusedError`); with ``announce`` a
+    ``cascade.failed`` event says so too.
     """
+    started = time.perf_counter_ns()
     name, module = resolve_loaded(target)
-    # An untracked trigger is adopted first, so that it is a node of the graph.
-    with module_lock(name):
-        current_or_adopt(registry, name, module)
-    order = cascade_order(dependency_map(registry), name)
-    return [module if each == name else each for each in order]
+    plan = cascade_plan(registry, name, module, patterns)
+    for each in plan.modules[1:]:
+        refusal = _refusal(registry, each, sys.modules[each])
+        if refusal is None:
+            continue
+        error = GroupReloadError(
+            f"cascade reload of {name!r} refused before anything ran: {refusal}; "
+            f"all {len(plan.modules)} modules are as they were before",
+            module=each,
+            modules=plan.modules,
+            path=refusal.path,
+        )
+        if announce:
+            _emit_failure(registry, plan.modules, name, each, refusal, (), started, ran=False)
+        raise error from refusal
+    return plan, [module if each == name else each for each in plan.modules]
+
+
+def _refusal(registry: Registry, name: str, module: ModuleType) -> ReloadRefusedError | None:
+    """
+    Why a dependent cannot be reloaded, judged from what it was loaded from; None if it can.
+    """
+    spec = module.__dict__.get("__spec__")
+    loader = getattr(spec, "loader", None)
+    origin = origin_of(module)
+    if (
+        spec is not None
+        and getattr(spec, "submodule_search_locations", None) is not None
+        and getattr(spec, "origin", None) is None
+    ):
+        return None  # a namespace package: nothing to execute, nothing to refuse
+    why: str | None = None
+    if spec is None or not getattr(spec, "has_location", False):
+        why = "it was not loaded from a file (a built-in or frozen module)"
+    elif isinstance(loader, importlib.machinery.ExtensionFileLoader) or (
+        isinstance(origin, str) and origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    ):
+        why = "it is an extension module"
+    elif not any(callable(getattr(loader, each, None)) for each in ("get_code", "exec_module")):
+        # What the engine needs to run it again: the code, or the loader's exec_module
+        # (import hooks such as pytest's assertion rewriter offer only that).
+        why = "its loader can neither give its code nor execute it again"
+    if why is not None:
+        return ReloadRefusedError(f"{name!r} cannot be reloaded: {why}", module=name, path=origin)
+    roots = registry.allowed_roots
+    if roots is not None and (origin is None or not is_under(origin, roots)):
+        return ReloadRefusedError(
+            f"refusing to reload {name!r}: its code at {origin!r} lies outside the allowed roots",
+            module=name,
+            path=origin,
+        )
+    return None
 
 
 def restore_states(registry: Registry, ledger: Ledger) -> Callable[[str, int], None]:

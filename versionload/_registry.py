@@ -11,7 +11,6 @@ deadlock with the import system's module locks.
 
 from __future__ import annotations
 
-import fnmatch
 import threading
 import time
 import weakref
@@ -21,7 +20,7 @@ from typing import cast
 
 import attrs
 
-from ._arguments import DEFAULT_MAX_VERSIONS
+from ._arguments import DEFAULT_MAX_VERSIONS, name_matches
 from ._errors import NotTrackedError
 from ._events import (
     Event,
@@ -44,12 +43,7 @@ _PENDING_FIELDS = 6
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
-    # "pkg.*" also covers "pkg" itself: a user who asks for a package's modules
-    # means the package too.
-    return any(
-        fnmatch.fnmatchcase(name, pattern) or (pattern.endswith(".*") and name == pattern[:-2])
-        for pattern in patterns
-    )
+    return name_matches(name, patterns)
 
 
 @attrs.define(repr=False, eq=False)

@@ -11,12 +11,13 @@ to reach the registry, the engine and the graph.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import ParamSpec, TypeVar
@@ -32,7 +33,7 @@ from ._events import Event, ModuleReloadDeferred, Subscriber, emit
 from ._finder import VersionedFinder
 from ._fork import renew_after_fork
 from ._gate import DEFAULT_DRAIN_TIMEOUT, Gate, Section, normalize_drain_timeout
-from ._graph import dependencies_of, dependents_of
+from ._graph import ReloadPlan, dependencies_of, dependents_of
 from ._graph import dependency_map as _dependency_map
 
 # The one order of modules, handed out by the door for the plugin wing's units.
@@ -259,6 +260,27 @@ class Tracker:
         """
         return self._gate.in_flight
 
+    @contextlib.contextmanager
+    def drained(self, modules: Iterable[str], *, operation: str) -> Iterator[None]:
+        """
+        Hold the drain gate closed around a block that changes ``modules`` in several steps.
+
+        The door for wings whose change is more than one tracker call (a plugin
+        reload: a group reload, resolving the entry point, checks, maybe a rollback):
+        the sections in flight end first, new ones wait until the block is done, and
+        the tracker's own reloads and rollbacks inside the block pass straight
+        through. Like them, it does not wait for the sections of its own thread.
+
+        Raises:
+            DrainTimeoutError: sections did not end within `drain_timeout`; the block
+                did not run (a ``module.reload_deferred`` event names ``operation``).
+        """
+        nested = self._close_gate(operation, tuple(modules))
+        try:
+            yield
+        finally:
+            self._gate.reopen(nested)
+
     def _close_gate(self, operation: str, names: tuple[str, ...]) -> bool:
         """
         Wait for the serving sections to drain before ``operation`` changes ``names``.
@@ -329,7 +351,7 @@ class Tracker:
         self,
         module: ModuleType | str,
         *,
-        cascade: bool = False,
+        cascade: bool | str | Iterable[str] = False,
         update: str | None = None,
         prune: bool = False,
     ) -> ModuleType:
@@ -346,10 +368,18 @@ class Tracker:
         was before the reload; if it raises, the reload fails like any other.
 
         Args:
-            cascade: Also reload every tracked module that depends on this one, each
-                after its dependencies (see `dependents`), as one atomic group: if
-                any of them fails, all are put back and a `GroupReloadError` names
-                the module that failed.
+            cascade: Also reload the modules that depend on this one, each after
+                its dependencies, as one atomic group: if any of them fails, all
+                are put back and a `GroupReloadError` names the module that failed.
+                True reaches the dependents inside this module's own top-level
+                package and in the application's own code (not the standard
+                library, not installed distributions); a module-name pattern
+                (``fnmatch``, as ``include``) or an iterable of them says exactly
+                which dependents may be reloaded instead. Dependents imported
+                before `install` count too, and are adopted. A dependent that
+                cannot be reloaded (an extension module, or refused by
+                ``allowed_roots``) fails the cascade before anything runs; `plan`
+                shows the group without applying it.
             update: None (or ``"rebind"``): the namespace gets the new objects, as
                 ``importlib.reload`` does. ``"in-place"``: functions and classes the
                 module defined before keep their identity and take on the new code,
@@ -367,19 +397,21 @@ class Tracker:
 
         Raises:
             NotAModuleError: ``module`` is neither a module nor a string.
-            InvalidArgumentError: ``cascade`` or ``prune`` is not a bool, or ``update`` is unknown.
+            InvalidArgumentError: ``cascade`` is not a bool, a pattern or an iterable of
+                patterns, ``prune`` is not a bool, or ``update`` is unknown.
             ModuleNotLoadedError: it (or its parent package) is not in ``sys.modules``.
             SpecNotFoundError: no finder finds it any more.
             ReloadRefusedError: its file lies outside the tracker's ``allowed_roots``.
             ReloadError: the new code failed; the original exception is chained.
-            GroupReloadError: with ``cascade``, a module of the cascade failed.
+            GroupReloadError: with ``cascade``, a module of the cascade failed, or a
+                dependent cannot be reloaded (then nothing ran).
         """
-        check.flag(cascade, "cascade")
+        reach = check.cascade(cascade)
         check.flag(prune, "prune")
         mode = check.update_mode(update)
-        if cascade:
-            targets = cascade_targets(self._registry, module)
-            names = tuple(_name_of(target) for target in targets)
+        if reach is not False:
+            plan, targets = cascade_targets(self._registry, module, reach, announce=True)
+            names = plan.modules
             nested = self._close_gate("cascade", names)
             try:
                 return reload_group(
@@ -394,6 +426,33 @@ class Tracker:
             return _reload(self._registry, module, migrator, prune=prune)
         finally:
             self._gate.reopen(nested)
+
+    @_public_errors
+    def plan(self, module: ModuleType | str, *, cascade: bool | str | Iterable[str] = False) -> ReloadPlan:
+        """
+        The modules `reload` would run, in order, without running or adopting any.
+
+        Args:
+            cascade: As for `reload`.
+
+        Returns:
+            A `ReloadPlan`: the trigger, the modules in the order a reload applies
+            them, and those it would adopt because they are not tracked yet.
+
+        Raises:
+            NotAModuleError: ``module`` is neither a module nor a string.
+            InvalidArgumentError: ``cascade`` is not a bool, a pattern or an iterable of patterns.
+            ModuleNotLoadedError: it is not in ``sys.modules``.
+            GroupReloadError: a dependent cannot be reloaded, as `reload` would say.
+
+        .. versionadded:: 0.3.0
+        """
+        reach = check.cascade(cascade)
+        if reach is not False:
+            return cascade_targets(self._registry, module, reach)[0]
+        name, obj = resolve_loaded(module)
+        adopted = (name,) if self._registry.history_of(name, obj) is None else ()
+        return ReloadPlan(trigger=name, modules=(name,), adopted=adopted)
 
     @_public_errors
     def reload_many(
@@ -436,9 +495,10 @@ class Tracker:
         """
         The tracked modules that depend on ``module`` (import it, or bind names from it).
 
-        Edges come from each module's compiled code (every import statement, also
-        inside functions) and its namespace (modules and classes/functions from
-        other modules it binds); see ``docs/update-modes.md``.
+        Edges come from each module's compiled code (the import statements that run
+        when it is imported: at module level and in class bodies, not inside
+        functions) and its namespace (modules and classes/functions from other
+        modules it binds); see ``docs/update-modes.md``.
 
         Args:
             transitive: Also the modules that depend on those, and so on.
@@ -651,10 +711,6 @@ class Tracker:
         self, spec: ModuleSpec, module: ModuleType, duration_ns: int, digest: _SourceDigest | None
     ) -> None:
         record_external_reload(self._registry, spec.name, module, duration_ns, digest)
-
-
-def _name_of(target: object) -> str:
-    return target if isinstance(target, str) else module_name(target)  # type: ignore[arg-type]
 
 
 _DEFAULT = Tracker()

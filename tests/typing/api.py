@@ -107,6 +107,23 @@ def plugin_checks(host: PluginHost) -> None:
     host.remove_check(has_name)
 
 
+def plugin_calls(host: PluginHost) -> None:
+    from versionload.plugins import PluginMovedError, PluginReloadError
+
+    with host.using("greeter") as greeter:
+        print(greeter.handle("Ada"))
+    answer: object = host.call("shout", "hi")
+    try:
+        plugin = host.reload("greeter", prune=False)
+    except PluginMovedError as moved:
+        error: PluginReloadError = moved
+        print(error.module)
+    else:
+        ran: tuple[str, ...] = host.history(plugin.name)[-1].ran
+        print(ran, answer)
+    host.reload("greeter", prune="no")  # type: ignore[arg-type]
+
+
 def rejected(module: ModuleType) -> None:
     versionload.reload(42)  # type: ignore[arg-type]
     versionload.rollback(module, to="1")  # type: ignore[arg-type]
@@ -115,6 +132,19 @@ def rejected(module: ModuleType) -> None:
     versionload.install("app.*")  # type: ignore[call-arg]
     number: str = versionload.current(module).number  # type: ignore[assignment]
     print(number)
+
+
+def cascades(module: ModuleType) -> None:
+    versionload.reload(module, cascade=True)
+    versionload.reload(module, cascade="app.*")
+    versionload.reload(module, cascade=["app.*", "tools"])
+    plan: versionload.ReloadPlan = versionload.plan(module, cascade=True)
+    modules: tuple[str, ...] = plan.modules
+    adopted: tuple[str, ...] = plan.adopted
+    trigger: str = plan.trigger
+    print(modules, adopted, trigger, Tracker().plan("app", cascade=("app.*",)).modules)
+    versionload.reload(module, cascade=3)  # type: ignore[arg-type]
+    plan.trigger = "other"  # type: ignore[misc]
 
 
 def serving_requests(module: ModuleType) -> None:

@@ -1,19 +1,20 @@
 """
 The ``versionload`` command: run a program with live reloading, and drive it.
 
-    versionload run [--watch DIR ...] [--cascade] [--in-place] [--prune] [--json]
+    versionload run [--watch DIR ...] [--cascade[=PATTERN]] [--in-place] [--prune] [--json]
                     [--fleet URL --group G] (-m MODULE | SCRIPT) [ARGS...]
 
 SCRIPT is what python accepts: a Python file, or a directory or zip file with a
 ``__main__.py``.
     versionload history [--pid PID] [--socket PATH] [--all] [--json] [MODULE]
     versionload rollback [--pid PID] [--socket PATH] MODULE [N]
+    versionload reload [--pid PID] [--socket PATH] [--cascade [PATTERN ...]] [--dry-run] MODULE
     versionload fleet status|reload|rollback|undo --redis URL --group G ...   (see docs/fleet.md)
 
 Exit codes: 0 success; 1 the program raised; 2 bad usage (a bad flag, no target);
 3 the script or module to run does not exist; 4 no running program could be reached
 (or it refused us); 5 the program refused the request (unknown module or version, or
-the rollback failed); 130 interrupted, 143 terminated. A program that exits with a
+the rollback or reload failed); 130 interrupted, 143 terminated. A program that exits with a
 status keeps its status.
 """
 
@@ -46,8 +47,8 @@ EXIT_REFUSED = 5
 
 _RUN_VALUE_OPTIONS = {"--watch", "-w", *_fleet_cli.RUN_VALUE_OPTIONS}
 _RUN_USAGE = (
-    "versionload run [--watch DIR ...] [--cascade] [--in-place] [--prune] [--json] [--fleet URL --group G] "
-    "(-m MODULE | SCRIPT) [ARGS...]"
+    "versionload run [--watch DIR ...] [--cascade[=PATTERN]] [--in-place] [--prune] [--json] "
+    "[--fleet URL --group G] (-m MODULE | SCRIPT) [ARGS...]"
 )
 
 
@@ -91,7 +92,13 @@ def _parser() -> _Parser:
         "or the current directory with -m)",
     )
     run.add_argument(
-        "--cascade", action="store_true", help="also reload the modules that depend on a changed one"
+        "--cascade",
+        nargs="?",
+        const="",
+        action="append",
+        metavar="PATTERN",
+        help="also reload the modules that depend on a changed one (within its package and the "
+        "program's own code); --cascade=PATTERN (repeatable) names the dependents that may be reloaded",
     )
     run.add_argument("--in-place", action="store_true", help="update functions and classes in place")
     run.add_argument(
@@ -116,6 +123,24 @@ def _parser() -> _Parser:
         "version", nargs="?", type=int, help="the version (default: the one before the current)"
     )
     _target_options(rollback)
+
+    reload = commands.add_parser(
+        "reload",
+        help="reload a module of a running program (with --dry-run: show what would reload)",
+        description="Reload MODULE in the running program, as versionload.reload does.",
+    )
+    reload.add_argument("module", help="the module's name, as in sys.modules")
+    reload.add_argument(
+        "--cascade",
+        nargs="*",
+        metavar="PATTERN",
+        help="also reload its dependents (within its package and the program's own code; or only "
+        "those matching a PATTERN); put MODULE first or end the patterns with --dry-run or --",
+    )
+    reload.add_argument(
+        "--dry-run", action="store_true", help="only print the modules a reload would run, in order"
+    )
+    _target_options(reload)
     _fleet_cli.add_fleet_commands(commands)
     return parser
 
@@ -181,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fleet_cli.fleet_main(options)
         if options.command == "history":
             return _history(options)
+        if options.command == "reload":
+            return _reload(options)
         return _rollback(options)
     except BrokenPipeError:
         # The reader went away (`versionload history --all | head`): stop quietly, and
@@ -274,7 +301,7 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
     try:
         watcher = make_watcher(
             roots_given,
-            cascade=options.cascade,
+            cascade=_run_cascade(options.cascade),
             update="in-place" if options.in_place else None,
             tracker=tracker,
             debounce=0.01,
@@ -408,6 +435,36 @@ def json_dumps(value: object) -> str:
     import json
 
     return json.dumps(value, indent=2)
+
+
+def _run_cascade(given: list[str] | None) -> bool | list[str]:
+    """
+    ``run``'s ``--cascade`` options as the watcher's ``cascade``: patterns if any
+    were given, else True for a bare ``--cascade``, else False.
+    """
+    if given is None:
+        return False
+    patterns = [pattern for pattern in given if pattern]
+    return patterns or True
+
+
+def _reload(options: argparse.Namespace) -> int:
+    cascade: bool | list[str] = False if options.cascade is None else (options.cascade or True)
+    answer = _ask(
+        options, {"op": "reload", "module": options.module, "cascade": cascade, "dry_run": options.dry_run}
+    )
+    if isinstance(answer, int):
+        return answer
+    adopted = set(answer["adopted"])
+    if options.dry_run:
+        print(f"reloading {answer['module']} would run {len(answer['modules'])} module(s), in this order:")
+    else:
+        print(f"reloaded {answer['module']}: {len(answer['modules'])} module(s), in this order:")
+    for name in answer["modules"]:
+        note = "  (not tracked yet: adopted)" if name in adopted else ""
+        version = "" if options.dry_run else f"  version {answer['versions'].get(name, '?')}"
+        print(f"  {name}{version}{note}")
+    return EXIT_OK
 
 
 def _rollback(options: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ from .. import _arguments as check
 from .._errors import (
     ControlError,
     InvalidArgumentError,
+    ModuleNotLoadedError,
     NotTrackedError,
     VersionLoadError,
     VersionNotFoundError,
@@ -380,7 +381,7 @@ class ControlServer:
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """
-        The answer to one request (``ping``, ``history`` or ``rollback``).
+        The answer to one request (``ping``, ``history``, ``rollback`` or ``reload``).
         """
         op = request.get("op")
         try:
@@ -390,6 +391,12 @@ class ControlServer:
                 return {"ok": True, "pid": os.getpid(), "modules": self._history(request)}
             if op == "rollback":
                 return self._rollback(request)
+            if op == "reload":
+                return self._reload(request)
+        except InvalidArgumentError as error:
+            return {"ok": False, "kind": "bad_request", "error": str(error)}
+        except ModuleNotLoadedError as error:
+            return {"ok": False, "kind": "not_found", "error": str(error)}
         except NotTrackedError as error:
             # The library's advice (import it with the hook, or track() it) means nothing
             # to someone at the command line: say where to find the names that exist.
@@ -455,6 +462,44 @@ class ControlServer:
             "version": self.tracker.current(module).number,
             "previous": previous,
         }
+
+    def _reload(self, request: dict[str, Any]) -> dict[str, Any]:
+        """
+        Reload a tracked module (``cascade``: false, true, or a list of patterns), or
+        with ``dry_run`` only say which modules that would reload, in order.
+        """
+        name = request.get("module")
+        if not isinstance(name, str) or not name:
+            return {"ok": False, "kind": "bad_request", "error": "reload needs a module name"}
+        cascade = request.get("cascade", False)
+        # JSON has no tuples: patterns come as a list, and nothing else is accepted.
+        if not isinstance(cascade, (bool, list)):
+            raise InvalidArgumentError(f"cascade must be true, false or a list of patterns, got {cascade!r}")
+        reach = check.cascade(cascade)
+        dry_run = check.flag(request.get("dry_run", False), "dry_run")
+        # Only a module the program tracks, as for rollback: the channel is not a way
+        # to re-run arbitrary library code. Its untracked dependents are adopted.
+        if self.tracker.lookup(name) is None:
+            raise NotTrackedError(name)
+        plan = self.tracker.plan(name, cascade=cascade)
+        answer: dict[str, Any] = {
+            "ok": True,
+            "module": plan.trigger,
+            "dry_run": dry_run,
+            "modules": list(plan.modules),
+            "adopted": list(plan.adopted),
+        }
+        if dry_run:
+            return answer
+        self.tracker.reload(plan.trigger, cascade=False if reach is False else cascade)
+        # What was applied, read back: the plan may have been outdated by a change
+        # between the two calls, and the versions say what is current now.
+        answer["versions"] = {
+            each: found.current.number
+            for each in plan.modules
+            if (found := self.tracker.lookup(each)) is not None
+        }
+        return answer
 
 
 def _send(conn: socket.socket, payload: dict[str, Any]) -> None:

@@ -267,7 +267,7 @@ class Watcher:
         tracker: Tracker,
         roots: tuple[str, ...],
         *,
-        cascade: bool = False,
+        cascade: bool | str | Iterable[str] = False,
         update: str | None = None,
         debounce: float = DEFAULT_DEBOUNCE,
         force_polling: bool = False,
@@ -284,8 +284,9 @@ class Watcher:
         self._reload_options: dict[str, Any] = {}
         # Passed on only when asked for, so the watcher works with trackers whose
         # reload has no such options.
-        if cascade:
-            self._reload_options["cascade"] = True
+        reach = check.cascade(cascade)
+        if reach is not False:
+            self._reload_options["cascade"] = True if reach is None else reach
         if update is not None:
             self._reload_options["update"] = update
         if prune:
@@ -607,7 +608,7 @@ def _have_watchfiles() -> bool:
 def make_watcher(
     paths: str | os.PathLike[str] | Collection[str | os.PathLike[str]] | None,
     *,
-    cascade: bool,
+    cascade: bool | str | Iterable[str],
     update: str | None,
     tracker: Tracker,
     debounce: float,
@@ -615,7 +616,8 @@ def make_watcher(
     on_change: Callable[[FileChange], object] | None,
     prune: bool = False,
 ) -> Watcher:
-    check.flag(cascade, "cascade")
+    # Checked once, as a tuple: an iterator of patterns can be read only once.
+    reach = check.cascade(cascade)
     check.flag(prune, "prune")
     if update is not None:
         # Checked now: an unknown mode would otherwise fail every reload the watcher starts.
@@ -624,7 +626,7 @@ def make_watcher(
     return Watcher(
         tracker,
         check_roots(paths),
-        cascade=cascade,
+        cascade=True if reach is None else reach,
         update=update,
         debounce=debounce,
         force_polling=force_polling,

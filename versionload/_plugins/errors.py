@@ -11,6 +11,7 @@ caller of the import system or of a mapping already catches::
         ├── PluginNotFoundError     (KeyError)        no loaded plugin of that name
         ├── PluginLoadError         (ImportError)     an entry point could not be loaded
         ├── PluginReloadError       (ReloadError)     a module of the plugin failed to reload
+        │   └── PluginMovedError                      its package is no longer found
         └── PluginVersionNotFoundError (LookupError)  no such plugin version
 
 They keep ``plugin`` (and ``module`` for `PluginReloadError`) through pickling.
@@ -76,6 +77,19 @@ class PluginReloadError(PluginError, ReloadError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild_reload_error, (type(self), str(self), self.plugin, self.module))
+
+
+class PluginMovedError(PluginReloadError):
+    """
+    The plugin's package is no longer found where a fresh import would look.
+
+    Its files were removed (or replaced by something that is not a file) while the
+    process ran, and no other copy is on ``sys.path``: a reload would run no new
+    code, so nothing was reloaded; ``module`` is the plugin's package. (A package
+    found in a new place is reloaded from there.)
+
+    .. versionadded:: 0.2.0
+    """
 
 
 class PluginVersionNotFoundError(PluginError, LookupError):

@@ -66,6 +66,10 @@ class PluginLoadFailed(PluginEvent):
 class PluginReloaded(PluginEvent):
     """
     A plugin was reloaded and passed its check.
+
+    ``versions`` are the module versions that run now; ``previous_versions`` (parallel
+    to ``modules``) the ones before the reload, and ``ran`` the modules whose new code
+    ran. A plugin reload never succeeds without running new code.
     """
 
     event: ClassVar[str] = "plugin.reloaded"
@@ -73,6 +77,8 @@ class PluginReloaded(PluginEvent):
     version: int
     previous_version: int
     duration_ms: float
+    ran: tuple[str, ...] = ()
+    previous_versions: tuple[int, ...] = ()
 
 
 @attrs.frozen

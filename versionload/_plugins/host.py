@@ -19,11 +19,14 @@ rolling back asks the tracker to restore each module to the number recorded.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
+from importlib.machinery import ModuleSpec
 from types import FunctionType, MappingProxyType
 from typing import Any, Literal, overload
 
@@ -39,6 +42,7 @@ from .errors import (
     PluginCheckError,
     PluginError,
     PluginLoadError,
+    PluginMovedError,
     PluginNotFoundError,
     PluginReloadError,
     PluginVersionNotFoundError,
@@ -170,6 +174,56 @@ class PluginHost:
         """
         entry = self._require(name)
         return tuple(self._version_of(name, state) for state in tuple(entry.unit.states))
+
+    # -- calling --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def using(self, name: str) -> Iterator[Any]:
+        """
+        Use a plugin's current object for the length of a block, as one section of the gate.
+
+        The block is a section of the tracker's drain gate (`versionload.serving`):
+        a reload or rollback of any plugin (or module) of that tracker waits until
+        the block has ended, and a block that starts while one is applied waits
+        until it is done. The object yielded and every module it uses are therefore
+        all of one version, from the first line of the block to the last. Keep the
+        object only inside the block: after it, a reload may replace it.
+
+        A reload or rollback started inside the block (an admin command that a
+        plugin handles) does not wait for the block itself.
+
+        Raises:
+            PluginNotFoundError: no loaded plugin has that name (a `KeyError`).
+
+        .. versionadded:: 0.2.0
+        """
+        with self._tracker.serving():
+            # Read after entering: no change applies between this line and the block's end.
+            obj = self[name].obj
+            yield obj
+
+    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """
+        Call a plugin's current object with the arguments given, as one section of the gate.
+
+        The same as ``with host.using(name) as plugin: return plugin(*args, **kwargs)``:
+        the call sees one version of the plugin from start to end. To call a method
+        of a plugin object, use `using`.
+
+        Raises:
+            PluginNotFoundError: no loaded plugin has that name (a `KeyError`).
+            TypeError: the plugin's object is not callable.
+
+        .. versionadded:: 0.2.0
+        """
+        with self._tracker.serving():
+            obj = self[name].obj
+            if not callable(obj):
+                raise TypeError(
+                    f"plugin {name!r} is a {type(obj).__name__} object, which cannot be called; "
+                    f"use host.using({name!r}) to reach its attributes"
+                )
+            return obj(*args, **kwargs)
 
     # -- hooks ----------------------------------------------------------------------------
 
@@ -320,7 +374,7 @@ class PluginHost:
 
     # -- reload ---------------------------------------------------------------------------
 
-    def reload(self, name: str) -> Plugin:
+    def reload(self, name: str, *, prune: bool = True) -> Plugin:
         """
         Reload every module of the plugin, resolve its entry point again and check it.
 
@@ -331,17 +385,47 @@ class PluginHost:
         back to the version it had before, modules first imported by the failed
         reload are removed again, and ``host[name]`` is unchanged.
 
+        The whole operation is one change of the tracker's drain gate: it first waits
+        for the sections in flight (`using`, `call`, `versionload.serving`, pluggy
+        hook calls through a `PluggyBridge`) to end, within the tracker's
+        ``drain_timeout``, and holds new ones back until the plugin is reloaded,
+        resolved, checked (or rolled back), so no section sees it half-done. A
+        reload asked for inside a section does not wait for that section.
+
+        A reload cannot succeed without running new code. When the plugin's package
+        is now found somewhere else than where it was loaded from (a wheel replaced
+        by an editable install, a new directory on ``sys.path``), its modules run the
+        files of the new location (a module the new location lacks stays as it was);
+        a rollback returns to the old ones. When the package is no longer found at
+        all, or no module of the plugin has a file left to run, the reload fails.
+        The entry point must resolve to an object of the new code (see
+        ``docs/plugins.md``).
+
+        Args:
+            prune: Run each module's new code in an emptied namespace (as a fresh
+                import would), so that names the new version no longer defines are
+                gone; a rollback brings them back. False keeps them, as
+                ``importlib.reload`` does.
+
         Returns:
             The new `Plugin`.
 
         Raises:
             PluginNotFoundError: no loaded plugin has that name (a `KeyError`).
-            PluginReloadError: a module failed to reload, or the entry point no longer
-                resolves (a `versionload.ReloadError`).
+            PluginReloadError: a module failed to reload, the entry point no longer
+                resolves or resolves to an object of the old code, or no new code
+                could run (a `versionload.ReloadError`).
+            PluginMovedError: the plugin's package is no longer found on ``sys.path``.
             PluginCheckError: the check raised or returned False.
             PluginError: a ``before_reload`` callback raised; nothing was changed.
+            DrainTimeoutError: serving sections did not end in time; nothing was changed.
         """
-        with self._lock:
+        arguments.flag(prune, "prune")
+        entry = self._require(name)
+        # The gate before the host's lock: a thread inside a section that asks for a
+        # reload while another reload waits for that section must get through the
+        # gate (it does not wait for its own section) rather than wait for the lock.
+        with self._tracker.drained(self._unit_names(entry.unit), operation="plugin_reload"), self._lock:
             entry = self._require(name)
             unit = entry.unit
             entries = self._entries_of(unit)
@@ -349,12 +433,15 @@ class PluginHost:
             self._before("before_reload", olds, "after_reload")
             news = olds
             try:
-                news = self._reload_unit(entry, entries)
+                news = self._reload_unit(entry, entries, prune)
             finally:
                 self._after("after_reload", olds, news)
             return self._entries[name].plugin
 
-    def _reload_unit(self, requested: Entry, entries: list[Entry]) -> list[Plugin]:
+    def _unit_names(self, unit: Unit) -> tuple[str, ...]:
+        return tuple(unit_modules(unit.root)) or (unit.root,)
+
+    def _reload_unit(self, requested: Entry, entries: list[Entry], prune: bool) -> list[Plugin]:
         unit = requested.unit
         if self._tracker.max_versions < 2:
             raise PluginReloadError(
@@ -368,14 +455,25 @@ class PluginHost:
         modules = self._adopt(unit.root)
         before = {module: self._tracker.current(module).number for module in modules}
         done: list[str] = []
+        repointed: dict[str, object] = {}
         try:
-            # A module whose file the new version dropped has nothing to run; it stays
-            # as it was, for code of the old version that may still use it.
-            reloadable = [module for module in modules if not source_removed(module)]
+            moved = _relocation(requested, unit.root)
+            if moved is None:
+                # A module whose file the new version dropped has nothing to run; it
+                # stays as it was, for code of the old version that may still use it.
+                reloadable = [module for module in modules if not source_removed(module)]
+            else:
+                reloadable = _repoint(modules, unit.root, moved, repointed)
+            if not reloadable:
+                raise PluginReloadError(
+                    f"plugin {requested.plugin.name!r}: none of its modules ({', '.join(modules)}) has a "
+                    f"source file left to run, so no new code would run; nothing was reloaded",
+                    plugin=requested.plugin.name,
+                    module=requested.entry_point.module,
+                )
             # One atomic group: if a module fails, the core puts back the ones that
             # already ran and records no version for any of them.
-            if reloadable:
-                self._tracker.reload_many(reloadable)
+            self._tracker.reload_many(reloadable, prune=prune)
             done = reloadable
             for entry in entries:
                 obj = fresh_points[entry.plugin.name].load()
@@ -383,6 +481,10 @@ class PluginHost:
                 self._run_checks(entry.plugin.name, obj, "reload")
         except BaseException as error:
             self._undo(unit, before, done)
+            for package, path in repointed.items():
+                # The core put back namespaces as they were when it began, after the
+                # packages were pointed at the new location: point them back.
+                vars(sys.modules[package])["__path__"] = path
             if not isinstance(error, Exception):
                 raise  # KeyboardInterrupt and friends, after putting everything back
             failure = self._failure(requested, entries, error)
@@ -406,7 +508,7 @@ class PluginHost:
         previous = unit.current
         for entry in entries:
             entry.entry_point = fresh_points[entry.plugin.name]
-        self._record(unit, "reload")
+        self._record(unit, "reload", ran=tuple(done))
         duration_ms = (time.perf_counter_ns() - started) / 1e6
         for entry in entries:
             entry.plugin = self._resolve(entry, unit)
@@ -417,6 +519,8 @@ class PluginHost:
                     version=unit.current,
                     previous_version=previous,
                     duration_ms=duration_ms,
+                    ran=tuple(done),
+                    previous_versions=tuple(before.get(module, 0) for module in entry.plugin.modules),
                 )
             )
         return [entry.plugin for entry in entries]
@@ -500,10 +604,14 @@ class PluginHost:
             PluginVersionNotFoundError: no such version, or a module version it needs was pruned.
             InvalidArgumentError: ``to`` is not an int.
             PluginError: a ``before_rollback`` callback raised; nothing was changed.
+            DrainTimeoutError: serving sections did not end in time; nothing was changed.
         """
         if to is not None:
             arguments.version_number(to, "to", "plugin version number")
-        with self._lock:
+        entry = self._require(name)
+        # Gate first, then the lock: see `reload`. Names a pruning reload removed come
+        # back with the module versions (the tracker's rollback restores namespaces).
+        with self._tracker.drained(self._unit_names(entry.unit), operation="plugin_rollback"), self._lock:
             entry = self._require(name)
             unit = entry.unit
             target = self._target(name, unit, to)
@@ -587,7 +695,7 @@ class PluginHost:
     def _entries_of(self, unit: Unit) -> list[Entry]:
         return [entry for entry in self._entries.values() if entry.unit is unit]
 
-    def _state(self, unit: Unit, reason: Literal["load", "reload"]) -> State:
+    def _state(self, unit: Unit, reason: Literal["load", "reload"], ran: tuple[str, ...]) -> State:
         modules = self._adopt(unit.root)
         number = unit.states[-1].number + 1 if unit.states else 1
         return State(
@@ -597,10 +705,11 @@ class PluginHost:
             {module: self._tracker.current(module).number for module in modules},
             {e.plugin.name: e.entry_point for e in self._entries_of(unit)},
             {e.plugin.name: distribution_of(e.entry_point)[1] for e in self._entries_of(unit)},
+            ran,
         )
 
-    def _record(self, unit: Unit, reason: Literal["load", "reload"]) -> None:
-        unit.states.append(self._state(unit, reason))
+    def _record(self, unit: Unit, reason: Literal["load", "reload"], ran: tuple[str, ...] = ()) -> None:
+        unit.states.append(self._state(unit, reason, ran))
         unit.current = unit.states[-1].number
 
     def _resolve(self, entry: Entry, unit: Unit) -> Plugin:
@@ -663,6 +772,7 @@ class PluginHost:
             created_at=state.created_at,
             dist_version=state.dist_versions.get(name),
             modules=state.modules,
+            ran=state.ran,
         )
 
     def _fields(self, entry_point: importlib_metadata.EntryPoint, modules: tuple[str, ...]) -> dict[str, Any]:
@@ -700,20 +810,120 @@ class PluginHost:
 
 def _refuse_stale(old: Plugin, entry_point: importlib_metadata.EntryPoint, obj: object, root: str) -> None:
     """
-    Fail when the entry point still resolves to the old function or class.
+    Fail when the entry point resolves to an object of the old code, whatever its type.
 
-    A reload keeps names the new code does not bind (``importlib.reload`` semantics),
-    so an entry point whose attribute the new version dropped would silently go on
-    resolving to the old code. Functions and classes defined in the unit are always
-    new objects after their module ran again, so the same object means a stale name.
+    A reload with ``prune=False`` keeps names the new code does not bind
+    (``importlib.reload`` semantics), so an entry point whose attribute the new
+    version dropped would go on resolving to the old object. The unit's modules ran
+    again, so whatever the new version defines in the unit is a new object now (a
+    module whose file the new version dropped did not run: what it holds is old code):
+
+    - a function or class whose ``__module__`` is in the unit, or an instance of a
+      class defined in the unit, that is *the same object* as before, was not made
+      by the new code;
+    - an instance of a unit class that is no longer the class its module now holds
+      under that name was made by the old code (kept in some other name).
+
+    The same object is accepted when it comes from outside the unit (a re-export of
+    a library's function or singleton, which did not change).
     """
-    if entry_point.attr is None or obj is not old.obj or not isinstance(obj, (type, FunctionType)):
+    if not entry_point.attr:
+        return  # the module itself: it ran again
+    defined = isinstance(obj, (type, FunctionType))
+    home: object = getattr(obj if defined else type(obj), "__module__", None)
+    if not isinstance(home, str) or not in_unit(home, root):
         return
-    if in_unit(obj.__module__, root):
+    if obj is old.obj:
         raise AttributeError(
             f"{entry_point.value!r} still resolves to the object of the previous version: "
             f"the new code no longer defines {entry_point.attr!r}"
         )
+    if not defined:
+        cls = type(obj)
+        current: object = sys.modules.get(home)
+        for part in cls.__qualname__.split("."):
+            current = getattr(current, part, None)
+        if current is not None and current is not cls:
+            raise AttributeError(
+                f"{entry_point.value!r} resolves to an instance of the previous version's "
+                f"{cls.__qualname__} (the new code defines a new {cls.__qualname__})"
+            )
+
+
+def _find_now(name: str, path: object) -> ModuleSpec | None:
+    """
+    Where a fresh import would find ``name`` now (``path``: its parent's search path).
+    """
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is not None:
+            found: ModuleSpec | None = find_spec(name, path, None)
+            if found is not None:
+                return found
+    return None
+
+
+def _relocation(requested: Entry, root: str) -> ModuleSpec | None:
+    """
+    Where the unit's package is found now, when that is not where it was loaded from.
+
+    Reloading runs each module's file again from where the module was loaded; after
+    the distribution's files moved (a wheel replaced by an editable install, a new
+    directory earlier on ``sys.path``), that would run the old files, or none, while
+    the metadata already describes the new ones. The import system's finders are
+    asked where the package is now, as a fresh import would. None: it has not moved.
+
+    Raises:
+        PluginMovedError: the package is no longer found at all, or not as a file.
+    """
+    module = sys.modules.get(root)
+    loaded = getattr(getattr(module, "__spec__", None), "origin", None)
+    if not isinstance(loaded, str) or not os.path.isabs(loaded):
+        return None  # built in, frozen or otherwise without a file: nothing to compare
+    parent = root.rpartition(".")[0]
+    found = _find_now(root, getattr(sys.modules.get(parent), "__path__", None) if parent else None)
+    now = getattr(found, "origin", None)
+    if found is not None and isinstance(now, str) and os.path.isabs(now):
+        if os.path.realpath(now) == os.path.realpath(loaded):
+            return None
+        return found
+    where = "is no longer found on sys.path" if found is None else f"is now {found!r}"
+    name = requested.plugin.name
+    raise PluginMovedError(
+        f"plugin {name!r}: its package {root!r} was loaded from {loaded} but {where}; nothing was reloaded",
+        plugin=name,
+        module=root,
+    )
+
+
+def _repoint(modules: list[str], root: str, found: ModuleSpec, saved: dict[str, object]) -> list[str]:
+    """
+    Point the unit's packages at the new location; the modules found there, to reload.
+
+    The reload finds each submodule through its parent package's ``__path__``, and
+    the package itself is reloaded after its submodules, so every package's search
+    path is set beforehand, from the top down (old paths go into ``saved``). A
+    module not found under the new location is left as it was (its file is gone
+    from the new version), and so is everything below it.
+    """
+    reloadable: list[str] = []
+    spec_of: dict[str, ModuleSpec | None] = {root: found}
+    for name in sorted(modules, key=lambda each: each.count(".")):
+        if name != root:
+            parent = name.rpartition(".")[0]
+            if parent not in saved:
+                spec_of[name] = None  # its parent was not moved: do not look in the old place
+                continue
+            spec_of[name] = _find_now(name, vars(sys.modules[parent]).get("__path__"))
+        spec = spec_of[name]
+        if spec is None or not spec.has_location:
+            continue
+        namespace = vars(sys.modules[name])
+        if spec.submodule_search_locations is not None and "__path__" in namespace:
+            saved[name] = namespace["__path__"]
+            namespace["__path__"] = list(spec.submodule_search_locations)
+        reloadable.append(name)
+    return [name for name in modules if name in reloadable]
 
 
 def _describe_dist(entry_point: importlib_metadata.EntryPoint) -> str:

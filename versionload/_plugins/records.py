@@ -59,6 +59,8 @@ class PluginVersion:
         created_at: When the state was recorded (UTC).
         dist_version: The distribution's version in this state.
         modules: Module name -> that module's version number in the tracker.
+        ran: The modules whose new code ran to make this state (a reload), in the
+            order they ran; empty for a load.
 
     .. versionadded:: 0.1.0
     """
@@ -69,3 +71,4 @@ class PluginVersion:
     created_at: datetime
     dist_version: str | None
     modules: Mapping[str, int] = attrs.field(converter=_read_only, hash=False)
+    ran: tuple[str, ...] = ()

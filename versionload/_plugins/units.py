@@ -27,8 +27,8 @@ from .records import Plugin
 @attrs.frozen
 class State:
     """
-    One recorded state of a unit: its modules' version numbers, and the entry points
-    and distribution versions as they were then.
+    One recorded state of a unit: its modules' version numbers, the entry points and
+    distribution versions as they were then, and the modules whose code ran to make it.
     """
 
     number: int
@@ -37,6 +37,7 @@ class State:
     modules: Mapping[str, int]
     entry_points: Mapping[str, importlib_metadata.EntryPoint]
     dist_versions: Mapping[str, str | None]
+    ran: tuple[str, ...] = ()
 
 
 @attrs.define
