@@ -11,6 +11,7 @@ stale cache so that later imports in any process see the new code too.
 
 from __future__ import annotations
 
+import _imp
 import importlib.machinery
 import importlib.util
 import marshal
@@ -82,9 +83,9 @@ class _Compiled:
 #: the module is collected. Plain dict operations, each atomic, so no lock: a race
 #: between two of them costs at most a compile.
 _compiled: dict[str, _Compiled] = {}
-#: For each bytecode cache this process wrote: the sha256 of the source it holds, the
-#: (mtime, size) in its header, and the cache file's (inode, size, mtime_ns) right
-#: after writing. While all of these still hold, rewriting it would write the same bytes.
+#: For each bytecode cache this process wrote, or proved to hold a source: the sha256 of
+#: the source it holds, the (mtime, size) in its header, and the cache file's (inode,
+#: size, mtime_ns) then. While all of these still hold, rewriting it would write the same bytes.
 _written: dict[str, tuple[str, int, int, tuple[int, int, int]]] = {}
 
 
@@ -99,6 +100,9 @@ class SourceRead:
     data: bytes
     sha256: str
     mtime: int | None
+    #: The source's `stat_key`, the same before and after the read (so ``data`` is the
+    #: file as it had it), or None when that is not known.
+    stat: StatKey | None = None
 
 
 def read_source(spec: importlib.machinery.ModuleSpec) -> SourceRead | None:
@@ -115,11 +119,20 @@ def read_source(spec: importlib.machinery.ModuleSpec) -> SourceRead | None:
     # Stat before reading, as the stdlib does: if the file changes in between, the
     # cache we write records the older mtime and the next import recompiles.
     try:
+        before: StatKey | None = stat_key(os.stat(path))
+    except OSError:
+        before = None
+    try:
         mtime: int | None = int(loader.path_stats(path)["mtime"])
     except OSError:
         mtime = None
     data = loader.get_data(path)
-    return SourceRead(loader=loader, path=path, data=data, sha256=sha256_of(data), mtime=mtime)
+    try:
+        after: StatKey | None = stat_key(os.stat(path))
+    except OSError:
+        after = None
+    stat = before if before is not None and before == after and before[1] == len(data) else None
+    return SourceRead(loader=loader, path=path, data=data, sha256=sha256_of(data), mtime=mtime, stat=stat)
 
 
 def compile_source(spec: importlib.machinery.ModuleSpec, source: SourceRead | None) -> FreshCode:
@@ -131,10 +144,75 @@ def compile_source(spec: importlib.machinery.ModuleSpec, source: SourceRead | No
     if source is None:
         return FreshCode(code=None, sha256=None, path=spec.origin if spec.has_location else None)
     loader, path, data, sha256 = source.loader, source.path, source.data, source.sha256
+    from_cache = None
+    if source.stat is not None and _reads_files_as_stdlib(loader) and _compiled_for(path, sha256) is None:
+        # The first reload of an unchanged module: a bytecode cache proven to hold
+        # exactly these bytes serves it, as the import did, instead of a compile.
+        from_cache = _code_from_proven_cache(path, data, sha256, source.stat)
+    if from_cache is not None:
+        entry = _Compiled(sha256, from_cache, len(data), spec.name, _owner_ref(spec.name, path))
+        _remember_compiled(path, entry)
+        return FreshCode(code=from_cache, sha256=sha256, path=path)
     code = _compile(loader, path, data, sha256, spec.name)
     if source.mtime is not None:
         _refresh_bytecode_cache(loader, path, code, source.mtime, len(data), sha256)
     return FreshCode(code=code, sha256=sha256, path=path)
+
+
+def _reads_files_as_stdlib(loader: Any) -> bool:
+    cls = type(loader)
+    return (
+        getattr(cls, "source_to_code", None) is _SourceLoaderBase.source_to_code
+        and getattr(cls, "get_data", None) is importlib.machinery.SourceFileLoader.get_data
+        and getattr(cls, "path_stats", None) is importlib.machinery.SourceFileLoader.path_stats
+    )
+
+
+def _compiled_for(path: str, sha256: str) -> CodeType | None:
+    known = _compiled.get(path)
+    return known.code if known is not None and known.sha256 == sha256 else None
+
+
+def _code_from_proven_cache(path: str, data: bytes, sha256: str, stat: StatKey) -> CodeType | None:
+    """
+    The code in ``path``'s timestamp bytecode cache if it provably holds ``data`` (whose
+    hash is ``sha256``), the source as it was with `stat_key` ``stat``; None when that
+    cannot be proven.
+
+    The header must match the source's whole-second mtime and size, and the cache must
+    have been written after the source's last change by more than the filesystem's
+    timestamp granularity (`_snapshot.bytecode_matches`); within that window, or for
+    any other kind of cache, the caller compiles. The stdlib writes the cache as it
+    always does; nothing here writes one.
+    """
+    try:
+        cached = importlib.util.cache_from_source(path)
+        with open(cached, "rb") as file:
+            blob = file.read()
+            cache = os.fstat(file.fileno())
+    except (OSError, NotImplementedError, ValueError):
+        return None
+    seconds = stat[0] // 1_000_000_000
+    expected = (seconds & 0xFFFFFFFF).to_bytes(4, "little") + (len(data) & 0xFFFFFFFF).to_bytes(4, "little")
+    if (
+        len(blob) < 16
+        or blob[:4] != importlib.util.MAGIC_NUMBER
+        or blob[4:8] != _TIMESTAMP_PYC_FLAGS
+        or blob[8:16] != expected
+        or not bytecode_matches((cached, file_identity(cache), seconds), stat, data)
+    ):
+        return None
+    try:
+        code = marshal.loads(blob[16:])
+    except (EOFError, ValueError, TypeError):
+        return None
+    if not isinstance(code, CodeType):
+        return None
+    # As the stdlib's loader does: the code names the file it now runs from.
+    _imp._fix_co_filename(code, path)  # type: ignore[attr-defined]
+    # The cache holds exactly this source: later reloads need not rewrite it.
+    _written[cached] = (sha256, seconds, len(data), (cache.st_ino, cache.st_size, cache.st_mtime_ns))
+    return code
 
 
 def _compile(loader: Any, path: str, data: bytes, sha256: str, name: str) -> CodeType:
