@@ -221,7 +221,9 @@ class TestFirstReloadFromProvenCache:
     The first reload of an unchanged module runs a bytecode cache proven to hold its source.
     """
 
-    def test_fresh_cache_serves_the_first_reload(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+    def test_fresh_cache_serves_the_first_reload(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
         """
         A .pyc written well after the source's last change is run, not compiled again.
         """
