@@ -23,6 +23,7 @@ import bench_gate
 import bench_import
 import bench_memory
 import bench_reload
+import bench_watch
 
 BENCHMARKS = {
     "import": bench_import.run,
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "memory": bench_memory.run,
     "events": bench_events.run,
     "gate": bench_gate.run,
+    "watch": bench_watch.run,
 }
 
 

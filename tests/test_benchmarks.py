@@ -35,11 +35,12 @@ class TestQuickMode:
         output = completed.stdout
 
         assert 0 == completed.returncode, completed.stderr[-3000:]
-        assert ["events", "gate", "import", "memory", "reload"] == sorted(
+        assert ["events", "gate", "import", "memory", "reload", "watch"] == sorted(
             re.findall(r"^== (\w+)", output, flags=re.MULTILINE)
         )
         ratios = [float(value) for value in re.findall(r"\| ratio (\d+\.\d+) \[", output)]
         assert len(ratios) >= 18
         assert all(ratio > 0 for ratio in ratios)
         assert "reloads, max_versions=10" in output
+        assert "edit -> running" in output
         assert summary.exists()

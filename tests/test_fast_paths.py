@@ -7,10 +7,12 @@ events built only for listeners, and first imports queued while nobody listens.
 from __future__ import annotations
 
 import gc
+import hashlib
 import importlib.util
 import logging
 import marshal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,10 @@ import structlog
 import versionload
 
 from .helpers import ModuleTree
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _cached_value(source_path: str, name: str) -> Any:
@@ -197,3 +203,57 @@ class TestQueuedImports:
 
         assert tracker.forget("fp_forget")
         assert "fp_forget" not in tracker.tracked()
+
+
+_COMPILED_FILES: list[str] = []
+
+
+def _note_compiles(event: str, args: tuple[Any, ...]) -> None:
+    if event == "compile" and len(args) >= 2 and isinstance(args[1], str):
+        _COMPILED_FILES.append(args[1])
+
+
+sys.addaudithook(_note_compiles)
+
+
+class TestFirstReloadFromProvenCache:
+    """
+    The first reload of an unchanged module runs a bytecode cache proven to hold its source.
+    """
+
+    def test_fresh_cache_serves_the_first_reload(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A .pyc written well after the source's last change is run, not compiled again.
+        """
+        sys.dont_write_bytecode = False
+        path = tree.module("fp_proven", "VALUE = 'aaa'\n")
+        # Far enough apart for any filesystem clock to order the two files.
+        time.sleep(0.1)
+        import fp_proven  # type: ignore[import-not-found]
+
+        _COMPILED_FILES.clear()
+        tracker.reload(fp_proven)
+
+        assert [] == [name for name in _COMPILED_FILES if name == str(path)]
+        assert "aaa" == fp_proven.VALUE
+        assert _sha256(b"VALUE = 'aaa'\n") == tracker.current(fp_proven).source_sha256
+
+    def test_cache_of_a_same_second_edit_is_not_trusted(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        After an edit that keeps size and mtime, the first reload compiles and runs the new source.
+        """
+        sys.dont_write_bytecode = False
+        path = tree.module("fp_unproven", "VALUE = 'aaa'\n")
+        time.sleep(0.1)
+        import fp_unproven  # type: ignore[import-not-found]
+
+        tree.edit_keeping_stat(path, "VALUE = 'bbb'\n")
+        _COMPILED_FILES.clear()
+        tracker.reload(fp_unproven)
+
+        assert [str(path)] == [name for name in _COMPILED_FILES if name == str(path)]
+        assert "bbb" == fp_unproven.VALUE

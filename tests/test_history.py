@@ -341,8 +341,9 @@ class TestFirstImportHash:
 
         assert _sha256("VALUE = 'aaa'\n") == tracker.current(module).source_sha256
 
+    @pytest.mark.parametrize("writing", [True, False], ids=["writing", "not-writing"])
     def test_stale_bytecode_never_claims_the_new_source(
-        self, tree: ModuleTree, tracker: versionload.Tracker
+        self, tree: ModuleTree, tracker: versionload.Tracker, writing: bool
     ) -> None:
         """
         A first import that ran a stale .pyc (the edit kept size and mtime) does not name the new source.
@@ -351,6 +352,7 @@ class TestFirstImportHash:
         path = tree.module("fh_stale", "VALUE = 'aaa'\n")
         importlib.import_module("fh_stale")
         tree.edit_keeping_stat(path, "VALUE = 'bbb'\n")
+        sys.dont_write_bytecode = not writing
         module = _import_fresh("fh_stale")
         assert "aaa" == module.VALUE  # the premise: the stale cache ran
 
@@ -358,8 +360,9 @@ class TestFirstImportHash:
 
         assert actual in (None, _sha256("VALUE = 'aaa'\n"))
 
+    @pytest.mark.parametrize("writing", [True, False], ids=["writing", "not-writing"])
     def test_bytecode_written_after_the_source_is_proven(
-        self, tree: ModuleTree, tracker: versionload.Tracker
+        self, tree: ModuleTree, tracker: versionload.Tracker, writing: bool
     ) -> None:
         """
         A first import that ran a .pyc written well after the source's last change records the hash.
@@ -369,6 +372,7 @@ class TestFirstImportHash:
         # Far enough apart for any filesystem clock to order the two files.
         time.sleep(0.1)
         importlib.import_module("fh_cached")
+        sys.dont_write_bytecode = not writing
         module = _import_fresh("fh_cached")
 
         assert _sha256("VALUE = 'aaa'\n") == tracker.current(module).source_sha256

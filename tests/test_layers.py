@@ -49,6 +49,7 @@ CPYTHON_PRIVATE = frozenset(
         "_bootstrap._find_and_load_unlocked",  # the same
         "_bootstrap._exec",  # the same, for importlib.reload
         "_bootstrap._init_module_attrs",  # a reload sets __spec__ and friends as importlib does
+        "_imp._fix_co_filename",  # code run from a .pyc names the source file, as the loader does
         "sys._getframe",  # the finder's caller, and the end of a load, read from the stack
         "sys._current_frames",  # stale(): frames of running threads executing old code
         "asyncio._get_running_loop",  # the gate: is this thread running a loop, without raising

@@ -58,6 +58,59 @@ _RELOAD_END = "_versionload_reload_end"
 _IMPORT, _RELOAD, _OTHER = "import", "reload", "other"
 
 
+class _InitializingWrites:
+    """
+    The ``_initializing`` attribute of an observing spec class: it sees the writes only.
+
+    It defines ``__set__`` and no ``__get__``, so it is a data descriptor for writes
+    while every read (the import system reads the attribute several times per import)
+    finds the instance's own ``__dict__`` entry in C, with no Python frame. Before the
+    first write a read finds the descriptor itself, which is false, as the
+    ``getattr(spec, "_initializing", False)`` of the import system expects.
+    """
+
+    __slots__ = ("_base",)
+
+    def __init__(self, base: type[ModuleSpec]) -> None:
+        self._base = base
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "False"
+
+    def __delete__(self, spec: ModuleSpec) -> None:
+        try:
+            del spec.__dict__["_initializing"]
+        except KeyError:
+            raise AttributeError("_initializing") from None
+
+    def __set__(self, spec: ModuleSpec, value: Any) -> None:
+        state = spec.__dict__
+        state["_initializing"] = value
+        if value:
+            return
+        original, observers, started = state.pop(_OBSERVERS, (self._base, (), None))
+        # Restore the class first: observers and everyone after them see a plain spec.
+        spec.__class__ = original
+        # _load_unlocked removes the name from sys.modules when execution raised.
+        name = spec.name
+        module = sys.modules.get(name)
+        loaded = module if isinstance(module, ModuleType) else None
+        digest = None
+        if loaded is not None:
+            try:
+                digest = import_digest(spec, started)
+            except Exception as error:  # noqa: BLE001 - an import must never fail because of us
+                report_error(error, "versionload: inspecting what an import ran failed")
+        for observer in observers:
+            try:
+                observer(spec, loaded, digest)
+            except Exception as error:  # noqa: BLE001 - an import must never fail because of us
+                report_error(error, "versionload: recording an import failed")
+
+
 def _observing_class(base: type[ModuleSpec]) -> type[ModuleSpec]:
     """
     A subclass of ``base`` that notices when ``_initializing`` is set to False.
@@ -65,37 +118,8 @@ def _observing_class(base: type[ModuleSpec]) -> type[ModuleSpec]:
     cached = _OBSERVING_CLASSES.get(base)
     if cached is not None:
         return cached
-
-    def _get(self: ModuleSpec) -> Any:
-        try:
-            return self.__dict__["_initializing"]
-        except KeyError:
-            raise AttributeError("_initializing") from None
-
-    def _set(self: ModuleSpec, value: Any) -> None:
-        state = self.__dict__
-        state["_initializing"] = value
-        if value:
-            return
-        original, observers, started = state.pop(_OBSERVERS, (base, (), None))
-        # Restore the class first: observers and everyone after them see a plain spec.
-        self.__class__ = original
-        # _load_unlocked removes the name from sys.modules when execution raised.
-        module = sys.modules.get(self.name)
-        loaded = None if self.name not in sys.modules or not isinstance(module, ModuleType) else module
-        digest = None
-        if loaded is not None:
-            try:
-                digest = import_digest(self, started)
-            except Exception as error:  # noqa: BLE001 - an import must never fail because of us
-                report_error(error, "versionload: inspecting what an import ran failed")
-        for observer in observers:
-            try:
-                observer(self, loaded, digest)
-            except Exception as error:  # noqa: BLE001 - an import must never fail because of us
-                report_error(error, "versionload: recording an import failed")
-
-    cls = type(base.__name__, (base,), {"_initializing": property(_get, _set), "__module__": base.__module__})
+    namespace = {"_initializing": _InitializingWrites(base), "__module__": base.__module__}
+    cls = type(base.__name__, (base,), namespace)
     cls.__qualname__ = base.__qualname__
     _OBSERVING_CLASSES[base] = cls
     return cls

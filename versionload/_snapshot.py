@@ -172,12 +172,12 @@ def _hash_if_proven(path: str | None, stat: StatKey, bytecode: BytecodeProof | N
             data = file.read()
     except OSError:
         return None
-    if len(data) != stat[1] or (bytecode is not None and not _bytecode_matches(bytecode, stat, data)):
+    if len(data) != stat[1] or (bytecode is not None and not bytecode_matches(bytecode, stat, data)):
         return None
     return hashlib.sha256(data).hexdigest()
 
 
-def _bytecode_matches(bytecode: BytecodeProof, stat: StatKey, data: bytes) -> bool:
+def bytecode_matches(bytecode: BytecodeProof, stat: StatKey, data: bytes) -> bool:
     """
     Whether an import that found this bytecode cache ran ``data`` (the source, which
     has not changed since): the cache held it, or the loader rejected the cache and

@@ -11,6 +11,7 @@ stale cache so that later imports in any process see the new code too.
 
 from __future__ import annotations
 
+import _imp
 import importlib.machinery
 import importlib.util
 import marshal
@@ -23,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from ._snapshot import StatKey, _SourceDigest, file_identity, sha256_of, stat_key
+from ._snapshot import StatKey, _SourceDigest, bytecode_matches, file_identity, sha256_of, stat_key
 
 _TIMESTAMP_PYC_FLAGS = (0).to_bytes(4, "little")
 
@@ -82,9 +83,9 @@ class _Compiled:
 #: the module is collected. Plain dict operations, each atomic, so no lock: a race
 #: between two of them costs at most a compile.
 _compiled: dict[str, _Compiled] = {}
-#: For each bytecode cache this process wrote: the sha256 of the source it holds, the
-#: (mtime, size) in its header, and the cache file's (inode, size, mtime_ns) right
-#: after writing. While all of these still hold, rewriting it would write the same bytes.
+#: For each bytecode cache this process wrote, or proved to hold a source: the sha256 of
+#: the source it holds, the (mtime, size) in its header, and the cache file's (inode,
+#: size, mtime_ns) then. While all of these still hold, rewriting it would write the same bytes.
 _written: dict[str, tuple[str, int, int, tuple[int, int, int]]] = {}
 
 
@@ -99,6 +100,9 @@ class SourceRead:
     data: bytes
     sha256: str
     mtime: int | None
+    #: The source's `stat_key`, the same before and after the read (so ``data`` is the
+    #: file as it had it), or None when that is not known.
+    stat: StatKey | None = None
 
 
 def read_source(spec: importlib.machinery.ModuleSpec) -> SourceRead | None:
@@ -115,11 +119,20 @@ def read_source(spec: importlib.machinery.ModuleSpec) -> SourceRead | None:
     # Stat before reading, as the stdlib does: if the file changes in between, the
     # cache we write records the older mtime and the next import recompiles.
     try:
+        before: StatKey | None = stat_key(os.stat(path))
+    except OSError:
+        before = None
+    try:
         mtime: int | None = int(loader.path_stats(path)["mtime"])
     except OSError:
         mtime = None
     data = loader.get_data(path)
-    return SourceRead(loader=loader, path=path, data=data, sha256=sha256_of(data), mtime=mtime)
+    try:
+        after: StatKey | None = stat_key(os.stat(path))
+    except OSError:
+        after = None
+    stat = before if before is not None and before == after and before[1] == len(data) else None
+    return SourceRead(loader=loader, path=path, data=data, sha256=sha256_of(data), mtime=mtime, stat=stat)
 
 
 def compile_source(spec: importlib.machinery.ModuleSpec, source: SourceRead | None) -> FreshCode:
@@ -131,10 +144,75 @@ def compile_source(spec: importlib.machinery.ModuleSpec, source: SourceRead | No
     if source is None:
         return FreshCode(code=None, sha256=None, path=spec.origin if spec.has_location else None)
     loader, path, data, sha256 = source.loader, source.path, source.data, source.sha256
+    from_cache = None
+    if source.stat is not None and _reads_files_as_stdlib(loader) and _compiled_for(path, sha256) is None:
+        # The first reload of an unchanged module: a bytecode cache proven to hold
+        # exactly these bytes serves it, as the import did, instead of a compile.
+        from_cache = _code_from_proven_cache(path, data, sha256, source.stat)
+    if from_cache is not None:
+        entry = _Compiled(sha256, from_cache, len(data), spec.name, _owner_ref(spec.name, path))
+        _remember_compiled(path, entry)
+        return FreshCode(code=from_cache, sha256=sha256, path=path)
     code = _compile(loader, path, data, sha256, spec.name)
     if source.mtime is not None:
         _refresh_bytecode_cache(loader, path, code, source.mtime, len(data), sha256)
     return FreshCode(code=code, sha256=sha256, path=path)
+
+
+def _reads_files_as_stdlib(loader: Any) -> bool:
+    cls = type(loader)
+    return (
+        getattr(cls, "source_to_code", None) is _SourceLoaderBase.source_to_code
+        and getattr(cls, "get_data", None) is importlib.machinery.SourceFileLoader.get_data
+        and getattr(cls, "path_stats", None) is importlib.machinery.SourceFileLoader.path_stats
+    )
+
+
+def _compiled_for(path: str, sha256: str) -> CodeType | None:
+    known = _compiled.get(path)
+    return known.code if known is not None and known.sha256 == sha256 else None
+
+
+def _code_from_proven_cache(path: str, data: bytes, sha256: str, stat: StatKey) -> CodeType | None:
+    """
+    The code in ``path``'s timestamp bytecode cache if it provably holds ``data`` (whose
+    hash is ``sha256``), the source as it was with `stat_key` ``stat``; None when that
+    cannot be proven.
+
+    The header must match the source's whole-second mtime and size, and the cache must
+    have been written after the source's last change by more than the filesystem's
+    timestamp granularity (`_snapshot.bytecode_matches`); within that window, or for
+    any other kind of cache, the caller compiles. The stdlib writes the cache as it
+    always does; nothing here writes one.
+    """
+    try:
+        cached = importlib.util.cache_from_source(path)
+        with open(cached, "rb") as file:
+            blob = file.read()
+            cache = os.fstat(file.fileno())
+    except (OSError, NotImplementedError, ValueError):
+        return None
+    seconds = stat[0] // 1_000_000_000
+    expected = (seconds & 0xFFFFFFFF).to_bytes(4, "little") + (len(data) & 0xFFFFFFFF).to_bytes(4, "little")
+    if (
+        len(blob) < 16
+        or blob[:4] != importlib.util.MAGIC_NUMBER
+        or blob[4:8] != _TIMESTAMP_PYC_FLAGS
+        or blob[8:16] != expected
+        or not bytecode_matches((cached, file_identity(cache), seconds), stat, data)
+    ):
+        return None
+    try:
+        code = marshal.loads(blob[16:])
+    except (EOFError, ValueError, TypeError):
+        return None
+    if not isinstance(code, CodeType):
+        return None
+    # As the stdlib's loader does: the code names the file it now runs from.
+    _imp._fix_co_filename(code, path)  # type: ignore[attr-defined]
+    # The cache holds exactly this source: later reloads need not rewrite it.
+    _written[cached] = (sha256, seconds, len(data), (cache.st_ino, cache.st_size, cache.st_mtime_ns))
+    return code
 
 
 def _compile(loader: Any, path: str, data: bytes, sha256: str, name: str) -> CodeType:
@@ -255,22 +333,57 @@ def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest 
     another tool runs with ``importlib.reload`` (which versionload leaves as it is).
 
     Such a reload may run a ``.pyc`` that passes the mtime and size check although the
-    source changed. The code the loader will run is compared with the source compiled
-    afresh: equal, the source's hash is what runs; different, the bytecode is stale and
-    the source of what runs is unknown (a digest of None). Returns None for loaders this
-    cannot check, and when the loader cannot produce its code (its own run will fail).
+    source changed. Staleness is decided as the loader decides it, from the cache's
+    header: a header that does not match the source makes the loader compile the
+    source, and a matching one written well after the source's last change holds it
+    (`_snapshot.bytecode_matches`); either way the source's hash is what runs. Only in
+    the window where the header cannot tell (the source changed within the cache's
+    timestamp granularity and kept its size) is the source compiled and compared with
+    the cached code: equal, the source's hash; different, a digest of None. Returns None
+    for loaders this cannot check, and when the loader cannot produce its code (its own
+    run will fail).
     """
     loader: Any = spec.loader
     if not reads_source_through_cache(loader):
         return None
     try:
         path = loader.get_filename(spec.name)
+        before = os.stat(path)
+        data = loader.get_data(path)
+        after = os.stat(path)
+    except Exception:  # noqa: BLE001 - unreadable source: what runs is the cache, if anything
+        return _cached_code_check(spec, loader, None, None)
+    source = stat_key(before)
+    if stat_key(after) != source or len(data) != before.st_size:
+        return _cached_code_check(spec, loader, path, None)  # written while read: compare code
+    sha256 = sha256_of(data)
+    try:
+        cached = importlib.util.cache_from_source(path)
+        cache = os.stat(cached)
+    except (NotImplementedError, OSError):
+        return _SourceDigest(sha256)  # no cache to run: the loader compiles the source
+    if bytecode_matches((cached, file_identity(cache), int(before.st_mtime)), source, data):
+        return _SourceDigest(sha256)
+    return _cached_code_check(spec, loader, path, (data, sha256))
+
+
+def _cached_code_check(
+    spec: importlib.machinery.ModuleSpec, loader: Any, path: str | None, source: tuple[bytes, str] | None
+) -> _SourceDigest | None:
+    """
+    What runs when the header cannot tell: the loader's code compared with the source's.
+    """
+    try:
         running = loader.get_code(spec.name)
     except Exception:  # noqa: BLE001 - exec_module reports the loader's own errors
         return None
     try:
-        data = loader.get_data(path)
-        sha256 = sha256_of(data)
+        if path is None:
+            path = loader.get_filename(spec.name)
+        if source is None:
+            data = loader.get_data(path)
+            source = (data, sha256_of(data))
+        data, sha256 = source
         fresh = _compile(loader, path, data, sha256, spec.name)
     except Exception:  # noqa: BLE001 - unreadable or broken source: what runs is the cache
         return _SourceDigest()
@@ -281,8 +394,10 @@ def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest 
 
 #: What `import_started` notes before the loader runs: the source's `stat_key` and
 #: whole-second mtime, the `file_identity` of its bytecode cache (None when there is
-#: none), and whether the loader is the stdlib's source loader, whose cache check is known.
-ImportStart = tuple[StatKey, int, "tuple[int, int, int, int] | None", bool]
+#: none), and the loader: one of its own (`_OWN_LOADER`), or the stdlib's source loader,
+#: whose cache check is known, while bytecode writing was on (`_WRITING`) or off (`_NOT_WRITING`).
+ImportStart = tuple[StatKey, int, "tuple[int, int, int, int] | None", int]
+_OWN_LOADER, _WRITING, _NOT_WRITING = 0, 1, 2
 
 
 def import_started(spec: importlib.machinery.ModuleSpec) -> ImportStart | None:
@@ -298,39 +413,51 @@ def import_started(spec: importlib.machinery.ModuleSpec) -> ImportStart | None:
     except OSError:
         return None
     if not reads_source_through_cache(spec.loader):
-        return stat_key(source), int(source.st_mtime), None, False
+        return stat_key(source), int(source.st_mtime), None, _OWN_LOADER
     # The import system computes spec.cached for the module's __cached__ anyway.
-    return stat_key(source), int(source.st_mtime), _cache_identity_of(spec.cached), True
+    loader = _NOT_WRITING if sys.dont_write_bytecode else _WRITING
+    return stat_key(source), int(source.st_mtime), _cache_identity_of(spec.cached), loader
 
 
 def import_digest(spec: importlib.machinery.ModuleSpec, started: ImportStart | None) -> _SourceDigest:
     """
-    The digest of what a first import ran, from what `import_started` noted and the
-    bytecode cache now that the import ended.
+    The digest of what a first import ran, from what `import_started` noted and, when
+    it can matter, the bytecode cache now that the import ended.
 
-    One stat here keeps imports cheap. The hash is computed later, when first asked
-    for, and only if the source still has the `stat_key` it had before the import (any
-    write since, even one that puts the old mtime back, changes ``st_ctime_ns``), and,
-    when the import may have run bytecode, the cache is still the same file and shows
-    that it held this source (see `_snapshot._bytecode_matches`).
+    Stats are the hook's main cost, so this one is taken only when the cache may have
+    changed during the import in a way that tells what ran: when there was no cache
+    before, the loader compiled the source whatever is there now, and when bytecode
+    writing was off throughout, the loader wrote nothing, so a cache that changed is
+    someone else's and the proof against the cache as it was before fails anyway.
+
+    The hash is computed later, when first asked for, and only if the source still has
+    the `stat_key` it had before the import (any write since, even one that puts the old
+    mtime back, changes ``st_ctime_ns``), and, when the import may have run bytecode, the
+    cache is still the same file and shows that it held this source (see
+    `_snapshot.bytecode_matches`).
     """
     origin = spec.origin
     if started is None or origin is None:
         return _SourceDigest()
-    source, seconds, cache_before, standard = started
-    if not standard:
+    source, seconds, cache_before, loader = started
+    if loader == _OWN_LOADER or cache_before is None:
         # A loader of its own: versionload takes it to compile the source it is given.
+        # No cache when the loader looked: it compiled the source (a cache written
+        # meanwhile is its own, or, as when it replaces one, taken to be).
         return _SourceDigest(path=origin, stat=source)
     cached = spec.cached
+    assert cached is not None
+    if loader == _NOT_WRITING and sys.dont_write_bytecode:
+        # The loader wrote no cache: it ran this one, or rejected it and compiled.
+        return _SourceDigest(path=origin, stat=source, bytecode=(cached, cache_before, seconds))
     cache = _cache_identity_of(cached)
     if cache is None:
-        # No cache now; one that vanished during the import may have run.
-        return _SourceDigest(path=origin, stat=source) if cache_before is None else _SourceDigest()
+        # A cache that vanished during the import may have run.
+        return _SourceDigest()
     if cache != cache_before:
         # Written during this import: the loader compiled the source, which the
         # stat check when the hash is computed proves unchanged since before the import.
         return _SourceDigest(path=origin, stat=source)
-    assert cached is not None
     return _SourceDigest(path=origin, stat=source, bytecode=(cached, cache, seconds))
 
 

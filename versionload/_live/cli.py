@@ -353,7 +353,7 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
             cascade=_run_cascade(options.cascade),
             update="in-place" if options.in_place else None,
             tracker=tracker,
-            debounce=0.05,
+            debounce=0.01,
             force_polling=False,
             on_change=None,
             prune=options.prune,

@@ -55,8 +55,11 @@ Backend = Literal["watchfiles", "polling"]
 
 #: How long a burst of writes must be quiet before it is handled (editors write a file
 #: several times per save), and the longest a continuous burst is held back.
-DEFAULT_DEBOUNCE = 0.05
+DEFAULT_DEBOUNCE = 0.01
 _MAX_BURST_MS = 1600
+#: Directories whose verdict (under the roots or not) the index keeps.
+_DIRECTORY_CACHE_MAX = 4096
+_SOURCE_SUFFIXES = tuple(SOURCE_SUFFIXES)
 #: How often the polling fallback looks at the files.
 POLL_INTERVAL = 0.3
 
@@ -173,6 +176,8 @@ class PathIndex:
             for lib in _library_dirs()
             if any(check.is_under(lib, (root,)) and lib != root for root in self._prefixes)
         )
+        # Directory as modules name it -> whether it lies under the roots (resolved).
+        self._directories: dict[str, bool] = {}
         self._names: dict[str, dict[str, int]] = {}
         self._path_of: dict[str, str] = {}
         self._order = itertools.count()
@@ -183,10 +188,22 @@ class PathIndex:
         return check.resolve(path)
 
     def wants(self, origin: str | None) -> bool:
-        if origin is None or not origin.endswith(tuple(SOURCE_SUFFIXES)):
+        if origin is None or not origin.endswith(_SOURCE_SUFFIXES):
             return False
-        return check.is_under(origin, self._prefixes) and not (
-            self._excluded and check.is_under(origin, self._excluded)
+        # Every import the tracker sees passes here: the directory's verdict is kept,
+        # so a module outside the roots costs a dictionary lookup, not a realpath.
+        directory = os.path.dirname(origin)
+        inside = self._directories.get(directory)
+        if inside is None:
+            inside = self._under_roots(directory)
+            if len(self._directories) < _DIRECTORY_CACHE_MAX:
+                self._directories[directory] = inside
+        # The file itself may be a symlink that leads out of the roots.
+        return inside and self._under_roots(origin)
+
+    def _under_roots(self, path: str) -> bool:
+        return check.is_under(path, self._prefixes) and not (
+            self._excluded and check.is_under(path, self._excluded)
         )
 
     def add(self, name: str, origin: str | None) -> str | None:
@@ -195,7 +212,8 @@ class PathIndex:
         key when it was newly added.
         """
         if not self.wants(origin):
-            self.remove(name)
+            if name in self._path_of:
+                self.remove(name)
             return None
         key = self.key(origin)  # type: ignore[arg-type]
         with self._lock:
