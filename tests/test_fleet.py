@@ -286,22 +286,17 @@ class TestReload:
         assert (False, 1) == (result.ok, module.VALUE)
         assert "allowed_roots" in result.failed[joined.id]
 
-    def test_prune_without_the_drain_gate_fails_clearly(self, tree: ModuleTree, tracker, joined, operator):
+    def test_prune_drops_names_the_new_code_no_longer_binds(self, tree: ModuleTree, joined, operator):
         """
-        prune=True on a tracker without the drain gate fails and changes nothing.
+        reload(prune=True) reaches the member: a name the new source dropped is gone there.
         """
-        import inspect
-
-        if "prune" in inspect.signature(tracker.reload).parameters:
-            pytest.skip("this versionload has the drain gate")
-        tree.module("fl_prune", V1)
+        tree.module("fl_prune", V1 + "OLD = 1\n")
         module = __import__("fl_prune")
         tree.module("fl_prune", V2)
 
         result = operator.reload("fl_prune", prune=True, timeout=5)
 
-        assert (False, 1) == (result.ok, module.VALUE)
-        assert "drain gate" in result.failed[joined.id]
+        assert (True, 2, False) == (result.ok, module.VALUE, hasattr(module, "OLD"))
 
     def test_bad_arguments(self, operator: fleet.Fleet):
         """

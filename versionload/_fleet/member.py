@@ -776,23 +776,14 @@ class Member:
                 if number is not None and tracker.current(name).number != number:
                     tracker.rollback(name, number, trigger=f"fleet:{command.id}")
             return
-        extra: dict[str, Any] = {"prune": True} if command.prune else {}
-        extra["trigger"] = f"fleet:{command.id}"
-        try:
-            if command.cascade:
-                for name in command.modules:
-                    tracker.reload(name, cascade=True, **extra)
-            elif len(command.modules) == 1:
-                tracker.reload(command.modules[0], **extra)
-            else:
-                tracker.reload_many(command.modules, **extra)
-        except TypeError as error:
-            if command.prune and not isinstance(error, VersionLoadError) and "prune" in str(error):
-                raise FleetError(
-                    "prune=True needs a versionload with the drain gate (versionload.serving) on this member",
-                    group=self._group,
-                ) from None
-            raise
+        trigger = f"fleet:{command.id}"
+        if command.cascade:
+            for name in command.modules:
+                tracker.reload(name, cascade=True, prune=command.prune, trigger=trigger)
+        elif len(command.modules) == 1:
+            tracker.reload(command.modules[0], prune=command.prune, trigger=trigger)
+        else:
+            tracker.reload_many(command.modules, prune=command.prune, trigger=trigger)
 
     def _numbers(self, names: Iterable[str]) -> dict[str, int]:
         numbers = {}
