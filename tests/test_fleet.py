@@ -670,6 +670,12 @@ class TestSafety:
             "rediss://ops:pw@cache.example:6380/2"
         )
 
+    def test_redact_url_keeps_a_socket_path(self):
+        """
+        redact_url of a unix:// URL keeps it a URL (scheme://path), and drops a password query.
+        """
+        assert "unix:///run/redis.sock" == fleet.redact_url("unix:///run/redis.sock?password=pw")
+
     def test_errors_pickle_and_belong_to_the_tree(self):
         """
         Fleet errors are VersionLoadErrors, also the stdlib error a caller catches, and pickle.

@@ -30,14 +30,15 @@ def redact_url(url: str) -> str:
     try:
         parts = urllib.parse.urlsplit(url)
         if parts.password is None and "@" not in parts.netloc:
-            return urllib.parse.urlunsplit(parts._replace(query=""))
+            # Joined by hand: urlunsplit drops the "//" of an empty host ("unix:///run/r.sock").
+            return f"{parts.scheme}://{parts.netloc}{parts.path}"
         user = parts.username or ""
         host = parts.hostname or ""
         if ":" in host:
             host = f"[{host}]"
         port = f":{parts.port}" if parts.port else ""
         netloc = f"{user}:***@{host}{port}" if parts.password is not None else f"{user}@{host}{port}"
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=""))
+        return f"{parts.scheme}://{netloc}{parts.path}"
     except ValueError:
         return "<unparsable redis url>"
 
