@@ -286,13 +286,11 @@ class TestReload:
         assert (False, 1) == (result.ok, module.VALUE)
         assert "allowed_roots" in result.failed[joined.id]
 
-    def test_prune_drops_the_names_the_new_code_no_longer_binds(
-        self, tree: ModuleTree, tracker, joined, operator
-    ):
+    def test_prune_drops_names_the_new_code_no_longer_binds(self, tree: ModuleTree, joined, operator):
         """
-        prune=True reloads as a fresh import would: a name the new version dropped is gone.
+        reload(prune=True) reaches the member: a name the new source dropped is gone there.
         """
-        tree.module("fl_prune", "VALUE = 1\nOLD = 1\n")
+        tree.module("fl_prune", V1 + "OLD = 1\n")
         module = __import__("fl_prune")
         tree.module("fl_prune", V2)
 
@@ -596,6 +594,74 @@ class TestSafety:
         assert (True, 2) == (result.ok, module.VALUE)
         assert "tls-pw" not in json.dumps([e.fields() for e in events]) + repr(member)
 
+    def test_unix_socket(self, redis_server: RedisServer, tree, tracker, group, tmp_path: Path):
+        """
+        A unix:// URL (a server listening on a unix socket only) works end to end.
+        """
+        path = tmp_path / "r.sock"
+        server = subprocess.Popen(
+            [redis_server.binary, "--port", "0", "--unixsocket", str(path), "--save", "",
+             "--appendonly", "no", "--dir", str(tmp_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        url = f"unix://{path}"
+        tree.module("fl_unix", V1)
+        module = __import__("fl_unix")
+        tree.module("fl_unix", V2)
+        try:
+            operator = wait_until(lambda: _reachable(url, group), what="the unix-socket server")
+            member = fleet.join(url, group=group, tracker=tracker, heartbeat=0.1)
+            try:
+                result = operator.reload("fl_unix", timeout=5)
+            finally:
+                member.leave()
+                operator.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+        assert (True, 2) == (result.ok, module.VALUE)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "redis://127.0.0.1:99999/0",
+            "redis://127.0.0.1:port/0",
+            "redis://[::1/0",
+            "redis://127.0.0.1:6379/zero",
+        ],
+    )
+    def test_malformed_url_is_refused_before_any_connection(self, url: str):
+        """
+        A URL whose port, host or database cannot be read is an InvalidArgumentError from Fleet().
+        """
+        with pytest.raises(versionload.InvalidArgumentError) as caught:
+            fleet.Fleet(url, group="g")
+
+        assert isinstance(caught.value, ValueError)
+
+    def test_unreadable_url_option_is_an_invalid_argument(self):
+        """
+        An option in the URL's query that the client cannot read is an InvalidArgumentError.
+        """
+        operator = fleet.Fleet(f"redis://:hunter2@127.0.0.1:{free_port()}/0?socket_timeout=soon", group="g")
+
+        with pytest.raises(versionload.InvalidArgumentError) as caught:
+            operator.members()
+
+        assert ("hunter2" in str(caught.value), "socket_timeout" in str(caught.value)) == (False, True)
+
+    def test_unreachable_redis_is_named_once(self):
+        """
+        The operator's connection error says which server failed once, not wrapped in itself.
+        """
+        operator = fleet.Fleet(f"redis://127.0.0.1:{free_port()}/0", group="g")
+
+        with pytest.raises(fleet.FleetConnectionError) as caught:
+            operator.members()
+
+        assert 1 == str(caught.value).count("failed:")
+
     def test_redact_url(self):
         """
         redact_url hides the password and keeps the user, host, port and database.
@@ -603,6 +669,12 @@ class TestSafety:
         assert "rediss://ops:***@cache.example:6380/2" == fleet.redact_url(
             "rediss://ops:pw@cache.example:6380/2"
         )
+
+    def test_redact_url_keeps_a_socket_path(self):
+        """
+        redact_url of a unix:// URL keeps it a URL (scheme://path), and drops a password query.
+        """
+        assert "unix:///run/redis.sock" == fleet.redact_url("unix:///run/redis.sock?password=pw")
 
     def test_errors_pickle_and_belong_to_the_tree(self):
         """

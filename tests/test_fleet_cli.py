@@ -146,6 +146,22 @@ class TestFleetCommandErrors:
 
         assert 2 == result.returncode
 
+    def test_missing_action_names_the_actions(self):
+        """
+        `versionload fleet` alone exits 2 and names the actions it expects.
+        """
+        result = versionload_cli("fleet")
+
+        assert (2, True) == (result.returncode, "required: {status,reload,rollback,undo}" in result.stderr)
+
+    def test_malformed_url_is_usage(self):
+        """
+        A Redis URL whose port cannot be read exits 2 (a usage error), not 4.
+        """
+        result = versionload_cli("fleet", "status", "--redis", "redis://127.0.0.1:99999/0", "--group", "g")
+
+        assert (2, True) == (result.returncode, "not a Redis URL" in result.stderr)
+
     def test_unreachable_exits_4_without_the_password(self):
         """
         An unreachable Redis exits 4, and the message hides the password.

@@ -54,7 +54,6 @@ CPYTHON_PRIVATE = frozenset(
         "sys._current_frames",  # stale(): frames of running threads executing old code
         "asyncio._get_running_loop",  # the gate: is this thread running a loop, without raising
         "lock._is_owned",  # RLock: does this thread hold the registry lock, asked without blocking
-        "parts._replace",  # urllib's SplitResult is a namedtuple: _replace is its public copy-with
     }
 )
 

@@ -235,12 +235,12 @@ class TestWatch:
 
 class TestWatchOptions:
     def test_cascade_and_update_passed_only_when_asked(self, tree):
-        """cascade/update reach the tracker's reload only when not the defaults; patterns as a tuple."""
+        """The watcher passes cascade (patterns as a tuple) and update on, and names the file as trigger."""
         calls: list[dict[str, Any]] = []
 
         class Recording(versionload.Tracker):
-            def reload(self, module, *, cascade=False, update=None):  # type: ignore[override]
-                calls.append({"cascade": cascade, "update": update})
+            def reload(self, module, *, cascade=False, update=None, prune=False, trigger=None):  # type: ignore[override]
+                calls.append({"cascade": cascade, "update": update, "trigger": trigger})
                 return super().reload(module)
 
         patterns = (pattern for pattern in ["opt_*"])  # an iterator: read once, kept as a tuple
@@ -255,20 +255,10 @@ class TestWatchOptions:
                 seen.wait(name, "reloaded")
             tracker.uninstall()
         assert [
-            {"cascade": False, "update": None},
-            {"cascade": True, "update": "in-place"},
-            {"cascade": ("opt_*",), "update": None},
+            {"cascade": False, "update": None, "trigger": f"watch:{tree.root / 'opt_0.py'}"},
+            {"cascade": True, "update": "in-place", "trigger": f"watch:{tree.root / 'opt_1.py'}"},
+            {"cascade": ("opt_*",), "update": None, "trigger": f"watch:{tree.root / 'opt_2.py'}"},
         ] == calls
-
-    def test_unsupported_reload_option_is_refused(self, tree):
-        """A tracker whose reload has no cascade option gets a clear error, not a dead watcher."""
-
-        class Plain(versionload.Tracker):
-            def reload(self, module):  # type: ignore[override]
-                return super().reload(module)
-
-        with pytest.raises(versionload.InvalidArgumentError, match="cascade"):
-            versionload.watch(tree.root, tracker=Plain(), cascade=True)
 
     @pytest.mark.parametrize(
         ("kwargs", "match"),

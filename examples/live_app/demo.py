@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -90,15 +90,30 @@ class Program:
         for line in stream:
             self.lines.put((label, line.rstrip("\n")))
 
-    def wait_for(self, what: str, *predicates: Callable[[str, str], bool]) -> None:
+    def drain(self) -> list[tuple[str, str]]:
+        """
+        Print the lines that have arrived so far, without waiting, and return them.
+        """
+        printed: list[tuple[str, str]] = []
+        while True:
+            try:
+                label, line = self.lines.get_nowait()
+            except queue.Empty:
+                return printed
+            print(f"{label} | {line}", flush=True)
+            printed.append((label, line))
+
+    def wait_for(
+        self, what: str, *predicates: Callable[[str, str], bool], seen: Sequence[tuple[str, str]] = ()
+    ) -> None:
         """
         Print the program's lines until each of ``predicates`` has matched one of them.
 
         The two pipes are read by two threads, so lines written close together may
         arrive in either order: waiting for all of them keeps each step's lines under
-        its own heading.
+        its own heading. Lines in ``seen`` were printed already and count too.
         """
-        pending = list(predicates)
+        pending = [p for p in predicates if not any(p(label, line) for label, line in seen)]
         deadline = time.monotonic() + STEP_TIMEOUT
         while pending:
             remaining = deadline - time.monotonic()
@@ -123,7 +138,15 @@ def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def versionload(*arguments: str) -> None:
+def versionload(program: Program, *arguments: str) -> list[tuple[str, str]]:
+    """
+    Run a ``versionload`` command against ``program``; return the program's lines printed meanwhile.
+
+    The program keeps printing while the command starts up (a second or so), and those
+    lines happened before the command's answer: they are printed before it, so that a
+    tick still showing the old version never appears to follow a rollback.
+    """
+    program.drain()
     print("$ versionload " + " ".join(arguments), flush=True)
     result = subprocess.run(
         [sys.executable, "-m", "versionload", *arguments],
@@ -131,9 +154,11 @@ def versionload(*arguments: str) -> None:
         text=True,
         timeout=STEP_TIMEOUT,
     )
+    meanwhile = program.drain()
     sys.stdout.write(result.stdout + result.stderr)
     if result.returncode != 0:
         raise SystemExit(f"demo failed: `versionload {' '.join(arguments)}` exited with {result.returncode}")
+    return meanwhile
 
 
 def main() -> int:
@@ -167,14 +192,15 @@ def main() -> int:
         )
 
         step("ask the running program for the history of greeting")
-        versionload("history", "--pid", pid, "greeting")
+        versionload(program, "history", "--pid", pid, "greeting")
 
         step("roll greeting back to version 1 from another terminal")
-        versionload("rollback", "--pid", pid, "greeting", "1")
+        meanwhile = versionload(program, "rollback", "--pid", pid, "greeting", "1")
         program.wait_for(
             "rollback event and old message",
             lambda label, line: "module.rolled_back" in line,
             lambda label, line: label == "app" and "version 1" in line,
+            seen=meanwhile,
         )
     finally:
         step("stop the program")

@@ -57,7 +57,10 @@ def add_fleet_commands(commands: Any) -> None:
         help="reload, roll back or undo on every process of a group, over Redis",
         description="Drive a fleet group: every member applies a command, or none does.",
     )
-    actions = fleet.add_subparsers(dest="fleet_command", required=True, parser_class=type(fleet))
+    # The metavar names the actions in "the following arguments are required" (else: fleet_command).
+    actions = fleet.add_subparsers(
+        dest="fleet_command", metavar="{status,reload,rollback,undo}", required=True, parser_class=type(fleet)
+    )
 
     status = actions.add_parser("status", help="list the members and their modules")
     _group_options(status)
@@ -72,7 +75,11 @@ def add_fleet_commands(commands: Any) -> None:
         help="the sha256 every member must read (one module), or MODULE=SHA,... for several",
     )
     reload.add_argument("--cascade", action="store_true", help="also reload the modules that depend on them")
-    reload.add_argument("--prune", action="store_true", help="prune through the drain gate")
+    reload.add_argument(
+        "--prune",
+        action="store_true",
+        help="drop the names a module's new code no longer binds, as a fresh import would",
+    )
     _command_options(reload)
 
     rollback = actions.add_parser("rollback", help="roll a module back on every member, all or none")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .. import _arguments as check
 from .._errors import InvalidArgumentError
 from .._events import emit
 from . import protocol
@@ -103,12 +104,6 @@ class FleetResult:
 
     def __bool__(self) -> bool:
         return self.ok
-
-
-def _check_timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
-        raise InvalidArgumentError(f"timeout must be seconds in (0, 3600], got {timeout!r}")
-    return float(timeout)
 
 
 def _check_sha(value: object, what: str) -> str:
@@ -256,7 +251,7 @@ class Fleet:
             expect=expect,
             cascade=cascade,
             prune=prune,
-            timeout=_check_timeout(timeout),
+            timeout=check.seconds(timeout, "timeout", most=3600),
         )
         return self._run(prepare, same_bytes=not expect, progress=progress)
 
@@ -278,7 +273,7 @@ class Fleet:
             op="rollback",
             modules=(name,),
             to_sha256=None if to_sha256 is None else _check_sha(to_sha256, "to_sha256"),
-            timeout=_check_timeout(timeout),
+            timeout=check.seconds(timeout, "timeout", most=3600),
         )
         return self._run(prepare, same_bytes=False, progress=progress)
 
@@ -286,7 +281,7 @@ class Fleet:
         """
         Undo the group's last command on every member, all or none; see `versionload.fleet.Fleet`.
         """
-        timeout = _check_timeout(timeout)
+        timeout = check.seconds(timeout, "timeout", most=3600)
         try:
             raw = self._redis().get(self._keys.last)
         except Exception as error:

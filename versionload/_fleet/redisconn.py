@@ -30,14 +30,15 @@ def redact_url(url: str) -> str:
     try:
         parts = urllib.parse.urlsplit(url)
         if parts.password is None and "@" not in parts.netloc:
-            return urllib.parse.urlunsplit(parts._replace(query=""))
+            # Joined by hand: urlunsplit drops the "//" of an empty host ("unix:///run/r.sock").
+            return f"{parts.scheme}://{parts.netloc}{parts.path}"
         user = parts.username or ""
         host = parts.hostname or ""
         if ":" in host:
             host = f"[{host}]"
         port = f":{parts.port}" if parts.port else ""
         netloc = f"{user}:***@{host}{port}" if parts.password is not None else f"{user}@{host}{port}"
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=""))
+        return f"{parts.scheme}://{netloc}{parts.path}"
     except ValueError:
         return "<unparsable redis url>"
 
@@ -55,6 +56,18 @@ def check_url(url: object) -> str:
     if scheme not in _SCHEMES:
         raise InvalidArgumentError(
             f"not a Redis URL: {redact_url(url)!r} (expected redis://, rediss:// or unix://)"
+        )
+    # What the client would only find when it connects (a port out of range, a database
+    # that is not a number, an unclosed IPv6 bracket) is a bad argument, found here.
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - reading it is the check
+    except ValueError as error:
+        raise InvalidArgumentError(f"not a Redis URL: {redact_url(url)!r} ({error})") from None
+    database = parts.path.lstrip("/")
+    if scheme != "unix" and database and not database.isdigit():
+        raise InvalidArgumentError(
+            f"not a Redis URL: {redact_url(url)!r} (the database must be a number, got {database!r})"
         )
     return url
 
@@ -83,12 +96,14 @@ def connect(url: str, *, group: str | None = None) -> redis.Redis:
         FleetConnectionError: the server cannot be reached or refused us (bad password).
     """
     client_module = redis_module()
-    client = client_module.Redis.from_url(
-        url,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_keepalive=True,
-        decode_responses=False,
-    )
+    # TCP keepalive only for TCP: the client's unix-socket connections refuse the option.
+    keepalive = {} if url.lower().startswith("unix://") else {"socket_keepalive": True}
+    try:
+        client = client_module.Redis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT, decode_responses=False, **keepalive
+        )
+    except ValueError as error:  # an option in the URL's query the client cannot read
+        raise InvalidArgumentError(f"not a Redis URL: {redact_url(url)!r} ({error})") from None
     try:
         client.ping()
     except client_module.RedisError as error:
@@ -101,6 +116,8 @@ def connection_lost(url: str, error: BaseException, *, group: str | None = None)
     """
     The error to raise for a Redis error: the redacted URL and the error's kind and text.
     """
+    if isinstance(error, FleetConnectionError):
+        return error  # already says which server failed, and why
     text = str(error).replace(url, redact_url(url))
     return FleetConnectionError(
         f"Redis at {redact_url(url)} failed: {type(error).__name__}: {text}", group=group

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import itertools
 import os
 import sys
@@ -36,7 +35,6 @@ from typing import Any, Literal
 import attrs
 
 from .. import _arguments as check
-from .._errors import InvalidArgumentError
 from .._events import (
     Event,
     EventLogger,
@@ -288,8 +286,6 @@ class Watcher:
         self.counters = WatchCounters()
         self.backend: Backend = "polling" if force_polling or not _have_watchfiles() else "watchfiles"
         self._reload_options: dict[str, Any] = {}
-        # Passed on only when asked for, so the watcher works with trackers whose
-        # reload has no such options.
         reach = check.cascade(cascade)
         if reach is not False:
             self._reload_options["cascade"] = True if reach is None else reach
@@ -297,15 +293,6 @@ class Watcher:
             self._reload_options["update"] = update
         if prune:
             self._reload_options["prune"] = True
-        accepted = inspect.signature(tracker.reload).parameters
-        # A reload says it came from this watcher, when the tracker records changesets.
-        self._names_trigger = "trigger" in accepted
-        unsupported = sorted(option for option in self._reload_options if option not in accepted)
-        if unsupported:
-            raise InvalidArgumentError(
-                f"this tracker's reload has no {' or '.join(unsupported)} option; "
-                f"it needs a versionload with cascade and in-place reloads"
-            )
         self._debounce = float(debounce)
         self._on_change = on_change
         self._index = PathIndex(roots, self.counters)
@@ -561,10 +548,7 @@ class Watcher:
         self._failures.last = None
         try:
             with because("watcher"):
-                if self._names_trigger:
-                    self.tracker.reload(module, **self._reload_options, trigger=f"watch:{path}")
-                else:
-                    self.tracker.reload(module, **self._reload_options)
+                self.tracker.reload(module, **self._reload_options, trigger=f"watch:{path}")
         except BaseException as error:
             if isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
                 raise  # Ctrl-C during `poll` in the main thread (IPython) is the user's
