@@ -357,8 +357,10 @@ class TestUndo:
         }
         assert "hello, ann" == sys.modules["greeter"].make().greet("ann")
 
-    def test_default_undo_walks_back(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
-        """Each undo() takes the latest changeset neither undone nor itself an undo."""
+    def test_default_undo_takes_the_latest_not_undone(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """undo() takes the latest changeset not itself undone: after an undo, the undo (a redo)."""
         path = tree.module("cs_walk", "X = [1]\n")
         module = importlib.import_module("cs_walk")
         first = _namespace(module)
@@ -367,11 +369,13 @@ class TestUndo:
         path.write_text("X = [3]\n")
         tracker.reload(module)
 
+        third = _namespace(module)
+
         assert 2 == tracker.undo().undoes
-        assert 1 == tracker.undo().undoes
+        assert 3 == tracker.undo().undoes  # the undo itself: X is [3] again
+        assert _same(third, module)
+        assert 1 == tracker.undo(1).undoes
         assert _same(first, module)
-        with pytest.raises(versionload.ChangesetNotFoundError):
-            tracker.undo()
 
     def test_an_undo_can_be_undone(self, tracker: versionload.Tracker, tree: ModuleTree) -> None:
         """Undoing an "undo" changeset re-applies what it undid."""

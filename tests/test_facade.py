@@ -125,6 +125,7 @@ class TestErrors:
             (versionload.ModuleNotLoadedError, (versionload.ReloadError, ImportError)),
             (versionload.SpecNotFoundError, (versionload.ReloadError, ModuleNotFoundError)),
             (versionload.DrainTimeoutError, (versionload.ReloadError, ImportError)),
+            (versionload.ServingSectionError, (RuntimeError,)),
         ],
     )
     def test_bases(self, error: type[Exception], bases: tuple[type[Exception], ...]) -> None:

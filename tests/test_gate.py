@@ -177,6 +177,56 @@ class TestServing:
             tracker.serving()(42)  # type: ignore[type-var]
 
 
+class TestUnbalancedSections:
+    """
+    Leaving a section that was never entered is an error, and the gate still works afterwards.
+    """
+
+    @pytest.mark.parametrize("entered_before", [False, True])
+    def test_exit_without_enter(
+        self, tree: ModuleTree, tracker: versionload.Tracker, entered_before: bool
+    ) -> None:
+        """A stray __exit__ raises ServingSectionError; the next section still holds reloads back."""
+        _write_pair(tree, "gt_stray", 0, pause=0.0)
+        import gt_stray
+
+        section = tracker.serving()
+        if entered_before:
+            with section:
+                pass
+        with pytest.raises(versionload.ServingSectionError):
+            section.__exit__(None, None, None)
+        tracker.drain_timeout = 0.1
+        outcome: list[BaseException | None] = []
+
+        def reload() -> None:
+            try:
+                tracker.reload(gt_stray)
+            except versionload.VersionLoadError as error:
+                outcome.append(error)
+            else:
+                outcome.append(None)
+
+        with section:
+            other = threading.Thread(target=reload)
+            other.start()
+            other.join(10)
+
+        assert ([versionload.DrainTimeoutError], 0) == (
+            [type(each) for each in outcome],
+            tracker.sections_in_flight,
+        )
+
+    def test_async_exit_without_enter(self, tracker: versionload.Tracker) -> None:
+        """A stray __aexit__ raises ServingSectionError too."""
+
+        async def stray() -> None:
+            await tracker.serving().__aexit__(None, None, None)
+
+        with pytest.raises(versionload.ServingSectionError):
+            asyncio.run(stray())
+
+
 class TestDrain:
     """
     Changes wait until the sections in flight have ended, and hold new ones back.

@@ -848,3 +848,30 @@ class TestReloadNotAModuleEntry:
             "<_BrokenRepr object with a failing __repr__>"
         )
         assert expected == str(caught.value)
+
+
+class TestReloadRefusesVersionload:
+    """
+    versionload never reloads its own modules: their state would be replaced behind the hook.
+    """
+
+    @pytest.mark.parametrize("name", ["versionload", "versionload._registry", "versionload._errors"])
+    def test_refused_and_unchanged(self, name: str) -> None:
+        """reload, cascade, reload_many and plan of a versionload module are refused; nothing changes."""
+        tracker = versionload.Tracker()
+        module = sys.modules[name]
+        before = dict(module.__dict__)
+        default = versionload.default_tracker()
+
+        for call in (
+            lambda: tracker.reload(name),
+            lambda: tracker.reload(name, cascade=True),
+            lambda: tracker.reload_many([name]),
+            lambda: tracker.plan(name, cascade=True),
+            lambda: tracker.plan(name),
+        ):
+            with pytest.raises(versionload.ReloadRefusedError, match="does not reload its own modules"):
+                call()
+
+        assert (before, default) == (dict(module.__dict__), versionload.default_tracker())
+        assert [] == list(tracker.changesets())

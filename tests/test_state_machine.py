@@ -392,7 +392,7 @@ class ModuleMachine(RuleBasedStateMachine):
         listed = self.tracker.changesets()
         wanted = data.draw(st.sampled_from([None, 10_000, *(c.id for c in listed)]))
         if wanted is None:
-            found = next((c for c in reversed(listed) if c.kind != "undo" and c.id not in self.undone), None)
+            found = next((c for c in reversed(listed) if c.id not in self.undone), None)
         else:
             found = next((c for c in listed if c.id == wanted), None)
         before = self._state()

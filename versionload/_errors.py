@@ -15,9 +15,10 @@ system already catch::
     ├── ReloadError                 (ImportError)     a reload could not run, or failed
     │   ├── ModuleNotLoadedError                      not in sys.modules (or its parent)
     │   ├── SpecNotFoundError       (ModuleNotFoundError)  the finders no longer find it
-    │   ├── ReloadRefusedError                        its file lies outside the allowed roots
+    │   ├── ReloadRefusedError                        outside the allowed roots, or never reloadable
     │   ├── GroupReloadError                          a module of a cascade or reload_many failed
     │   └── DrainTimeoutError                         serving sections did not end in time
+    ├── ServingSectionError         (RuntimeError)    a serving() section left without being entered
     ├── ControlError                (OSError)         the control socket of `versionload run`
     └── PluginError                                   see versionload._plugins.errors
 
@@ -165,7 +166,9 @@ class SpecNotFoundError(ReloadError, ModuleNotFoundError):
 
 class ReloadRefusedError(ReloadError):
     """
-    The module's code, as the finders find it now, lies outside the tracker's allowed roots.
+    The module's code, as the finders find it now, lies outside the tracker's allowed
+    roots; or the module cannot be reloaded at all (one of versionload's own, an
+    extension module, a built-in).
 
     Raised before the module's code is read or run; the namespace is unchanged.
     """
@@ -192,6 +195,17 @@ class GroupReloadError(ReloadError):
 
 def _rebuild_group(message: str, module: str, modules: tuple[str, ...], path: str | None) -> GroupReloadError:
     return GroupReloadError(message, module=module, modules=modules, path=path)
+
+
+class ServingSectionError(VersionLoadError, RuntimeError):
+    """
+    A ``serving()`` section was left by a thread (or task) that had not entered it.
+
+    The gate is left as it was: a section count below zero would hide that thread's
+    later sections from the changes that wait for them.
+
+    .. versionadded:: 0.2.0
+    """
 
 
 class ControlError(VersionLoadError, OSError):

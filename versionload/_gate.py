@@ -50,7 +50,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._errors import DrainTimeoutError, InvalidArgumentError
+from ._errors import DrainTimeoutError, InvalidArgumentError, ServingSectionError
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -205,6 +205,8 @@ class Gate:
 
     def exit_async(self) -> None:
         depth = self._task_depth.get()
+        if depth <= 0:
+            raise ServingSectionError("a serving() section was left that this task had not entered")
         self._task_depth.set(depth - 1)
         if depth > 1:
             return
@@ -333,7 +335,10 @@ class Section:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        state: _ThreadState = self._local.state
+        state: _ThreadState | None = getattr(self._local, "state", None)
+        if state is None or state.depth <= 0:
+            # Going below zero would stop this thread's later sections from being seen.
+            raise ServingSectionError("a serving() section was left that this thread had not entered")
         state.depth -= 1
         if state.depth:
             return

@@ -128,6 +128,7 @@ def reload_group(
     if not resolved:
         return ()
     names = tuple(name for name, _ in resolved)
+    refuse_own(names)
     if len(set(names)) != len(names):
         raise InvalidArgumentError(f"a module appears more than once in the group: {list(names)!r}")
     trigger = names[0] if kind == "cascade" else None
@@ -305,6 +306,7 @@ def cascade_targets(
     """
     started = time.perf_counter_ns()
     name, module = resolve_loaded(target)
+    refuse_own((name,))
     plan = cascade_plan(registry, name, module, patterns)
     for each in plan.modules[1:]:
         refusal = _refusal(registry, each, sys.modules[each])
@@ -323,6 +325,29 @@ def cascade_targets(
     return plan, [module if each == name else each for each in plan.modules]
 
 
+def refuse_own(names: Sequence[str]) -> None:
+    """
+    Raise `ReloadRefusedError` if any of ``names`` is versionload's own module.
+    """
+    for name in names:
+        if is_own_module(name):
+            # Its registry, locks and default tracker would be replaced by new, empty
+            # ones while the installed finder and every caller keep the old ones.
+            raise ReloadRefusedError(
+                f"refusing to reload {name!r}: versionload does not reload its own modules", module=name
+            )
+
+
+def is_own_module(name: str) -> bool:
+    """
+    Whether ``name`` is versionload itself or one of its modules.
+    """
+    return name == _OWN_PACKAGE or name.startswith(_OWN_PACKAGE + ".")
+
+
+_OWN_PACKAGE = __name__.partition(".")[0]
+
+
 def _refusal(registry: Registry, name: str, module: ModuleType) -> ReloadRefusedError | None:
     """
     Why a dependent cannot be reloaded, judged from what it was loaded from; None if it can.
@@ -337,7 +362,9 @@ def _refusal(registry: Registry, name: str, module: ModuleType) -> ReloadRefused
     ):
         return None  # a namespace package: nothing to execute, nothing to refuse
     why: str | None = None
-    if spec is None or not getattr(spec, "has_location", False):
+    if is_own_module(name):
+        why = "it is part of versionload, whose state a reload would reset"
+    elif spec is None or not getattr(spec, "has_location", False):
         why = "it was not loaded from a file (a built-in or frozen module)"
     elif isinstance(loader, importlib.machinery.ExtensionFileLoader) or (
         isinstance(origin, str) and origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))

@@ -162,12 +162,12 @@ class ChangesetLog:
 
     def latest(self, *, module: str | None = None, after: int | None = None) -> Changeset | None:
         """
-        The newest changeset not undone and not itself an undo; or, given ``module``
+        The newest changeset not undone (an undo counts: undoing it re-applies); or, given ``module``
         and ``after``, the newest that made ``after`` the current version of ``module``.
         """
         for each in reversed(self._entries):
             if module is None:
-                if each.kind != "undo" and each.id not in self._undone_by:
+                if each.id not in self._undone_by:
                     return each
             elif any(change.module == module and change.after == after for change in each.changes):
                 return each

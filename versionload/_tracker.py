@@ -37,7 +37,7 @@ from ._graph import dependency_map as _dependency_map
 
 # The one order of modules, handed out by the door for the plugin wing's units.
 from ._graph import topological_order as topological_order
-from ._group import cascade_targets, reload_group, restore_states, undo_changeset
+from ._group import cascade_targets, refuse_own, reload_group, restore_states, undo_changeset
 from ._inplace import Ledger
 from ._registry import Registry
 from ._snapshot import Changeset, ModuleVersion, NamespaceDiff, _SourceDigest, compare
@@ -461,6 +461,7 @@ class Tracker:
         if reach is not False:
             return cascade_targets(self._registry, module, reach)[0]
         name, obj = resolve_loaded(module)
+        refuse_own((name,))
         adopted = (name,) if self._registry.history_of(name, obj) is None else ()
         return ReloadPlan(trigger=name, modules=(name,), adopted=adopted)
 
@@ -637,7 +638,8 @@ class Tracker:
 
         Args:
             changeset: The id (see `changesets`); None: the latest changeset that is
-                neither undone nor itself an undo.
+                not itself undone (after an undo, that is the undo: undoing it again
+                re-applies what it undid).
             trigger: What asked for the undo; default: ``"undo <id>"``.
 
         Returns:
