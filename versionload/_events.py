@@ -406,14 +406,23 @@ _RECORD_ATTRIBUTES = frozenset(
 #: (level -> whether structlog lets it through).
 _structlog_seen: list[object] = []
 _structlog_levels: dict[str, bool] = {}
+#: The ``versionload`` logger bound for that configuration, built on first use
+#: rather than bound again for every event.
+_structlog_bound: list[Any] = []
 
 
 def _structlog_enabled(level: str) -> bool:
     config = structlog.get_config()
     # configure() replaces these objects, so their identities say whether it ran again.
-    key = [id(config["wrapper_class"]), id(config["logger_factory"]), id(config["processors"])]
+    key = [
+        id(config["wrapper_class"]),
+        id(config["logger_factory"]),
+        id(config["processors"]),
+        id(config["context_class"]),
+    ]
     if key != _structlog_seen:
         _structlog_levels.clear()
+        _structlog_bound.clear()
         _structlog_seen[:] = key
     known = _structlog_levels.get(level)
     if known is not None:
@@ -508,7 +517,9 @@ def log(level: str, name: str, fields: dict[str, Any], exc_info: BaseException |
         if structlog.is_configured():
             if not _structlog_enabled(level):
                 return
-            logger = structlog.get_logger(LOGGER_NAME)
+            if not _structlog_bound:
+                _structlog_bound.append(structlog.get_logger(LOGGER_NAME).bind())
+            logger = _structlog_bound[0]
             extra: dict[str, Any] = {} if exc_info is None else {"exc_info": exc_info}
             # structlog has no trace method: a trace event that its level check let
             # through (a logger at NOTSET, or a stdlib one at TRACE) goes out as debug.
