@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 import versionload
+from versionload._events import filter_load_logs
 
 from .helpers import ModuleTree
 
@@ -158,6 +159,32 @@ class TestEventsForListenersOnly:
             first,
             second,
         )
+
+    def test_load_log_filter_decides_which_loads_are_logged(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        At DEBUG with a load log filter (as `versionload run` sets), only accepted loads log;
+        a declined one is still recorded as version 1.
+        """
+        tree.module("fp_ll_in", "A = 1\n")
+        tree.module("fp_ll_out", "A = 1\n")
+        logged: list[str] = []
+
+        def capture(logger: object, method: str, event_dict: dict[str, Any]) -> Any:
+            if event_dict["event"] == "module.loaded":
+                logged.append(event_dict["module"])
+            raise structlog.DropEvent
+
+        structlog.configure(
+            processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG)
+        )
+        filter_load_logs(lambda name, origin: name == "fp_ll_in")
+        import fp_ll_in  # type: ignore[import-not-found]  # noqa: F401
+        import fp_ll_out  # type: ignore[import-not-found]  # noqa: F401
+
+        assert ["fp_ll_in"] == [name for name in logged if name.startswith("fp_ll_")]
+        assert (1, 1) == (tracker.current("fp_ll_in").number, tracker.current("fp_ll_out").number)
 
     def test_subscriber_gets_reload_event_when_logging_drops_it(
         self, tree: ModuleTree, tracker: versionload.Tracker

@@ -201,6 +201,13 @@ class PathIndex:
         # The file itself may be a symlink that leads out of the roots.
         return inside and self._under_roots(origin)
 
+    def follows(self, name: str, origin: str | None) -> bool:
+        """
+        Whether the load of ``name`` from ``origin`` matters to the index: a file it
+        wants, or a module it indexed (loaded again from elsewhere, to be dropped).
+        """
+        return name in self._path_of or self.wants(origin)
+
     def _under_roots(self, path: str) -> bool:
         return check.is_under(path, self._prefixes) and not (
             self._excluded and check.is_under(path, self._excluded)
@@ -362,7 +369,9 @@ class Watcher:
         """
         if not self._attached:
             self._attached = True
-            self.tracker.subscribe(self._on_event)
+            # Only loads the index wants build an event: an import from outside the
+            # roots stays on the hook's cheap path (no event, no history at once).
+            self.tracker.subscribe(self._on_event, loads=self._index.follows)
             self.reindex()
 
     def detach(self) -> None:
