@@ -276,6 +276,7 @@ def _under_roots(roots: tuple[str, ...]) -> Any:
     """
     resolved = tuple(check.resolve(root) for root in roots)
     verdicts: dict[str, bool] = {}
+    files: dict[str, bool] = {}
 
     def under(origin: object) -> bool:
         if not isinstance(origin, str):
@@ -286,13 +287,21 @@ def _under_roots(roots: tuple[str, ...]) -> Any:
             inside = check.is_under(directory, resolved)
             if len(verdicts) < _DIRECTORY_VERDICTS_MAX:
                 verdicts[directory] = inside
-        # The file itself may be a symlink that leads out of the roots.
-        return inside and check.is_under(origin, resolved)
+        if not inside:
+            return False
+        # The file itself may be a symlink that leads out of the roots; a load asks
+        # twice (before its event is built, and the log processor).
+        verdict = files.get(origin)
+        if verdict is None:
+            verdict = check.is_under(origin, resolved)
+            if len(files) < _DIRECTORY_VERDICTS_MAX:
+                files[origin] = verdict
+        return verdict
 
     return under
 
 
-#: How many directories' verdicts `_under_roots` keeps.
+#: How many directories' (and files') verdicts `_under_roots` keeps.
 _DIRECTORY_VERDICTS_MAX = 10_000
 
 

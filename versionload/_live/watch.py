@@ -178,6 +178,7 @@ class PathIndex:
         )
         # Directory as modules name it -> whether it lies under the roots (resolved).
         self._directories: dict[str, bool] = {}
+        self._files: dict[str, bool] = {}
         self._names: dict[str, dict[str, int]] = {}
         self._path_of: dict[str, str] = {}
         self._order = itertools.count()
@@ -198,8 +199,16 @@ class PathIndex:
             inside = self._under_roots(directory)
             if len(self._directories) < _DIRECTORY_CACHE_MAX:
                 self._directories[directory] = inside
-        # The file itself may be a symlink that leads out of the roots.
-        return inside and self._under_roots(origin)
+        if not inside:
+            return False
+        # The file itself may be a symlink that leads out of the roots. Its verdict is
+        # kept too: one load asks up to three times (filter, delivery, indexing).
+        verdict = self._files.get(origin)
+        if verdict is None:
+            verdict = self._under_roots(origin)
+            if len(self._files) < _DIRECTORY_CACHE_MAX:
+                self._files[origin] = verdict
+        return verdict
 
     def follows(self, name: str, origin: str | None) -> bool:
         """
