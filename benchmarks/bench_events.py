@@ -11,6 +11,10 @@ Logging configurations compared, each in its own fresh interpreter:
 
 The source is rewritten (same size, later mtime) before each reload, so every event
 carries a real diff: one changed constant.
+
+The workers then time rollbacks between the last two versions with the same logging:
+the row "rollback / edited reload, events rendered as JSON" is a rollback (its
+``module.rolled_back`` event rendered) against one reload of edited source.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import _harness as h
 from _modules import module_with_names
 
 SCRIPT = Path(__file__).resolve()
+ROLLBACK_TARGET = 0.01  # of one reload of edited source, at 1,000 names, events as JSON
 
 
 def worker(config: dict[str, Any]) -> None:
@@ -66,7 +71,13 @@ def worker(config: dict[str, Any]) -> None:
         versionload.reload(module)
         times.append((h.now_ns() - started) / 1e6)
     assert module.EDIT == config["reloads"]
-    h.worker_result({"ms": h.Stats.of(times[1:]).median})
+    numbers = [version.number for version in versionload.history(module)]
+    rollbacks = []
+    for index in range(config["reloads"]):
+        started = h.now_ns()
+        versionload.rollback(module, to=numbers[-2] if index % 2 == 0 else numbers[-1])
+        rollbacks.append((h.now_ns() - started) / 1e6)
+    h.worker_result({"ms": h.Stats.of(times[1:]).median, "rollback_ms": h.Stats.of(rollbacks[1:]).median})
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -84,8 +95,15 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 (directory / f"{module}.py").write_text(module_with_names(names))
                 config = {"path": str(directory), "module": module, "names": names, "reloads": reloads}
 
-                def sampler(mode: str, config: dict[str, Any] = config) -> Any:
-                    return lambda: float(h.run_worker(SCRIPT, {**config, "mode": mode})["ms"])
+                samples: dict[str, list[dict[str, Any]]] = {"default": [], "json": [], "silent": []}
+
+                def sampler(mode: str, config: dict[str, Any] = config, samples: Any = samples) -> Any:
+                    def sample() -> float:
+                        result = h.run_worker(SCRIPT, {**config, "mode": mode})
+                        samples[mode].append(result)
+                        return float(result["ms"])
+
+                    return sample
 
                 comparison = h.compare(
                     f"reload + event ({mode}), {names} names",
@@ -101,6 +119,18 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     h.format_comparison(comparison) + f"  => event ~{cost_us:.0f} us per reload", flush=True
                 )
                 rows.append({**row, "event_us": cost_us})
+                if mode != "json":
+                    continue
+                rollback = h.Comparison(
+                    f"rollback / edited reload, events rendered as JSON, {names} names",
+                    "rollback",
+                    "reload",
+                    tuple(r["rollback_ms"] for r in samples["json"]),
+                    tuple(r["ms"] for r in samples["json"]),
+                )
+                target = ROLLBACK_TARGET if names == 1000 else None
+                print(h.format_comparison(rollback, target), flush=True)
+                rows.append({**rollback.row(), "target": target})
     return rows
 
 

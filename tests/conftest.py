@@ -14,6 +14,7 @@ import pytest
 import structlog
 
 import versionload
+from versionload._events import filter_load_logs
 
 from .fleet_support import RedisServer, require_redis
 from .helpers import ModuleTree
@@ -50,6 +51,7 @@ def _import_state() -> Iterator[None]:
         sys.path_importer_cache.update(importer_cache)
         sys.dont_write_bytecode = dont_write_bytecode
         structlog.reset_defaults()
+        filter_load_logs(None)
 
 
 @pytest.fixture(name="tree")

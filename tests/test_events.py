@@ -476,6 +476,112 @@ print("done", ev_program_mod.X)
 """
 
 
+class TestSubscribeLoads:
+    """
+    Tracker.subscribe(..., loads=...): which module.loaded events a subscriber gets.
+    """
+
+    def test_only_loads_the_filter_accepts(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        The subscriber gets the loads its filter accepts, asked with name and origin.
+        """
+        wanted_path = tree.module("ev_loads_wanted", "X = 1\n")
+        tree.module("ev_loads_other", "X = 1\n")
+        asked: list[tuple[str, str | None]] = []
+
+        def loads(name: str, origin: str | None) -> bool:
+            if name.startswith("ev_loads_"):
+                asked.append((name, origin))
+            return name == "ev_loads_wanted"
+
+        received: list[versionload.Event] = []
+        tracker.subscribe(received.append, loads=loads)
+        import ev_loads_other  # noqa: F401
+        import ev_loads_wanted  # noqa: F401
+
+        assert [("ev_loads_wanted", str(wanted_path))] == [
+            (event.module, event.origin) for event in received if isinstance(event, versionload.ModuleLoaded)
+        ]
+        assert {"ev_loads_other", "ev_loads_wanted"} == {name for name, _ in asked}
+        assert 1 == tracker.current("ev_loads_other").number
+
+    def test_other_events_are_not_filtered(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        A reload of a module whose load was declined still reaches the subscriber.
+        """
+        path = tree.module("ev_loads_reload", "X = 1\n")
+        received: list[versionload.Event] = []
+        tracker.subscribe(received.append, loads=lambda name, origin: False)
+        import ev_loads_reload
+
+        path.write_text("X = 2\n")
+        tracker.reload(ev_loads_reload)
+
+        assert ["module.reloaded", "changeset.applied"] == [
+            event.event for event in received if getattr(event, "module", None) == "ev_loads_reload"
+        ]
+
+    def test_unfiltered_subscriber_still_gets_every_load(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        Beside a filtered subscriber, one without a filter gets the declined load.
+        """
+        tree.module("ev_loads_both", "X = 1\n")
+        filtered: list[versionload.Event] = []
+        every: list[versionload.Event] = []
+        tracker.subscribe(filtered.append, loads=lambda name, origin: False)
+        tracker.subscribe(every.append)
+        import ev_loads_both  # noqa: F401
+
+        loaded = [e.module for e in every if isinstance(e, versionload.ModuleLoaded)]
+        assert "ev_loads_both" in loaded
+        assert [] == [e for e in filtered if isinstance(e, versionload.ModuleLoaded)]
+
+    def test_failing_filter_counts_as_wanting_and_is_reported(
+        self, tree: ModuleTree, tracker: versionload.Tracker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        A filter that raises lets the load through, is reported, and the import succeeds.
+        """
+        tree.module("ev_loads_broken", "X = 1\n")
+        reported: list[Any] = []
+        monkeypatch.setattr(sys, "unraisablehook", reported.append)
+
+        def loads(name: str, origin: str | None) -> bool:
+            raise RuntimeError("filter bug")
+
+        received: list[versionload.Event] = []
+        tracker.subscribe(received.append, loads=loads)
+        import ev_loads_broken
+
+        assert 1 == ev_loads_broken.X
+        assert "ev_loads_broken" in [e.module for e in received if isinstance(e, versionload.ModuleLoaded)]
+        assert "filter bug" in [str(each.exc_value) for each in reported]
+
+    def test_not_callable_is_refused(self, tracker: versionload.Tracker) -> None:
+        """
+        A filter that cannot be called raises InvalidArgumentError; nothing is subscribed.
+        """
+        received: list[versionload.Event] = []
+        with pytest.raises(versionload.InvalidArgumentError, match="loads must be callable, got 3"):
+            tracker.subscribe(received.append, loads=3)  # type: ignore[arg-type]
+        assert [] == tracker._registry.subscribers
+
+    def test_unsubscribe_drops_the_filter(self, tree: ModuleTree, tracker: versionload.Tracker) -> None:
+        """
+        Subscribed again without a filter, the subscriber gets every load.
+        """
+        tree.module("ev_loads_again", "X = 1\n")
+        received: list[versionload.Event] = []
+        tracker.subscribe(received.append, loads=lambda name, origin: False)
+        tracker.unsubscribe(received.append)
+        tracker.subscribe(received.append)
+        import ev_loads_again  # noqa: F401
+
+        assert "ev_loads_again" in [e.module for e in received if isinstance(e, versionload.ModuleLoaded)]
+
+
 class TestUnconfiguredProgram:
     """
     A real interpreter running a program that configures no logging at all.

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 import versionload
+from versionload._events import filter_load_logs
 
 from .helpers import ModuleTree
 
@@ -127,6 +128,64 @@ class TestEventsForListenersOnly:
             (entry["event"], entry["removed"], entry["added"], entry["changed"]) for entry in logged
         ]
 
+    def test_reconfigured_structlog_gets_the_next_event(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        Each event goes through the configuration structlog has when it is logged.
+        """
+        path = tree.module("fp_reconf", "A = 1\n")
+        import fp_reconf  # type: ignore[import-not-found]
+
+        first: list[str] = []
+        second: list[str] = []
+
+        def into(sink: list[str]) -> Any:
+            def capture(logger: object, method: str, event_dict: dict[str, Any]) -> Any:
+                sink.append(event_dict["event"])
+                raise structlog.DropEvent
+
+            return capture
+
+        structlog.configure(
+            processors=[into(first)], wrapper_class=structlog.make_filtering_bound_logger(logging.INFO)
+        )
+        path.write_text("A = 2\n")
+        tracker.reload(fp_reconf)
+        structlog.configure(processors=[into(second)])
+        tracker.rollback(fp_reconf)
+
+        assert (["module.reloaded", "changeset.applied"], ["module.rolled_back", "changeset.applied"]) == (
+            first,
+            second,
+        )
+
+    def test_load_log_filter_decides_which_loads_are_logged(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        At DEBUG with a load log filter (as `versionload run` sets), only accepted loads log;
+        a declined one is still recorded as version 1.
+        """
+        tree.module("fp_ll_in", "A = 1\n")
+        tree.module("fp_ll_out", "A = 1\n")
+        logged: list[str] = []
+
+        def capture(logger: object, method: str, event_dict: dict[str, Any]) -> Any:
+            if event_dict["event"] == "module.loaded":
+                logged.append(event_dict["module"])
+            raise structlog.DropEvent
+
+        structlog.configure(
+            processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG)
+        )
+        filter_load_logs(lambda name, origin: name == "fp_ll_in")
+        import fp_ll_in  # type: ignore[import-not-found]  # noqa: F401
+        import fp_ll_out  # type: ignore[import-not-found]  # noqa: F401
+
+        assert ["fp_ll_in"] == [name for name in logged if name.startswith("fp_ll_")]
+        assert (1, 1) == (tracker.current("fp_ll_in").number, tracker.current("fp_ll_out").number)
+
     def test_subscriber_gets_reload_event_when_logging_drops_it(
         self, tree: ModuleTree, tracker: versionload.Tracker
     ) -> None:
@@ -143,6 +202,93 @@ class TestEventsForListenersOnly:
         tracker.reload(fp_sub)
 
         assert [("B",)] == [e.added for e in events if isinstance(e, versionload.ModuleReloaded)]
+
+
+Diff = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+
+
+def _diffs(events: list[versionload.Event]) -> list[Diff]:
+    """
+    Each reload or rollback event as (event, added, removed, changed).
+    """
+    return [
+        (event.event, event.added, event.removed, event.changed)
+        for event in events
+        if isinstance(event, (versionload.ModuleReloaded, versionload.ModuleRolledBack))
+    ]
+
+
+class TestRollbackReusesTheReloadDiff:
+    """
+    A rollback's event reads the diff its versions' reload computed, and only when the
+    namespace still holds exactly the version it leaves.
+    """
+
+    def test_rollback_event_is_the_reload_diff_backwards(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        Back and forth between two versions: each event lists what a fresh comparison does.
+        """
+        path = tree.module("fp_rb_back", "A = 1\nB = [1]\nD = 4\n")
+        import fp_rb_back  # type: ignore[import-not-found]
+
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        path.write_text("A = 1\nB = [2]\nC = 3\n")
+        tracker.reload(fp_rb_back, prune=True)
+        tracker.rollback(fp_rb_back, to=1)
+        tracker.rollback(fp_rb_back, to=2)
+
+        assert [
+            ("module.reloaded", ("C",), ("D",), ("B",)),
+            ("module.rolled_back", ("D",), ("C",), ("B",)),
+            ("module.rolled_back", ("C",), ("D",), ("B",)),
+        ] == _diffs(events)
+
+    def test_names_rebound_since_the_reload_are_in_the_event(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        A name the program rebound or added after the reload shows in the rollback's diff.
+        """
+        path = tree.module("fp_rb_rebound", "A = 1\nB = [1]\n")
+        import fp_rb_rebound  # type: ignore[import-not-found]
+
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        path.write_text("A = 1\nB = [2]\nC = 3\n")
+        tracker.reload(fp_rb_rebound)
+        fp_rb_rebound.A = "rebound"
+        fp_rb_rebound.E = 5
+        tracker.rollback(fp_rb_rebound)
+
+        assert ("module.rolled_back", (), ("C", "E"), ("A", "B")) == _diffs(events)[-1]
+        assert 1 == fp_rb_rebound.A
+
+    def test_submodule_bound_before_the_reload_stays(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        A submodule imported between the two versions stays an attribute of its package.
+        """
+        tree.write({"fp_rb_pkg/__init__.py": "A = 1\n", "fp_rb_pkg/sub.py": "S = 1\n"})
+        init = tree.path("fp_rb_pkg/__init__.py")
+        import fp_rb_pkg  # type: ignore[import-not-found]
+        import fp_rb_pkg.sub  # type: ignore[import-not-found]
+
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        init.write_text("A = 2\n")
+        tracker.reload(fp_rb_pkg)
+        tracker.rollback(fp_rb_pkg)
+
+        assert sys.modules["fp_rb_pkg.sub"] is fp_rb_pkg.sub
+        assert 1 == fp_rb_pkg.A
+        assert [
+            ("module.reloaded", ("sub",), (), ("A",)),
+            ("module.rolled_back", (), (), ("A",)),
+        ] == _diffs(events)
 
 
 class TestQueuedImports:

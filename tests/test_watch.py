@@ -300,6 +300,36 @@ class TestWatchOptions:
         assert "[]" == result.stdout.strip()
 
 
+class TestWatchFollowsLoads:
+    """
+    The watcher asks for the loads of its files only, and still sees its modules leave.
+    """
+
+    def test_module_loaded_again_from_outside_the_roots_is_dropped(
+        self, tree: ModuleTree, tracker: versionload.Tracker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        A watched module imported anew from outside the roots is no longer watched.
+        """
+        tree.write(
+            {"inside/wt_follow.py": "WHERE = 'inside'\n", "outside/wt_follow.py": "WHERE = 'outside'\n"}
+        )
+        monkeypatch.syspath_prepend(str(tree.path("inside")))
+        first = _import("wt_follow")
+        watcher = versionload.watch(tree.path("inside"), tracker=tracker, force_polling=True)
+        try:
+            assert 1 == watcher.watched_modules
+            del sys.modules["wt_follow"]
+            monkeypatch.syspath_prepend(str(tree.path("outside")))
+            importlib.invalidate_caches()
+            second = _import("wt_follow")
+
+            assert ("inside", "outside") == (first.WHERE, second.WHERE)
+            assert 0 == watcher.watched_modules
+        finally:
+            watcher.stop()
+
+
 class TestWatchCost:
     @staticmethod
     def _work_for_one_change(tree: ModuleTree, tracker: versionload.Tracker, count: int) -> tuple[int, ...]:

@@ -385,6 +385,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 )
 
 Subscriber = Callable[[Event], object]
+#: Which ``module.loaded`` events a subscriber wants: ``(name, origin) -> bool``.
+LoadFilter = Callable[[str, "str | None"], bool]
 
 
 #: The stdlib level numbers of the event levels.
@@ -406,14 +408,23 @@ _RECORD_ATTRIBUTES = frozenset(
 #: (level -> whether structlog lets it through).
 _structlog_seen: list[object] = []
 _structlog_levels: dict[str, bool] = {}
+#: The ``versionload`` logger bound for that configuration, built on first use
+#: rather than bound again for every event.
+_structlog_bound: list[Any] = []
 
 
 def _structlog_enabled(level: str) -> bool:
     config = structlog.get_config()
     # configure() replaces these objects, so their identities say whether it ran again.
-    key = [id(config["wrapper_class"]), id(config["logger_factory"]), id(config["processors"])]
+    key = [
+        id(config["wrapper_class"]),
+        id(config["logger_factory"]),
+        id(config["processors"]),
+        id(config["context_class"]),
+    ]
     if key != _structlog_seen:
         _structlog_levels.clear()
+        _structlog_bound.clear()
         _structlog_seen[:] = key
     known = _structlog_levels.get(level)
     if known is not None:
@@ -508,7 +519,9 @@ def log(level: str, name: str, fields: dict[str, Any], exc_info: BaseException |
         if structlog.is_configured():
             if not _structlog_enabled(level):
                 return
-            logger = structlog.get_logger(LOGGER_NAME)
+            if not _structlog_bound:
+                _structlog_bound.append(structlog.get_logger(LOGGER_NAME).bind())
+            logger = _structlog_bound[0]
             extra: dict[str, Any] = {} if exc_info is None else {"exc_info": exc_info}
             # structlog has no trace method: a trace event that its level check let
             # through (a logger at NOTSET, or a stdlib one at TRACE) goes out as debug.
@@ -559,8 +572,47 @@ def emit(event: Event, subscribers: Iterable[Subscriber]) -> None:
             subscriber(event)
         except Exception as error:  # noqa: BLE001 - reported, not swallowed
             report_error(error, f"versionload: subscriber {subscriber!r} failed on {event.event}")
-    if logs(event.level):
+    if isinstance(event, ModuleLoaded):
+        if logs_load(event.level, event.module, event.origin):
+            log(event.level, event.event, event.fields(), event.exc_info)
+    elif logs(event.level):
         log(event.level, event.event, event.fields(), event.exc_info)
+
+
+#: Which module loads the application's logging shows, as set by `filter_load_logs`.
+_load_log_filter: list[LoadFilter] = []
+
+
+def filter_load_logs(loads: LoadFilter | None) -> None:
+    """
+    Log ``module.loaded`` events only for the loads that ``loads(name, origin)``
+    accepts (None: all), for the whole process as the logging configuration is.
+
+    Every import asks it before its event is built, so a program that logs at DEBUG
+    but shows only its own modules' loads (``versionload run``) keeps imports cheap.
+    """
+    _load_log_filter[:] = [] if loads is None else [loads]
+
+
+def logs_load(level: str, name: str, origin: str | None) -> bool:
+    """
+    Whether the logging shows the load of ``name`` from ``origin`` at ``level``.
+    """
+    if not logs(level):
+        return False
+    return not _load_log_filter or asks(_load_log_filter[0], name, origin)
+
+
+def asks(loads: LoadFilter, name: str, origin: str | None) -> bool:
+    """
+    ``loads(name, origin)``, on the import path: a filter that fails counts as wanting
+    the load (one event too many rather than one missing) and is reported.
+    """
+    try:
+        return bool(loads(name, origin))
+    except Exception as error:  # noqa: BLE001 - user code must not fail an import
+        report_error(error, f"versionload: load filter {loads!r} failed")
+        return True
 
 
 def report_error(error: BaseException, message: str) -> None:

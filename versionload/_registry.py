@@ -27,12 +27,15 @@ from ._events import (
     Event,
     HistoryEnded,
     LibraryModuleLoaded,
+    LoadFilter,
     ModuleLoaded,
     Subscriber,
     VersionPruned,
+    asks,
     emit,
     is_library,
     logs,
+    logs_load,
 )
 from ._fork import renew_after_fork
 from ._history import ChangesetLog, ModuleHistory
@@ -69,6 +72,8 @@ class Registry:
     #: Reloads run only code whose file lies under one of these (resolved) paths; None allows all.
     allowed_roots: tuple[str, ...] | None = None
     subscribers: list[Subscriber] = attrs.Factory(list)
+    #: Subscriber -> which loads it wants ``(name, origin) -> bool``; absent: every load.
+    load_filters: dict[Subscriber, LoadFilter] = attrs.Factory(dict)
     _histories: dict[str, ModuleHistory] = attrs.Factory(dict)
     _last_number: dict[str, int] = attrs.Factory(dict)
     _wanted: dict[str, bool] = attrs.Factory(dict)
@@ -187,7 +192,7 @@ class Registry:
         recorded_ns = time.time_ns()
         if digest is None:
             digest = source_digest(origin, recorded_ns)
-        if self._wanted_load_level(origin) is not None:
+        if self._wanted_load_level(name, origin) is not None:
             self.record(name, module, "import", origin, digest)
             return
         # One list.extend is atomic, so no lock on the import path; and a flat list
@@ -199,19 +204,46 @@ class Registry:
             # A module died while the lock was busy: release what it kept now.
             self._release_dead()
 
-    def _wanted_load_level(self, origin: str | None) -> str | None:
+    def _wanted_load_level(self, name: str, origin: str | None) -> str | None:
         """
-        The level of a load event for a module from ``origin``, or None when nobody
-        would receive it. Without include patterns every import is tracked: the
+        The level of a load event for module ``name`` from ``origin``, or None when
+        nobody would receive it. Without include patterns every import is tracked: the
         standard library's and installed packages' loads go below DEBUG, so that DEBUG
         shows the program's own. Asked on every import, so the usual answer (nobody
-        listens) costs two cached level checks and no look at the path.
+        listens) costs two cached level checks and no look at the path; a subscriber
+        with a load filter (a watcher) costs its filter's call.
         """
-        if not self.subscribers and not logs("debug"):
+        listening = bool(self.subscribers) and self._load_subscribed(name, origin)
+        if not listening and not logs_load("debug", name, origin):
             return None
         if self.include is None and is_library(origin):
-            return "trace" if self.subscribers or logs("trace") else None
+            return "trace" if listening or logs_load("trace", name, origin) else None
         return "debug"
+
+    def _load_subscribed(self, name: str, origin: str | None) -> bool:
+        """
+        Whether a subscriber wants the load event of ``name`` from ``origin``.
+        """
+        filters = self.load_filters
+        for subscriber in tuple(self.subscribers):
+            wants = filters.get(subscriber)
+            if wants is None or asks(wants, name, origin):
+                return True
+        return False
+
+    def receivers(self, event: Event) -> list[Subscriber]:
+        """
+        The subscribers ``event`` goes to: all of them, except that a load event skips
+        those whose load filter declines it.
+        """
+        filters = self.load_filters
+        if not filters or not isinstance(event, ModuleLoaded):
+            return self.subscribers
+        return [
+            subscriber
+            for subscriber in tuple(self.subscribers)
+            if (wants := filters.get(subscriber)) is None or asks(wants, event.module, event.origin)
+        ]
 
     def record(
         self,
@@ -236,7 +268,7 @@ class Registry:
             )
         number = version.number
         events.extend(VersionPruned(module=name, version=v.number, current_version=number) for v in pruned)
-        level = self._wanted_load_level(origin) if reason != "reload" else None
+        level = self._wanted_load_level(name, origin) if reason != "reload" else None
         if level is not None:
             kind = LibraryModuleLoaded if level == "trace" else ModuleLoaded
             events.append(
@@ -247,7 +279,9 @@ class Registry:
                     origin=origin,
                     # Hashing reads the file: do it only for a log line that shows it,
                     # not for subscribers (a watcher would pay a read per import).
-                    source_sha256=version.source_sha256 if logs(level) else version.known_source_sha256,
+                    source_sha256=version.source_sha256
+                    if logs_load(level, name, origin)
+                    else version.known_source_sha256,
                     names=len(version.bindings),
                 )
             )
@@ -429,7 +463,7 @@ class Registry:
         if not self.subscribers:
             events = [event for event in events if event.level not in ("debug", "trace") or logs(event.level)]
         for event in events:
-            emit(event, self.subscribers)
+            emit(event, self.receivers(event))
 
     # -- collection ----------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import os
 import types
+import weakref
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Literal
@@ -388,6 +389,61 @@ def compare(
         removed=tuple(sorted(old_keys - new_keys)),
         changed=tuple(sorted(changed)),
     )
+
+
+#: Diffs computed lately between two recorded versions, by the identities of the
+#: versions. A version's bindings never change, so the diff of a pair never does: a
+#: rollback to the version just before a reload reads the reload's diff backwards
+#: instead of comparing every name again (most of a rendered rollback's time).
+#: Weak references tell a live version from a new object that reuses its id.
+_RECENT_DIFFS: dict[
+    tuple[int, int], tuple[weakref.ref[ModuleVersion], weakref.ref[ModuleVersion], NamespaceDiff]
+] = {}
+_RECENT_DIFFS_LIMIT = 64
+
+
+def recent_diff(old: ModuleVersion, new: ModuleVersion) -> NamespaceDiff | None:
+    """
+    The diff from version ``old`` to ``new`` if it was computed lately, in either
+    direction (added and removed swap; ``changed`` is symmetric, as the value
+    comparison is); else None.
+    """
+    for first, second, backwards in ((old, new, False), (new, old, True)):
+        cached = _RECENT_DIFFS.get((id(first), id(second)))
+        if cached is not None and cached[0]() is first and cached[1]() is second:
+            diff = cached[2]
+            if backwards:
+                return NamespaceDiff(
+                    module=diff.module,
+                    from_version=diff.to_version,
+                    to_version=diff.from_version,
+                    added=diff.removed,
+                    removed=diff.added,
+                    changed=diff.changed,
+                )
+            return diff
+    return None
+
+
+def compare_versions(old: ModuleVersion, new: ModuleVersion) -> NamespaceDiff:
+    """
+    The `NamespaceDiff` from the bindings of version ``old`` to those of ``new``.
+
+    Equal to ``compare`` of the two bindings; reuses a diff computed lately for the
+    same pair (see `recent_diff`) and keeps this one for later.
+    """
+    known = recent_diff(old, new)
+    if known is not None:
+        return known
+    diff = compare(old.module, old.number, old.bindings, new.number, new.bindings)
+    recent = _RECENT_DIFFS
+    while len(recent) >= _RECENT_DIFFS_LIMIT:
+        try:  # oldest first; another thread may have dropped it already
+            del recent[next(iter(recent))]
+        except (KeyError, StopIteration):
+            break
+    recent[(id(old), id(new))] = (weakref.ref(old), weakref.ref(new), diff)
+    return diff
 
 
 # -- changesets -----------------------------------------------------------------------------

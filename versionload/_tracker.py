@@ -28,7 +28,7 @@ from . import _arguments as check
 from ._engine import module_name, origin_of, record_external_reload, resolve_loaded, resolve_tracked
 from ._engine import rollback as _rollback
 from ._errors import DrainTimeoutError, InvalidArgumentError, NotAModuleError, VersionLoadError
-from ._events import Event, ModuleReloadDeferred, Subscriber, emit
+from ._events import Event, LoadFilter, ModuleReloadDeferred, Subscriber, emit
 from ._finder import VersionedFinder
 from ._fork import renew_after_fork
 from ._gate import DEFAULT_DRAIN_TIMEOUT, Gate, Section, normalize_drain_timeout
@@ -776,22 +776,40 @@ class Tracker:
         self._registry.clear()
 
     @_public_errors
-    def subscribe(self, subscriber: Subscriber) -> None:
+    def subscribe(self, subscriber: Subscriber, *, loads: LoadFilter | None = None) -> None:
         """
         Call ``subscriber(event)`` with each event payload this tracker emits.
 
+        Args:
+            loads: Which ``module.loaded`` events the subscriber gets: those for which
+                ``loads(name, origin)`` is true (None: all). Every import asks it
+                before the event is built, so an import nobody wants stays on the
+                hook's cheap path: keep it fast; an error in it counts as true and is
+                reported through ``sys.unraisablehook``. Other events are not filtered.
+
         Raises:
-            InvalidArgumentError: ``subscriber`` is not callable.
+            InvalidArgumentError: ``subscriber`` or ``loads`` is not callable.
+
+        .. versionchanged:: 0.2.0
+           ``loads``.
         """
-        self._registry.subscribers.append(check.callback(subscriber, "subscriber"))
+        check.callback(subscriber, "subscriber")
+        registry = self._registry
+        if loads is None:
+            registry.load_filters.pop(subscriber, None)
+        else:
+            registry.load_filters[subscriber] = check.callback(loads, "loads")
+        registry.subscribers.append(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """
         Stop calling ``subscriber``; unknown subscribers are ignored.
         """
-        subscribers = self._registry.subscribers
-        if subscriber in subscribers:
-            subscribers.remove(subscriber)
+        registry = self._registry
+        if subscriber in registry.subscribers:
+            registry.subscribers.remove(subscriber)
+        if subscriber not in registry.subscribers:
+            registry.load_filters.pop(subscriber, None)
 
     # -- finder callbacks -----------------------------------------------------------------
 

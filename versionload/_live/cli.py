@@ -38,6 +38,7 @@ from typing import Any, NoReturn
 import structlog
 
 from .. import _arguments as check
+from .._events import filter_load_logs
 from .._fleet import cli as _fleet_cli
 
 EXIT_OK = 0
@@ -267,16 +268,51 @@ class _LineWriter:
     msg = debug = info = warning = warn = error = critical = exception = fatal = log = write
 
 
-def _configure_logging(json_lines: bool, roots: tuple[str, ...], log_file: str | None = None) -> None:
+def _under_roots(roots: tuple[str, ...]) -> Any:
+    """
+    ``under(origin)``: whether a file lies under ``roots``, the verdict kept per
+    directory, as the watcher keeps it: asked on every import, it costs a dictionary
+    lookup for a file outside the roots instead of a ``realpath``.
+    """
     resolved = tuple(check.resolve(root) for root in roots)
+    verdicts: dict[str, bool] = {}
+    files: dict[str, bool] = {}
+
+    def under(origin: object) -> bool:
+        if not isinstance(origin, str):
+            return False
+        directory = os.path.dirname(origin)
+        inside = verdicts.get(directory)
+        if inside is None:
+            inside = check.is_under(directory, resolved)
+            if len(verdicts) < _DIRECTORY_VERDICTS_MAX:
+                verdicts[directory] = inside
+        if not inside:
+            return False
+        # The file itself may be a symlink that leads out of the roots; a load asks
+        # twice (before its event is built, and the log processor).
+        verdict = files.get(origin)
+        if verdict is None:
+            verdict = check.is_under(origin, resolved)
+            if len(files) < _DIRECTORY_VERDICTS_MAX:
+                files[origin] = verdict
+        return verdict
+
+    return under
+
+
+#: How many directories' (and files') verdicts `_under_roots` keeps.
+_DIRECTORY_VERDICTS_MAX = 10_000
+
+
+def _configure_logging(json_lines: bool, roots: tuple[str, ...], log_file: str | None = None) -> None:
+    under = _under_roots(roots)
 
     def only_watched_loads(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         # Loads of the standard library and of installed packages would drown the
         # lines that matter: show debug events only for files under the watched roots.
-        if event.get("level") == "debug":
-            origin = event.get("origin")
-            if not isinstance(origin, str) or not check.is_under(origin, resolved):
-                raise structlog.DropEvent
+        if event.get("level") == "debug" and not under(event.get("origin")):
+            raise structlog.DropEvent
         return event
 
     if log_file is not None:
@@ -295,6 +331,9 @@ def _configure_logging(json_lines: bool, roots: tuple[str, ...], log_file: str |
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=log_file is None and sys.stderr.isatty()))
     writer = _LineWriter(fd)
+    # The same rule, asked before a load's event is built: an import from outside the
+    # roots builds no event only for it to be dropped.
+    filter_load_logs(lambda _, origin: under(origin))
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
@@ -384,6 +423,7 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         if control is not None:
             control.stop()
         os.environ.pop(SOCKET_ENV, None)
+        filter_load_logs(None)
         return member
     watcher.start()
     if control is not None:
@@ -418,6 +458,7 @@ def _run(options: argparse.Namespace, module: str | None, script: str | None, re
         if control is not None:
             control.stop()
         os.environ.pop(SOCKET_ENV, None)
+        filter_load_logs(None)  # run in-process (tests, fleet), the caller logs as before
     return EXIT_OK
 
 

@@ -176,6 +176,7 @@ class PathIndex:
         )
         # Directory as modules name it -> whether it lies under the roots (resolved).
         self._directories: dict[str, bool] = {}
+        self._files: dict[str, bool] = {}
         self._names: dict[str, dict[str, int]] = {}
         self._path_of: dict[str, str] = {}
         self._order = itertools.count()
@@ -196,8 +197,23 @@ class PathIndex:
             inside = self._under_roots(directory)
             if len(self._directories) < _DIRECTORY_CACHE_MAX:
                 self._directories[directory] = inside
-        # The file itself may be a symlink that leads out of the roots.
-        return inside and self._under_roots(origin)
+        if not inside:
+            return False
+        # The file itself may be a symlink that leads out of the roots. Its verdict is
+        # kept too: one load asks up to three times (filter, delivery, indexing).
+        verdict = self._files.get(origin)
+        if verdict is None:
+            verdict = self._under_roots(origin)
+            if len(self._files) < _DIRECTORY_CACHE_MAX:
+                self._files[origin] = verdict
+        return verdict
+
+    def follows(self, name: str, origin: str | None) -> bool:
+        """
+        Whether the load of ``name`` from ``origin`` matters to the index: a file it
+        wants, or a module it indexed (loaded again from elsewhere, to be dropped).
+        """
+        return name in self._path_of or self.wants(origin)
 
     def _under_roots(self, path: str) -> bool:
         return check.is_under(path, self._prefixes) and not (
@@ -349,7 +365,9 @@ class Watcher:
         """
         if not self._attached:
             self._attached = True
-            self.tracker.subscribe(self._on_event)
+            # Only loads the index wants build an event: an import from outside the
+            # roots stays on the hook's cheap path (no event, no history at once).
+            self.tracker.subscribe(self._on_event, loads=self._index.follows)
             self.reindex()
 
     def detach(self) -> None:
