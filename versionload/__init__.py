@@ -161,7 +161,7 @@ def plan(module: _ModuleType | str, *, cascade: bool | str | _Iterable[str] = Fa
     """
     The modules a reload would run, in order, without running them; see `Tracker.plan`.
 
-    .. versionadded:: 0.3.0
+    .. versionadded:: 0.2.0
     """
     return _DEFAULT.plan(module, cascade=cascade)
 

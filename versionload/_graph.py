@@ -369,7 +369,7 @@ class ReloadPlan:
         adopted: The modules of ``modules`` not tracked yet: the reload adopts
             them (as `Tracker.track` does) before running their new code.
 
-    .. versionadded:: 0.3.0
+    .. versionadded:: 0.2.0
     """
 
     trigger: str

@@ -455,7 +455,7 @@ class Tracker:
             ModuleNotLoadedError: it is not in ``sys.modules``.
             GroupReloadError: a dependent cannot be reloaded, as `reload` would say.
 
-        .. versionadded:: 0.3.0
+        .. versionadded:: 0.2.0
         """
         reach = check.cascade(cascade)
         if reach is not False:
