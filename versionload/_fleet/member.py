@@ -304,8 +304,16 @@ class Member:
         """
         # Connected and subscribed before join returns: a command sent after join
         # reaches this member, and a wrong URL or password is the caller's error.
+        self._announce(running=True)
+        self._spawn()
+
+    def _announce(self, *, running: bool = False) -> None:
+        """
+        Connect, write the heartbeat and say ``fleet.joined``: a join, or a rejoin after fork.
+        """
         self._connect()
-        self._running = True
+        if running:
+            self._running = True
         self._write_heartbeat()
         self._emit(
             FleetJoined(
@@ -317,7 +325,6 @@ class Member:
                 modules=tuple(self._listed()),
             )
         )
-        self._spawn()
 
     def _spawn(self) -> None:
         self._threads = [
@@ -357,18 +364,7 @@ class Member:
                 self._stop.wait(min(0.05 * 2**attempt, 1.0))
 
     def _start_threads_after_fork(self) -> None:
-        self._connect()
-        self._write_heartbeat()
-        self._emit(
-            FleetJoined(
-                module="",
-                group=self._group,
-                member=self._id,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                modules=tuple(self._listed()),
-            )
-        )
+        self._announce()
         heartbeat = threading.Thread(
             target=self._beat, name=f"versionload-fleet-{self._group}-heartbeat", daemon=True
         )
