@@ -718,18 +718,7 @@ class Member:
             self._execute(plan)
         except Exception as error:  # noqa: BLE001 - the module's own code may raise anything
             undone = self._undo(before, self._changed(before))
-            self._emit(
-                FleetAborted(
-                    module=command.modules[0],
-                    group=self._group,
-                    member=self._id,
-                    command=command.id,
-                    op=command.op,
-                    modules=command.modules,
-                    undone=undone,
-                    reason=_error_text(error),
-                )
-            )
+            self._aborted(command, undone, _error_text(error))
             self._reply(
                 Reply(id=command.id, phase="commit", member=self._id, ok=False, error=_error_text(error))
             )
@@ -781,6 +770,20 @@ class Member:
         else:
             tracker.reload_many(command.modules, prune=prune, trigger=trigger)
 
+    def _aborted(self, command: Command, undone: tuple[str, ...], reason: str) -> None:
+        self._emit(
+            FleetAborted(
+                module=command.modules[0],
+                group=self._group,
+                member=self._id,
+                command=command.id,
+                op=command.op,
+                modules=command.modules,
+                undone=undone,
+                reason=reason,
+            )
+        )
+
     def _numbers(self, names: Iterable[str]) -> dict[str, int]:
         numbers = {}
         for name in names:
@@ -830,18 +833,7 @@ class Member:
             return
         command = applied.command
         undone = self._undo(applied.before, applied.before)
-        self._emit(
-            FleetAborted(
-                module=command.modules[0],
-                group=self._group,
-                member=self._id,
-                command=command.id,
-                op=command.op,
-                modules=command.modules,
-                undone=undone,
-                reason=reason,
-            )
-        )
+        self._aborted(command, undone, reason)
         shown = tuple(applied.before)
         with contextlib.suppress(Exception):
             self._reply(
