@@ -25,7 +25,7 @@ import time
 import traceback
 import types
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, TypeVar
 
@@ -74,13 +74,13 @@ _MISSING = object()
 _reloading = threading.local()
 
 
-@contextlib.contextmanager
-def module_lock(name: str) -> Iterator[None]:
+def module_lock(name: str) -> contextlib.AbstractContextManager[None]:
     """
     Hold the import system's re-entrant, deadlock-detecting lock for ``name``.
     """
-    with _bootstrap._ModuleLockManager(name):  # type: ignore[attr-defined]
-        yield
+    # The import system's own context manager, as is: no generator frame around it.
+    manager: contextlib.AbstractContextManager[None] = _bootstrap._ModuleLockManager(name)  # type: ignore[attr-defined]
+    return manager
 
 
 # -- resolving arguments ----------------------------------------------------------------
@@ -647,7 +647,7 @@ def restore_versions(
                 if restore is not None:
                     restore(name, target.number)
                 registry.set_current(history, target.number)
-                moved.append((current, live, target, bindings, exact))
+                moved.append((current, live, target, bindings, exact, known))
         except BaseException:
             for name, module, history, current, live, live_class in reversed(done):
                 restore_class(module, live_class)
@@ -668,9 +668,10 @@ def restore_versions(
         events.extend(
             _change_event(
                 ModuleRolledBack,
-                # The two versions' diff (usually the reload's, read backwards) when
-                # the namespace held the current version and got the target's as recorded.
-                compare_versions(current, target)
+                # The two versions' diff (usually the reload's, read backwards, found
+                # above already) when the namespace held the current version and got
+                # the target's as recorded.
+                (known if known is not None else compare_versions(current, target))
                 if exact and bindings is target.bindings
                 else compare(target.module, current.number, live, target.number, bindings),
                 target,
@@ -678,7 +679,7 @@ def restore_versions(
                 changeset.id,
                 version_reason=target.reason,
             )
-            for current, live, target, bindings, exact in moved
+            for current, live, target, bindings, exact, known in moved
         )
     if wanted(registry.subscribers, ChangesetApplied.level):
         events.append(applied_event(changeset))

@@ -25,7 +25,15 @@ from typing import Any
 
 import attrs
 
-from ._snapshot import StatKey, _SourceDigest, bytecode_matches, file_identity, sha256_of, stat_key
+from ._snapshot import (
+    StatKey,
+    _SourceDigest,
+    bytecode_matches,
+    file_identity,
+    header_holds,
+    sha256_of,
+    stat_key,
+)
 
 _TIMESTAMP_PYC_FLAGS = (0).to_bytes(4, "little")
 
@@ -429,21 +437,38 @@ def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest 
         return None
     try:
         path = loader.get_filename(spec.name)
-        before = os.stat(path)
-        data = loader.get_data(path)
-        after = os.stat(path)
+        if _reads_files_as_stdlib(loader):
+            # What get_data reads, with the stat of the very file read, before and after.
+            with io.open_code(path) as file:
+                before = os.fstat(file.fileno())
+                data = file.read()
+                after = os.fstat(file.fileno())
+        else:
+            before = os.stat(path)
+            data = loader.get_data(path)
+            after = os.stat(path)
     except Exception:  # noqa: BLE001 - unreadable source: what runs is the cache, if anything
         return _cached_code_check(spec, loader, None, None)
     source = stat_key(before)
     if stat_key(after) != source or len(data) != before.st_size:
         return _cached_code_check(spec, loader, path, None)  # written while read: compare code
     sha256 = sha256_of(data)
-    try:
-        cached = importlib.util.cache_from_source(path)
-        cache = os.stat(cached)
-    except (NotImplementedError, OSError):
+    cached = _cache_path(spec, path)
+    if cached is None:
         return _SourceDigest(sha256)  # no cache to run: the loader compiles the source
-    if bytecode_matches((cached, file_identity(cache), int(before.st_mtime)), source, data):
+    try:
+        fd = os.open(cached, os.O_RDONLY)
+    except OSError:
+        return _SourceDigest(sha256)  # no cache to run: the loader compiles the source
+    try:
+        header = os.read(fd, 16)
+        cache = os.fstat(fd)
+    except OSError:
+        return _cached_code_check(spec, loader, path, (data, sha256))
+    finally:
+        os.close(fd)
+    # Header and stat come from one open file, so they describe the same cache.
+    if header_holds(header, cache, int(before.st_mtime), source, data):
         return _SourceDigest(sha256)
     return _cached_code_check(spec, loader, path, (data, sha256))
 
