@@ -523,9 +523,13 @@ class Registry:
     def _forget_collected(self, events: list[Event] | None = None) -> None:
         # Every operation starts here (lock held), so queued imports are histories by now.
         self._materialize()
-        self._drop_collected()
-        if events is not None:
-            events.extend(
-                HistoryEnded(module=name, last_version=last, reason="collected") for name, last in self._ended
-            )
-        self._ended.clear()
+        # Only when there is something to do: every operation passes here.
+        if self._collected:
+            self._drop_collected()
+        ended = self._ended
+        if ended:
+            if events is not None:
+                events.extend(
+                    HistoryEnded(module=name, last_version=last, reason="collected") for name, last in ended
+                )
+            ended.clear()
