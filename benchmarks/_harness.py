@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +34,9 @@ RESULT_PREFIX = "@@bench-result "
 now_ns = time.process_time_ns
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
+#: valgrind, for instruction counts (deterministic to ~0.05 %, unlike CPU time on a
+#: shared machine); the rows that need it are skipped when it is not installed.
+VALGRIND: str | None = shutil.which("valgrind")
 
 
 @attrs.frozen
@@ -94,6 +99,77 @@ def run_worker(
     raise RuntimeError(
         f"benchmark worker {script.name} {json.dumps(dict(config))} failed "
         f"(exit {completed.returncode}):\n{completed.stdout[-2000:]}\n{completed.stderr[-4000:]}"
+    )
+
+
+def instructions(script: Path, config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> int:
+    """
+    Instructions executed by one worker (``script --worker CONFIG``) under valgrind's cachegrind.
+    """
+    assert VALGRIND is not None
+    full_env = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
+    full_env.pop("PYTHONPATH", None)
+    completed = subprocess.run(
+        [
+            VALGRIND,
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            "--cachegrind-out-file=/dev/null",
+            sys.executable,
+            str(script),
+            "--worker",
+            json.dumps(dict(config)),
+        ],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=str(BENCH_DIR),
+        check=False,
+    )
+    found = re.search(r"I\s+refs:\s+([\d,]+)", completed.stderr)
+    if completed.returncode != 0 or found is None:
+        raise RuntimeError(f"valgrind run failed (exit {completed.returncode}):\n{completed.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def instructions_per_step(
+    script: Path,
+    config: Mapping[str, Any],
+    key: str,
+    low: int,
+    high: int,
+    env: Mapping[str, str] | None = None,
+    before: Callable[[], None] | None = None,
+) -> float:
+    """
+    Instructions per step of a worker that takes ``config[key]`` steps: the run with
+    ``high`` steps minus the run with ``low``, divided by the difference, so that
+    start-up, set-up and everything else the two runs share cancel out. ``before``
+    runs before each of the two runs (to put back the files a run changed).
+    """
+    counts = []
+    for steps in (None, low, high):
+        if before is not None:
+            before()
+        if steps is None:
+            # Once without valgrind: a first run writes the bytecode caches of whatever
+            # it imports (the benchmark's own modules, versionload after an edit),
+            # which the two counted runs must not differ by.
+            _run_plain(script, {**config, key: low}, env)
+            continue
+        counts.append(instructions(script, {**config, key: steps}, env))
+    return (counts[1] - counts[0]) / (high - low)
+
+
+def _run_plain(script: Path, config: Mapping[str, Any], env: Mapping[str, str] | None) -> None:
+    full_env = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
+    full_env.pop("PYTHONPATH", None)
+    subprocess.run(
+        [sys.executable, str(script), "--worker", json.dumps(dict(config))],
+        capture_output=True,
+        env=full_env,
+        cwd=str(BENCH_DIR),
+        check=False,
     )
 
 

@@ -14,12 +14,17 @@ carries a real diff: one changed constant.
 
 The workers then time rollbacks between the last two versions with the same logging:
 the row "rollback / edited reload, events rendered as JSON" is a rollback (its
-``module.rolled_back`` event rendered) against one reload of edited source.
+``module.rolled_back`` event rendered) against one reload of edited source. In full
+mode, when valgrind is installed, that row is also taken as instruction counts: per
+rollback (runs with 0 and 100 rollbacks) against per reload (runs with 1 and 4
+reloads), source texts made before counting, garbage collection off during the
+operations and run once after them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -63,6 +68,8 @@ def worker(config: dict[str, Any]) -> None:
     versionload.install()
     module = importlib.import_module(name)
     base_mtime = int(source.stat().st_mtime)
+    if config.get("count") is not None:
+        _count(config, module, source, base_mtime)
     times = []
     for step in range(1, config["reloads"] + 1):
         source.write_text(module_with_names(config["names"], edit=step))
@@ -78,6 +85,63 @@ def worker(config: dict[str, Any]) -> None:
         versionload.rollback(module, to=numbers[-2] if index % 2 == 0 else numbers[-1])
         rollbacks.append((h.now_ns() - started) / 1e6)
     h.worker_result({"ms": h.Stats.of(times[1:]).median, "rollback_ms": h.Stats.of(rollbacks[1:]).median})
+
+
+def _count(config: dict[str, Any], module: Any, source: Path, base_mtime: int) -> None:
+    """
+    Under valgrind: ``count`` edited reloads, then ``rollbacks`` rollbacks, then exit.
+    """
+    import gc
+
+    import versionload
+
+    texts = [module_with_names(config["names"], edit=step) for step in range(1, config["count_max"] + 1)]
+    gc.collect()
+    gc.disable()
+    for step in range(1, config["count"] + 1):
+        source.write_text(texts[step - 1])
+        os.utime(source, (base_mtime + step, base_mtime + step))
+        versionload.reload(module)
+    numbers = [version.number for version in versionload.history(module)]
+    for index in range(config["rollbacks"]):
+        versionload.rollback(module, to=numbers[-2] if index % 2 == 0 else numbers[-1])
+    gc.collect()
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def _instruction_row(directory: Path, module: str, names: int) -> dict[str, Any]:
+    """
+    Instructions of a rollback against those of an edited reload, events rendered as JSON.
+    """
+
+    def fresh() -> None:
+        # Every counted run starts from the same files: the original source, no cache.
+        (directory / f"{module}.py").write_text(module_with_names(names))
+        shutil.rmtree(directory / "__pycache__", ignore_errors=True)
+
+    config = {"path": str(directory), "module": module, "names": names, "mode": "json", "count_max": 4}
+    reload = h.instructions_per_step(SCRIPT, {**config, "rollbacks": 0}, "count", 1, 4, before=fresh)
+    rollback = h.instructions_per_step(SCRIPT, {**config, "count": 2}, "rollbacks", 0, 100, before=fresh)
+    ratio = rollback / reload
+    target = ROLLBACK_TARGET if names == 1000 else None
+    verdict = "" if target is None else f"  target <= {target:.2f}: {'met' if ratio <= target else 'MISSED'}"
+    label = f"rollback / edited reload, JSON events, {names} names"
+    print(
+        f"  {label:<52} rollback {rollback / 1e6:7.3f} M instr"
+        f" | reload {reload / 1e6:8.3f} M instr | ratio {ratio:.4f} (instructions){verdict}",
+        flush=True,
+    )
+    return {
+        "label": f"rollback / edited reload, events rendered as JSON, {names} names (instructions)",
+        "unit": "instructions",
+        "a": "rollback",
+        "b": "reload",
+        "a_value": rollback,
+        "b_value": reload,
+        "ratio": ratio,
+        "target": target,
+    }
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -131,6 +195,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 target = ROLLBACK_TARGET if names == 1000 else None
                 print(h.format_comparison(rollback, target), flush=True)
                 rows.append({**rollback.row(), "target": target})
+                if not quick and h.VALGRIND is not None:
+                    rows.append(_instruction_row(directory, module, names))
     return rows
 
 

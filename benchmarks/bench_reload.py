@@ -13,15 +13,23 @@ and reports their median. Bytecode writing is on, as users have it. Two scenario
 - ``edited``: before each reload the source is rewritten with a different value
   (same size, a later mtime, untimed), so both sides must compile and write the cache.
 
-The versionload workers then time rollbacks between the last two versions. A third
-variant calls ``importlib.reload`` with the hook installed, as other tools do.
-Logging is configured at CRITICAL, so no event reaches anybody and none is built;
-``bench_events.py`` measures rendering.
+The versionload workers then time rollbacks between the last two versions. Two more
+variants call ``importlib.reload`` with the hook installed, as other tools do: on a
+tracked module (``hooked``, the hook records the reload) and on a module the tracker's
+``include`` leaves out (``untracked``). Logging is configured at CRITICAL, so no event
+reaches anybody and none is built; ``bench_events.py`` measures rendering.
+
+In full mode, when valgrind is installed, the edited-source rows are also taken as
+instruction counts per reload (CPU-time ratios on a shared 2-core machine cannot
+resolve less than ~5 %): the source texts are made before counting, automatic garbage
+collection is off during the reloads and one collection runs after them, so every
+variant pays for its garbage once, at the same point.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -31,7 +39,9 @@ import _harness as h
 from _modules import module_with_names
 
 SCRIPT = Path(__file__).resolve()
-RELOAD_TARGET = 1.10  # at 1,000 names
+RELOAD_TARGET = 1.10  # unchanged source, at 1,000 names
+EDITED_TARGET = 1.00  # versionload.reload / importlib.reload, edited source, 10 and 1,000 names
+HOOKED_TARGET = 1.05  # importlib.reload with the hook / without, edited source, 1,000 names
 ROLLBACK_TARGET = 0.05  # of one reload
 
 
@@ -57,6 +67,8 @@ def worker(config: dict[str, Any]) -> None:
     use_versionload = config["variant"] == "versionload"
     if config["variant"] != "stdlib":
         versionload.install()
+    if config["variant"] == "untracked":
+        versionload.default_tracker().configure(include="vlbench_nothing_tracked")
     module = importlib.import_module(name)
     reload = versionload.reload if use_versionload else importlib.reload
     edited = config["scenario"] == "edited"
@@ -71,6 +83,8 @@ def worker(config: dict[str, Any]) -> None:
             os.utime(source, (base_mtime + step, base_mtime + step))
             assert source.stat().st_size == size
 
+    if config.get("count") is not None:
+        _count_reloads(config, module, reload, source, base_mtime)
     step = 1
     first = 0.0
     for index in range(config["warmup"]):
@@ -102,6 +116,77 @@ def worker(config: dict[str, Any]) -> None:
     h.worker_result(result)
 
 
+def _count_reloads(config: dict[str, Any], module: Any, reload: Any, source: Path, base_mtime: int) -> None:
+    """
+    Under valgrind: ``warmup`` then ``count`` edited reloads, then exit (see the docstring).
+    """
+    import gc
+
+    total = config["warmup"] + config["count_max"]
+    # Made before counting, and as many in every run: only the reloads differ.
+    texts = [module_with_names(config["names"], edit=step) for step in range(1, total + 1)]
+    gc.collect()
+    gc.disable()
+    for step in range(1, config["warmup"] + config["count"] + 1):
+        source.write_text(texts[step - 1])
+        os.utime(source, (base_mtime + step, base_mtime + step))
+        reload(module)
+    gc.collect()
+    assert module.EDIT == config["warmup"] + config["count"], "the reload did not run the edited source"
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def _instruction_rows(directory: Path, module: str, names: int, env: dict[str, str]) -> list[dict[str, Any]]:
+    """
+    Instructions per edited reload of each variant, against importlib.reload without the hook.
+    """
+    low, high = 1, 6
+    config = {"path": str(directory), "module": module, "names": names, "scenario": "edited", "warmup": 2}
+    config["count_max"] = high
+
+    def fresh() -> None:
+        # Every counted run starts from the same files: the original source, no cache.
+        (directory / f"{module}.py").write_text(module_with_names(names))
+        shutil.rmtree(directory / "__pycache__", ignore_errors=True)
+
+    per_reload = {
+        variant: h.instructions_per_step(
+            SCRIPT, {**config, "variant": variant}, "count", low, high, env, before=fresh
+        )
+        for variant in ("stdlib", "versionload", "hooked", "untracked")
+    }
+    rows = []
+    for variant, label, target in (
+        ("versionload", "versionload.reload", EDITED_TARGET),
+        ("hooked", "importlib.reload + hook (tracked)", HOOKED_TARGET if names == 1000 else None),
+        ("untracked", "importlib.reload + hook (untracked)", HOOKED_TARGET if names == 1000 else None),
+    ):
+        ratio = per_reload[variant] / per_reload["stdlib"]
+        verdict = ""
+        if target is not None:
+            verdict = f"  target <= {target:.2f}: {'met' if ratio <= target else 'MISSED'}"
+        print(
+            f"  {label + f', edited, {names} names':<52} {per_reload[variant] / 1e6:9.3f} M instr"
+            f" | importlib.reload {per_reload['stdlib'] / 1e6:9.3f} M instr"
+            f" | ratio {ratio:.4f} (instructions){verdict}",
+            flush=True,
+        )
+        rows.append(
+            {
+                "label": f"{label}, edited, {names} names",
+                "unit": "instructions",
+                "a": variant,
+                "b": "stdlib",
+                "a_value": per_reload[variant],
+                "b_value": per_reload["stdlib"],
+                "ratio": ratio,
+                "target": target,
+            }
+        )
+    return rows
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
     sizes = (10, 1000) if quick else (10, 1000, 10000)
     rounds = 2 if quick else 11
@@ -125,7 +210,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     "warmup": 2,
                     "reloads": reloads,
                 }
-                samples: dict[str, list[dict[str, Any]]] = {"versionload": [], "stdlib": [], "hooked": []}
+                samples: dict[str, list[dict[str, Any]]] = {
+                    "versionload": [],
+                    "stdlib": [],
+                    "hooked": [],
+                    "untracked": [],
+                }
 
                 def sampler(
                     variant: str, key: str = "ms", config: dict[str, Any] = config, samples: Any = samples
@@ -140,7 +230,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 comparison = h.compare(
                     f"reload {scenario}, {names} names", rounds, sampler("versionload"), sampler("stdlib")
                 )
-                target = RELOAD_TARGET if names == 1000 else None
+                if scenario == "edited":
+                    target = EDITED_TARGET if names in (10, 1000) else None
+                else:
+                    target = RELOAD_TARGET if names == 1000 else None
                 print(h.format_comparison(comparison, target), flush=True)
                 rows.append({**comparison.row(), "target": target})
                 first = h.Comparison(
@@ -168,16 +261,21 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     continue
                 # Other tools (IPython's autoreload, frameworks) call importlib.reload
                 # while the hook is installed: the hook records those reloads too.
-                hooked = h.compare(
-                    f"importlib.reload + hook ({scenario}), {names} names",
-                    rounds,
-                    sampler("hooked"),
-                    sampler("stdlib"),
-                    a_name="hooked",
-                    b_name="stdlib",
-                )
-                print(h.format_comparison(hooked), flush=True)
-                rows.append(hooked.row())
+                hooked_target = HOOKED_TARGET if scenario == "edited" and names == 1000 else None
+                for variant in ("hooked", "untracked"):
+                    which = "tracked" if variant == "hooked" else variant
+                    hooked = h.compare(
+                        f"importlib.reload + hook ({scenario}, {which}), {names} names",
+                        rounds,
+                        sampler(variant),
+                        sampler("stdlib"),
+                        a_name=variant,
+                        b_name="stdlib",
+                    )
+                    print(h.format_comparison(hooked, hooked_target), flush=True)
+                    rows.append({**hooked.row(), "target": hooked_target})
+                if not quick and scenario == "edited" and h.VALGRIND is not None:
+                    rows.extend(_instruction_rows(directory, module, names, env))
     return rows
 
 

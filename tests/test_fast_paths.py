@@ -97,6 +97,54 @@ class TestCompiledCodeReuse:
         assert 2 == _cached_value(str(path), "VALUE")
 
 
+class TestBytecodeCacheLeftToTheLoader:
+    """
+    A reload rewrites only a cache the loader would still run; any other it leaves
+    to the next import, which compiles the source and writes the cache itself.
+    """
+
+    def test_cache_the_loader_rejects_is_left_alone(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        After an edit that changes the size, the old cache is untouched and the next import runs the new code.
+        """
+        sys.dont_write_bytecode = False
+        path = tree.module("fp_rejected", "VALUE = 1\n")
+        import fp_rejected  # type: ignore[import-not-found]
+
+        cache = Path(importlib.util.cache_from_source(str(path)))
+        before = (cache.read_bytes(), cache.stat().st_ino, cache.stat().st_mtime_ns)
+        tree.module("fp_rejected", "VALUE = 222\n")
+        tracker.reload(fp_rejected)
+        assert 222 == fp_rejected.VALUE
+        after = (cache.read_bytes(), cache.stat().st_ino, cache.stat().st_mtime_ns)
+        del sys.modules["fp_rejected"]
+        reimported = importlib.import_module("fp_rejected")
+
+        assert (before, 222, 222) == (after, reimported.VALUE, _cached_value(str(path), "VALUE"))
+
+    def test_missing_cache_is_written_by_the_next_import(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        With no cache, a reload writes none; the next import compiles and writes it.
+        """
+        path = tree.module("fp_nocache", "VALUE = 1\n")
+        import fp_nocache  # type: ignore[import-not-found]
+
+        sys.dont_write_bytecode = False
+        cache = Path(importlib.util.cache_from_source(str(path)))
+        assert not cache.exists()
+        tree.module("fp_nocache", "VALUE = 22\n")
+        tracker.reload(fp_nocache)
+        written_by_reload = cache.exists()
+        del sys.modules["fp_nocache"]
+        reimported = importlib.import_module("fp_nocache")
+
+        assert (False, 22, 22) == (written_by_reload, reimported.VALUE, _cached_value(str(path), "VALUE"))
+
+
 class TestEventsForListenersOnly:
     """
     Events are skipped only when the log level would drop them and nobody subscribed.

@@ -16,6 +16,7 @@ instead of hanging.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib._bootstrap as _bootstrap
 import operator
 import os
@@ -25,7 +26,7 @@ import time
 import traceback
 import types
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, TypeVar
 
@@ -74,13 +75,46 @@ _MISSING = object()
 _reloading = threading.local()
 
 
-@contextlib.contextmanager
-def module_lock(name: str) -> Iterator[None]:
+def module_lock(name: str) -> contextlib.AbstractContextManager[None]:
     """
     Hold the import system's re-entrant, deadlock-detecting lock for ``name``.
     """
-    with _bootstrap._ModuleLockManager(name):  # type: ignore[attr-defined]
-        yield
+    # The import system's own context manager, as is: no generator frame around it.
+    manager: contextlib.AbstractContextManager[None] = _bootstrap._ModuleLockManager(name)  # type: ignore[attr-defined]
+    return manager
+
+
+def module_locks(names: Iterable[str]) -> contextlib.AbstractContextManager[None]:
+    """
+    Hold the module locks of ``names``, taken in name order (the one order every
+    group takes them in, so two groups cannot wait for each other's).
+    """
+    ordered = sorted(set(names))
+    if len(ordered) == 1:
+        return module_lock(ordered[0])  # the usual case, without an ExitStack around it
+    return _ModuleLocks(ordered)
+
+
+class _ModuleLocks:
+    """
+    Several module locks, taken in the given order on entering and released on leaving.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self._names = names
+        self._held = contextlib.ExitStack()
+
+    def __enter__(self) -> None:
+        held = self._held
+        try:
+            for name in self._names:
+                held.enter_context(module_lock(name))
+        except BaseException:
+            held.close()  # those taken before the failure
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._held.close()
 
 
 # -- resolving arguments ----------------------------------------------------------------
@@ -203,13 +237,28 @@ def restore_namespace(namespace: dict[str, object], bindings: Mapping[str, objec
     """
     # One C-level merge: rebinding a name to the object it already holds changes
     # nothing a program can see, and costs less than testing each name in Python
-    # (a rollback of a large module was mostly that test). A version's read-only
-    # view is copied first: merging a dict is several times faster than a mapping.
-    namespace.update(bindings.copy() if type(bindings) is types.MappingProxyType else bindings)
+    # (a rollback of a large module was mostly that test). Merging a dict is several
+    # times faster than merging a mapping, so a version's read-only view is merged
+    # from the dict behind it (only read here), or from a copy of it.
+    namespace.update(_dict_behind(bindings) if type(bindings) is types.MappingProxyType else bindings)
     # Every name of ``bindings`` is in the namespace now: any more names are extra.
     if len(namespace) > len(bindings):
         for name in namespace.keys() - bindings.keys():
             namespace.pop(name, None)
+
+
+def _dict_behind(view: Mapping[str, object]) -> Mapping[str, object]:
+    """
+    The dict a read-only view shows, to read from without copying it; a copy when it
+    cannot be told.
+    """
+    # A mappingproxy refers to exactly one object, the mapping it shows (its traverse
+    # visits only that), so the garbage collector's referents name it, in C.
+    found = gc.get_referents(view)
+    if len(found) == 1 and type(found[0]) is dict:
+        mapping: dict[str, object] = found[0]
+        return mapping
+    return dict(view)
 
 
 def restore_class(module: ModuleType, cls: type[ModuleType]) -> None:
@@ -589,7 +638,11 @@ def rollback(
     """
     if to is not None:
         version_number(to, "to")
-    name, module, _ = resolve_tracked(registry, obj)
+    if isinstance(obj, ModuleType):
+        # Its history is required under its lock, in `restore_versions`.
+        name, module = module_name(obj), obj
+    else:
+        name, module, _ = resolve_tracked(registry, obj)
     restore_versions(
         registry, [(name, module, to if isinstance(to, int) else None)], restore, asked_by=asked_by
     )
@@ -614,9 +667,7 @@ def restore_versions(
     the error propagates. Records one changeset of ``kind`` and emits the events.
     """
     started = time.perf_counter_ns()
-    with contextlib.ExitStack() as locks:
-        for name in sorted({name for name, _, _ in steps}):
-            locks.enter_context(module_lock(name))
+    with module_locks(name for name, _, _ in steps):
         # Every target is looked up before anything changes: a missing one changes nothing.
         plan = []
         for name, module, to in steps:
@@ -627,16 +678,17 @@ def restore_versions(
         # The events' diffs are computed only when somebody would receive them.
         report = wanted(registry.subscribers, ModuleRolledBack.level)
         done: list[
-            tuple[str, ModuleType, ModuleHistory, ModuleVersion, dict[str, object], type[ModuleType]]
+            tuple[str, ModuleType, ModuleHistory, ModuleVersion, Mapping[str, object], type[ModuleType]]
         ] = []
         moved = []
         try:
             for name, module, history, current, target in plan:
-                live = dict(module.__dict__)
                 live_class = type(module)
                 # Still exactly the current version (no name rebound since)? Then the
-                # event's diff is the one between the two versions, often known already.
-                exact = report and _holds_exactly(live, current.bindings)
+                # event's diff is the one between the two versions, often known already,
+                # and the version's bindings are what the namespace holds: no copy.
+                exact = report and _holds_exactly(module.__dict__, current.bindings)
+                live: Mapping[str, object] = current.bindings if exact else dict(module.__dict__)
                 known = recent_diff(current, target) if exact else None
                 bindings = _with_imported_submodules(
                     name, target.bindings, live, None if known is None else known.removed
@@ -647,7 +699,7 @@ def restore_versions(
                 if restore is not None:
                     restore(name, target.number)
                 registry.set_current(history, target.number)
-                moved.append((current, live, target, bindings, exact))
+                moved.append((current, live, target, bindings, exact, known))
         except BaseException:
             for name, module, history, current, live, live_class in reversed(done):
                 restore_class(module, live_class)
@@ -668,9 +720,10 @@ def restore_versions(
         events.extend(
             _change_event(
                 ModuleRolledBack,
-                # The two versions' diff (usually the reload's, read backwards) when
-                # the namespace held the current version and got the target's as recorded.
-                compare_versions(current, target)
+                # The two versions' diff (usually the reload's, read backwards, found
+                # above already) when the namespace held the current version and got
+                # the target's as recorded.
+                (known if known is not None else compare_versions(current, target))
                 if exact and bindings is target.bindings
                 else compare(target.module, current.number, live, target.number, bindings),
                 target,
@@ -678,7 +731,7 @@ def restore_versions(
                 changeset.id,
                 version_reason=target.reason,
             )
-            for current, live, target, bindings, exact in moved
+            for current, live, target, bindings, exact, known in moved
         )
     if wanted(registry.subscribers, ChangesetApplied.level):
         events.append(applied_event(changeset))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import operator
 import os
 import sys
 import types
@@ -89,11 +90,30 @@ class Event:
         """
         The payload as flat, JSON-friendly fields (tuples become lists).
         """
+        names, values = _payload_of(type(self))
         return {
             key: list(value) if isinstance(value, tuple) else value
-            for key, value in attrs.asdict(self, recurse=False).items()
-            if key != "exc_info"
+            for key, value in zip(names, values(self), strict=True)
         }
+
+
+#: For each event class: its payload fields in declaration order (without
+#: ``exc_info``), and a getter of their values as a tuple.
+_PAYLOADS: dict[type[Event], tuple[tuple[str, ...], Callable[[Event], tuple[Any, ...]]]] = {}
+
+
+def _payload_of(cls: type[Event]) -> tuple[tuple[str, ...], Callable[[Event], tuple[Any, ...]]]:
+    # Every delivered event asks: reading the fields with one getter made once per
+    # class is several times cheaper than attrs.asdict building a dict to rebuild.
+    found = _PAYLOADS.get(cls)
+    if found is None:
+        names = tuple(field.name for field in attrs.fields(cls) if field.name != "exc_info")
+        getter = operator.attrgetter(*names)
+        found = _PAYLOADS[cls] = (
+            names,
+            getter if len(names) > 1 else (lambda event: (getter(event),)),
+        )
+    return found
 
 
 @attrs.frozen
@@ -415,17 +435,24 @@ _structlog_bound: list[Any] = []
 
 def _structlog_enabled(level: str) -> bool:
     config = structlog.get_config()
-    # configure() replaces these objects, so their identities say whether it ran again.
-    key = [
-        id(config["wrapper_class"]),
-        id(config["logger_factory"]),
-        id(config["processors"]),
-        id(config["context_class"]),
-    ]
-    if key != _structlog_seen:
+    # configure() replaces these objects, so their identities say whether it ran again
+    # (held, not their ids: a new object may reuse a collected one's id).
+    seen = _structlog_seen
+    if (
+        not seen
+        or seen[0] is not config["wrapper_class"]
+        or seen[1] is not config["logger_factory"]
+        or seen[2] is not config["processors"]
+        or seen[3] is not config["context_class"]
+    ):
         _structlog_levels.clear()
         _structlog_bound.clear()
-        _structlog_seen[:] = key
+        seen[:] = [
+            config["wrapper_class"],
+            config["logger_factory"],
+            config["processors"],
+            config["context_class"],
+        ]
     known = _structlog_levels.get(level)
     if known is not None:
         return known
@@ -510,14 +537,22 @@ class _Message:
         return " ".join(parts)
 
 
-def log(level: str, name: str, fields: dict[str, Any], exc_info: BaseException | None = None) -> None:
+def log(
+    level: str,
+    name: str,
+    fields: dict[str, Any],
+    exc_info: BaseException | None = None,
+    *,
+    checked: bool = False,
+) -> None:
     """
     Hand one event to the application's logging (structlog if configured, else the
     stdlib's ``versionload`` logger); never prints anything itself, never raises.
+    ``checked``: the caller just saw `logs` let ``level`` through.
     """
     try:
         if structlog.is_configured():
-            if not _structlog_enabled(level):
+            if not checked and not _structlog_enabled(level):
                 return
             if not _structlog_bound:
                 _structlog_bound.append(structlog.get_logger(LOGGER_NAME).bind())
@@ -574,9 +609,9 @@ def emit(event: Event, subscribers: Iterable[Subscriber]) -> None:
             report_error(error, f"versionload: subscriber {subscriber!r} failed on {event.event}")
     if isinstance(event, ModuleLoaded):
         if logs_load(event.level, event.module, event.origin):
-            log(event.level, event.event, event.fields(), event.exc_info)
+            log(event.level, event.event, event.fields(), event.exc_info, checked=True)
     elif logs(event.level):
-        log(event.level, event.event, event.fields(), event.exc_info)
+        log(event.level, event.event, event.fields(), event.exc_info, checked=True)
 
 
 #: Which module loads the application's logging shows, as set by `filter_load_logs`.

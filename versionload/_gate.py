@@ -103,7 +103,10 @@ class Gate:
 
     def __init__(self) -> None:
         self.local = threading.local()  # per-thread state; `Section` reads it directly, for speed
-        self._states: weakref.WeakSet[_ThreadState] = weakref.WeakSet()
+        # Weak references to every thread's state, each removing itself once its thread's
+        # state is gone; a plain set of them is cheaper to add up than a WeakSet, whose
+        # iteration runs a Python generator and guard (every change adds them up).
+        self._states: set[weakref.ref[_ThreadState]] = set()
         self._task_depth: contextvars.ContextVar[int] = contextvars.ContextVar(
             "versionload_section", default=0
         )
@@ -119,8 +122,9 @@ class Gate:
         mine = getattr(self.local, "state", None)
         # Only the thread that forked exists here; the old lock may have been held
         # by another thread, so the child gets a new one.
-        for state in list(self._states):
-            if state is not mine:
+        for ref in list(self._states):
+            state = ref()
+            if state is not None and state is not mine:
                 state.held = state.depth = 0
         self._reset({me: self._applying[me]} if me in self._applying else {})
 
@@ -142,7 +146,7 @@ class Gate:
         """
         The sections in flight right now, over all threads.
         """
-        return sum(state.held for state in list(self._states))
+        return sum(state.held for ref in list(self._states) if (state := ref()) is not None)
 
     def state(self) -> _ThreadState:
         """
@@ -153,7 +157,7 @@ class Gate:
         except AttributeError:
             found = self.local.state = _ThreadState()
             with self._lock:
-                self._states.add(found)
+                self._states.add(weakref.ref(found, self._states.discard))
         return found
 
     # -- sections ----------------------------------------------------------------------

@@ -17,7 +17,6 @@ module's own `ReloadError` rather than a `GroupReloadError`.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.machinery
 import sys
 import time
@@ -36,7 +35,7 @@ from ._engine import (
     current_or_adopt,
     execute,
     loaded_module,
-    module_lock,
+    module_locks,
     origin_of,
     resolve_loaded,
     restore_versions,
@@ -139,9 +138,7 @@ def reload_group(
     started = time.perf_counter_ns()
     events: list[Event] = []
     versions: list[int] = []
-    with contextlib.ExitStack() as locks:
-        for name in sorted(names):
-            locks.enter_context(module_lock(name))
+    with module_locks(names):
         # A module whose own code reloads it gets it back unchanged, as importlib does.
         active = [(name, module) for name, module in resolved if name not in in_progress]
         for name, module in active:
@@ -152,11 +149,15 @@ def reload_group(
         staged: list[Staged] = []
         failure: ReloadError | None = None
         # Modules not tracked yet are adopted as they run; the group event names them.
-        adopted = tuple(name for name, module in active if registry.history_of(name, module) is None)
+        histories = [registry.history_of(name, module) for name, module in active]
+        adopted = tuple(name for (name, _), history in zip(active, histories, strict=True) if history is None)
         in_progress.update(name for name, _ in active)
         try:
-            for name, module in active:
-                previous = current_or_adopt(registry, name, module)
+            for index, (name, module) in enumerate(active):
+                # The first module's history is the one just found; a later one may
+                # have been adopted meanwhile by the code of the modules before it.
+                first = histories[0] if index == 0 else None
+                previous = first.current if first is not None else current_or_adopt(registry, name, module)
                 staged.append(execute(registry, name, module, paths[name], previous, finish, prune=prune))
         except BaseException as error:
             for each in reversed(staged):
@@ -392,6 +393,8 @@ def restore_states(registry: Registry, ledger: Ledger) -> Callable[[str, int], N
     """
 
     def restore(name: str, number: int) -> None:
+        if not ledger.has_states(name):
+            return  # nothing of it was ever updated in place (the usual rollback)
         found = registry.find(name)
         if found is not None:
             ledger.restore(name, found[1], number)

@@ -456,6 +456,12 @@ class Ledger:
                         found.setdefault(id(state.code), number)
         return found
 
+    def has_states(self, name: str) -> bool:
+        """
+        Whether any in-place update of module ``name`` was recorded (one dict lookup, no lock).
+        """
+        return name in self._modules
+
     def restore(self, name: str, history: ModuleHistory, version: int) -> int:
         """
         Put every object recorded for ``version`` back in that state; returns how many.

@@ -32,6 +32,7 @@ from ._events import (
     Subscriber,
     VersionPruned,
     asks,
+    debug_wanted,
     emit,
     is_library,
     logs,
@@ -267,7 +268,11 @@ class Registry:
                 name, module, reason, origin, digest, created_ns, dict(module.__dict__), events
             )
         number = version.number
-        events.extend(VersionPruned(module=name, version=v.number, current_version=number) for v in pruned)
+        if pruned and debug_wanted(self.subscribers):
+            # Debug events: built only for somebody who receives them.
+            events.extend(
+                VersionPruned(module=name, version=v.number, current_version=number) for v in pruned
+            )
         level = self._wanted_load_level(name, origin) if reason != "reload" else None
         if level is not None:
             kind = LibraryModuleLoaded if level == "trace" else ModuleLoaded
@@ -518,9 +523,13 @@ class Registry:
     def _forget_collected(self, events: list[Event] | None = None) -> None:
         # Every operation starts here (lock held), so queued imports are histories by now.
         self._materialize()
-        self._drop_collected()
-        if events is not None:
-            events.extend(
-                HistoryEnded(module=name, last_version=last, reason="collected") for name, last in self._ended
-            )
-        self._ended.clear()
+        # Only when there is something to do: every operation passes here.
+        if self._collected:
+            self._drop_collected()
+        ended = self._ended
+        if ended:
+            if events is not None:
+                events.extend(
+                    HistoryEnded(module=name, last_version=last, reason="collected") for name, last in ended
+                )
+            ended.clear()

@@ -196,6 +196,16 @@ def bytecode_matches(bytecode: BytecodeProof, stat: StatKey, data: bytes) -> boo
         return False
     if file_identity(cache) != identity:
         return False  # replaced since the import: what it held then is unknown
+    return header_holds(header, cache, seconds, stat, data)
+
+
+def header_holds(header: bytes, cache: os.stat_result, seconds: int, stat: StatKey, data: bytes) -> bool:
+    """
+    Whether a loader that found a bytecode cache with this ``header`` (the file's first
+    16 bytes, its stat ``cache``) for a source of whole-second mtime ``seconds`` and
+    `stat_key` ``stat`` ran ``data``: the cache held it, or the loader rejected the
+    cache and compiled the source.
+    """
     flags = int.from_bytes(header[4:8], "little")
     if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER or flags & ~0b11:
         return True  # the loader rejects such a cache and compiles the source

@@ -14,6 +14,7 @@ from __future__ import annotations
 import _imp
 import importlib.machinery
 import importlib.util
+import io
 import marshal
 import os
 import sys
@@ -24,7 +25,15 @@ from typing import Any
 
 import attrs
 
-from ._snapshot import StatKey, _SourceDigest, bytecode_matches, file_identity, sha256_of, stat_key
+from ._snapshot import (
+    StatKey,
+    _SourceDigest,
+    bytecode_matches,
+    file_identity,
+    header_holds,
+    sha256_of,
+    stat_key,
+)
 
 _TIMESTAMP_PYC_FLAGS = (0).to_bytes(4, "little")
 
@@ -116,6 +125,8 @@ def read_source(spec: importlib.machinery.ModuleSpec) -> SourceRead | None:
     if not reads_source_through_cache(loader):
         return None
     path = loader.get_filename(spec.name)
+    if _reads_files_as_stdlib(loader):
+        return _read_as_stdlib(loader, path)
     # Stat before reading, as the stdlib does: if the file changes in between, the
     # cache we write records the older mtime and the next import recompiles.
     try:
@@ -135,28 +146,111 @@ def read_source(spec: importlib.machinery.ModuleSpec) -> SourceRead | None:
     return SourceRead(loader=loader, path=path, data=data, sha256=sha256_of(data), mtime=mtime, stat=stat)
 
 
+def _read_as_stdlib(loader: Any, path: str) -> SourceRead:
+    """
+    What the stdlib's ``get_data`` and ``path_stats`` would give, from one open file.
+
+    The file's stat before and after the read, taken on the open file itself, say
+    that the bytes are the file as it had that stat (a file replaced meanwhile by a
+    rename is not the one read); two path lookups fewer than stat, read, stat.
+    """
+    with io.open_code(path) as file:
+        before = os.fstat(file.fileno())
+        data = file.read()
+        after = os.fstat(file.fileno())
+    key = stat_key(before)
+    stat = key if key == stat_key(after) and before.st_size == len(data) else None
+    # As path_stats and get_code compute it: the cache header's mtime.
+    mtime = int(before.st_mtime)
+    return SourceRead(loader=loader, path=path, data=data, sha256=sha256_of(data), mtime=mtime, stat=stat)
+
+
 def compile_source(spec: importlib.machinery.ModuleSpec, source: SourceRead | None) -> FreshCode:
     """
-    Compile what `read_source` read, bypassing the bytecode cache, and refresh the cache.
+    Compile what `read_source` read, bypassing the bytecode cache, and replace a
+    cache that would pass the loader's check for this source without holding it.
 
     Raises what compiling raises (``SyntaxError``, ``ValueError`` for null bytes).
     """
     if source is None:
         return FreshCode(code=None, sha256=None, path=spec.origin if spec.has_location else None)
     loader, path, data, sha256 = source.loader, source.path, source.data, source.sha256
-    from_cache = None
-    if source.stat is not None and _reads_files_as_stdlib(loader) and _compiled_for(path, sha256) is None:
+    cached = _cache_path(spec, path)
+    # Only the header, as the loader's own check reads it: the whole file is read only
+    # when the header says it may hold this source.
+    header = _cache_header(cached)
+    if (
+        source.stat is not None
+        and header is not None
+        and _passes_check(header, source.stat[0] // 1_000_000_000, len(data))
+        and _reads_files_as_stdlib(loader)
+        and _compiled_for(path, sha256) is None
+    ):
         # The first reload of an unchanged module: a bytecode cache proven to hold
         # exactly these bytes serves it, as the import did, instead of a compile.
-        from_cache = _code_from_proven_cache(path, data, sha256, source.stat)
-    if from_cache is not None:
-        entry = _Compiled(sha256, from_cache, len(data), spec.name, _owner_ref(spec.name, path))
-        _remember_compiled(path, entry)
-        return FreshCode(code=from_cache, sha256=sha256, path=path)
+        assert cached is not None
+        from_cache = _code_from_proven_cache(cached, path, data, sha256, source.stat)
+        if from_cache is not None:
+            entry = _Compiled(sha256, from_cache, len(data), spec.name, _owner_ref(spec.name, path))
+            _remember_compiled(path, entry)
+            return FreshCode(code=from_cache, sha256=sha256, path=path)
     code = _compile(loader, path, data, sha256, spec.name)
-    if source.mtime is not None:
-        _refresh_bytecode_cache(loader, path, code, source.mtime, len(data), sha256)
+    if (
+        source.mtime is not None
+        and cached is not None
+        and header is not None
+        and _passes_check(header, source.mtime, len(data))
+    ):
+        # Only a cache that the loader would run for this source can run stale code.
+        # One that fails its check (the usual edit: a new mtime or size), or none at
+        # all, makes the next import compile the source and write the cache itself,
+        # as a first import does; rewriting it here would only repeat that work.
+        _refresh_bytecode_cache(loader, cached, code, source.mtime, len(data), sha256)
     return FreshCode(code=code, sha256=sha256, path=path)
+
+
+def _cache_path(spec: importlib.machinery.ModuleSpec, path: str) -> str | None:
+    """
+    Where the bytecode cache of ``path`` lives, or None when there is none.
+    """
+    try:
+        # The spec computes it once, and the module's __cached__ needs it anyway.
+        return spec.cached if spec.origin == path else importlib.util.cache_from_source(path)
+    except NotImplementedError:
+        return None
+
+
+def _cache_header(cached: str | None) -> bytes | None:
+    """
+    The first 16 bytes of the bytecode cache at ``cached`` (fewer if it is shorter),
+    or None when there is no readable cache.
+    """
+    if cached is None:
+        return None
+    try:
+        fd = os.open(cached, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 16)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _passes_check(header: bytes, mtime: int, size: int) -> bool:
+    """
+    Whether the stdlib's loader would run a timestamp cache with this ``header`` for a
+    source of whole-second ``mtime`` and ``size`` without compiling.
+    """
+    return (
+        len(header) == 16
+        and header[:4] == importlib.util.MAGIC_NUMBER
+        and header[4:8] == _TIMESTAMP_PYC_FLAGS
+        and header[8:16]
+        == (mtime & 0xFFFFFFFF).to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
+    )
 
 
 def _reads_files_as_stdlib(loader: Any) -> bool:
@@ -173,7 +267,9 @@ def _compiled_for(path: str, sha256: str) -> CodeType | None:
     return known.code if known is not None and known.sha256 == sha256 else None
 
 
-def _code_from_proven_cache(path: str, data: bytes, sha256: str, stat: StatKey) -> CodeType | None:
+def _code_from_proven_cache(
+    cached: str, path: str, data: bytes, sha256: str, stat: StatKey
+) -> CodeType | None:
     """
     The code in ``path``'s timestamp bytecode cache if it provably holds ``data`` (whose
     hash is ``sha256``), the source as it was with `stat_key` ``stat``; None when that
@@ -186,11 +282,10 @@ def _code_from_proven_cache(path: str, data: bytes, sha256: str, stat: StatKey) 
     always does; nothing here writes one.
     """
     try:
-        cached = importlib.util.cache_from_source(path)
         with open(cached, "rb") as file:
             blob = file.read()
             cache = os.fstat(file.fileno())
-    except (OSError, NotImplementedError, ValueError):
+    except (OSError, ValueError):
         return None
     seconds = stat[0] // 1_000_000_000
     expected = (seconds & 0xFFFFFFFF).to_bytes(4, "little") + (len(data) & 0xFFFFFFFF).to_bytes(4, "little")
@@ -276,13 +371,14 @@ def _cache_identity(cache_path: str) -> tuple[int, int, int] | None:
 
 
 def _refresh_bytecode_cache(
-    loader: Any, source_path: str, code: CodeType, mtime: int, size: int, sha256: str
+    loader: Any, cache_path: str, code: CodeType, mtime: int, size: int, sha256: str
 ) -> None:
+    """
+    Replace the timestamp cache at ``cache_path``, whose header passes the loader's
+    check for the source just compiled, with ``code``; a hash-based cache never gets
+    here (it was chosen deliberately, and is left alone).
+    """
     if sys.dont_write_bytecode:
-        return
-    try:
-        cache_path = importlib.util.cache_from_source(source_path)
-    except NotImplementedError:
         return
     written = _written.get(cache_path)
     if (
@@ -291,13 +387,6 @@ def _refresh_bytecode_cache(
         and written[3] == _cache_identity(cache_path)
     ):
         return  # the cache still holds what we wrote for exactly this source
-    try:
-        with open(cache_path, "rb") as existing:
-            header = existing.read(8)
-        if len(header) == 8 and header[4:8] != _TIMESTAMP_PYC_FLAGS:
-            return  # a hash-based cache was chosen deliberately; leave it alone
-    except OSError:
-        pass
     payload = b"".join(
         (
             importlib.util.MAGIC_NUMBER,
@@ -348,21 +437,38 @@ def digest_of_loader_run(spec: importlib.machinery.ModuleSpec) -> _SourceDigest 
         return None
     try:
         path = loader.get_filename(spec.name)
-        before = os.stat(path)
-        data = loader.get_data(path)
-        after = os.stat(path)
+        if _reads_files_as_stdlib(loader):
+            # What get_data reads, with the stat of the very file read, before and after.
+            with io.open_code(path) as file:
+                before = os.fstat(file.fileno())
+                data = file.read()
+                after = os.fstat(file.fileno())
+        else:
+            before = os.stat(path)
+            data = loader.get_data(path)
+            after = os.stat(path)
     except Exception:  # noqa: BLE001 - unreadable source: what runs is the cache, if anything
         return _cached_code_check(spec, loader, None, None)
     source = stat_key(before)
     if stat_key(after) != source or len(data) != before.st_size:
         return _cached_code_check(spec, loader, path, None)  # written while read: compare code
     sha256 = sha256_of(data)
-    try:
-        cached = importlib.util.cache_from_source(path)
-        cache = os.stat(cached)
-    except (NotImplementedError, OSError):
+    cached = _cache_path(spec, path)
+    if cached is None:
         return _SourceDigest(sha256)  # no cache to run: the loader compiles the source
-    if bytecode_matches((cached, file_identity(cache), int(before.st_mtime)), source, data):
+    try:
+        fd = os.open(cached, os.O_RDONLY)
+    except OSError:
+        return _SourceDigest(sha256)  # no cache to run: the loader compiles the source
+    try:
+        header = os.read(fd, 16)
+        cache = os.fstat(fd)
+    except OSError:
+        return _cached_code_check(spec, loader, path, (data, sha256))
+    finally:
+        os.close(fd)
+    # Header and stat come from one open file, so they describe the same cache.
+    if header_holds(header, cache, int(before.st_mtime), source, data):
         return _SourceDigest(sha256)
     return _cached_code_check(spec, loader, path, (data, sha256))
 
