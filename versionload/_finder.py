@@ -37,11 +37,20 @@ from typing import Any
 
 from ._events import report_error
 from ._snapshot import _SourceDigest
-from ._source import ImportStart, digest_of_loader_run, import_digest, import_started
+from ._source import (
+    ImportProof,
+    ImportStart,
+    LoaderRun,
+    digest_of_loader_run,
+    import_digest,
+    import_started,
+    loader_watched,
+    watch_loader,
+)
 
-#: Called once a first import ends: ``(spec, module, digest of what ran)`` on success,
+#: Called once a first import ends: ``(spec, module, proof of what ran)`` on success,
 #: ``(spec, None, None)`` on failure.
-LoadObserver = Callable[[ModuleSpec, "ModuleType | None", "_SourceDigest | None"], None]
+LoadObserver = Callable[[ModuleSpec, "ModuleType | None", ImportProof], None]
 #: Called once another tool's ``importlib.reload`` ran the module's code successfully:
 #: ``(spec, module, duration_ns, digest of what ran or None when not checked)``.
 ReloadObserver = Callable[[ModuleSpec, ModuleType, int, "_SourceDigest | None"], None]
@@ -92,21 +101,26 @@ class _InitializingWrites:
         if value:
             return
         original, observers, started = state.pop(_OBSERVERS, (self._base, (), None))
-        # Restore the class first: observers and everyone after them see a plain spec.
+        # Restore the class (and the loader's) first: everyone after sees them plain.
         spec.__class__ = original
+        watched = type(started) is list
+        if watched:
+            loader_watched(started)
         # _load_unlocked removes the name from sys.modules when execution raised.
-        name = spec.name
-        module = sys.modules.get(name)
+        module = sys.modules.get(spec.name)
         loaded = module if isinstance(module, ModuleType) else None
-        digest = None
+        proof: ImportProof = None
         if loaded is not None:
-            try:
-                digest = import_digest(spec, started)
-            except Exception as error:  # noqa: BLE001 - an import must never fail because of us
-                report_error(error, "versionload: inspecting what an import ran failed")
+            if watched:
+                proof = started  # the registry makes the digest when it needs it
+            else:
+                try:
+                    proof = import_digest(spec, started)
+                except Exception as error:  # noqa: BLE001 - an import must never fail because of us
+                    report_error(error, "versionload: inspecting what an import ran failed")
         for observer in observers:
             try:
-                observer(spec, loaded, digest)
+                observer(spec, loaded, proof)
             except Exception as error:  # noqa: BLE001 - an import must never fail because of us
                 report_error(error, "versionload: recording an import failed")
 
@@ -142,12 +156,14 @@ def observe_load(spec: ModuleSpec, observer: LoadObserver) -> None:
         spec.__class__ = _observing_class(original)
     except TypeError:
         return  # an exotic spec class (slots, C type): leave the import alone
-    # Before the loader runs: afterwards the files tell which bytes it ran.
-    started: ImportStart | None = None
-    try:
-        started = import_started(spec)
-    except Exception as error:  # noqa: BLE001 - an import must never fail because of us
-        report_error(error, "versionload: inspecting an import failed")
+    # The stdlib's source loader tells what it read as it reads it; for any other
+    # loader the files are looked at before it runs, as afterwards they tell which bytes ran.
+    started: ImportStart | LoaderRun | None = watch_loader(spec.loader)
+    if started is None:
+        try:
+            started = import_started(spec)
+        except Exception as error:  # noqa: BLE001 - an import must never fail because of us
+            report_error(error, "versionload: inspecting an import failed")
     state[_OBSERVERS] = (original, [observer], started)
 
 

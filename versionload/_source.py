@@ -14,13 +14,14 @@ from __future__ import annotations
 import _imp
 import importlib.machinery
 import importlib.util
+import io
 import marshal
 import os
 import sys
 import weakref
 from importlib._bootstrap_external import SourceLoader as _SourceLoaderBase
 from types import CodeType, ModuleType
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -391,6 +392,96 @@ def _cached_code_check(
 
 
 # -- what a first import ran ---------------------------------------------------------------
+
+#: While a first import runs the stdlib's own source loader, the loader's class is a
+#: subclass whose ``path_stats`` and ``get_data`` keep what the loader's cache check saw:
+#: ``[loader, its class, the source's stat, the cache's stat, whether it read the source]``.
+#: Nothing is asked of the files that the loader does not ask itself, except one ``fstat``
+#: of the cache it opened: this is what replaced two stats per import.
+LoaderRun = list[Any]
+#: What proves which bytes a first import ran: its digest, or the `LoaderRun` to make
+#: it from (`digest_of_run`) when it is needed; None when nothing is known.
+ImportProof: TypeAlias = "_SourceDigest | LoaderRun | None"
+_RUN = "_versionload_run"
+_GET_CODE: CodeType = _SourceLoaderBase.get_code.__code__
+_SOURCE_FILE_LOADER = importlib.machinery.SourceFileLoader
+
+
+class _WatchedSourceFileLoader(importlib.machinery.SourceFileLoader):
+    """
+    The stdlib's source loader, noting what ``get_code`` reads (see `watch_loader`).
+
+    Both methods do exactly what the stdlib's do (3.10 to 3.13), and note something
+    only when ``get_code`` is the caller: module code that reads its own file through
+    ``__loader__`` (``inspect``, ``pkgutil.get_data``) while it runs must not count.
+    """
+
+    def path_stats(self, path: str) -> dict[str, Any]:
+        stat = os.stat(path)
+        if sys._getframe(1).f_code is _GET_CODE:
+            run = self.__dict__.get(_RUN)
+            if run is not None:
+                run[2] = stat
+        return {"mtime": stat.st_mtime, "size": stat.st_size}
+
+    def get_data(self, path: str) -> bytes:
+        with io.open_code(str(path)) as file:
+            if sys._getframe(1).f_code is _GET_CODE:
+                run = self.__dict__.get(_RUN)
+                if run is not None:
+                    if path == self.path:
+                        run[4] = True
+                    else:
+                        run[3] = os.fstat(file.fileno())
+            return file.read()
+
+
+_WatchedSourceFileLoader.__module__ = _SOURCE_FILE_LOADER.__module__
+_WatchedSourceFileLoader.__name__ = _WatchedSourceFileLoader.__qualname__ = _SOURCE_FILE_LOADER.__name__
+
+
+def watch_loader(loader: object) -> LoaderRun | None:
+    """
+    Start noting what the stdlib's source ``loader`` reads; None for any other loader.
+
+    The caller must call `loader_watched` when the import ends, whatever happened.
+    """
+    if type(loader) is not _SOURCE_FILE_LOADER:
+        return None
+    run: LoaderRun = [loader, _SOURCE_FILE_LOADER, None, None, False]
+    loader.__dict__[_RUN] = run
+    loader.__class__ = _WatchedSourceFileLoader
+    return run
+
+
+def loader_watched(run: LoaderRun) -> None:
+    """
+    Put the loader back exactly as it was (called once the import ended).
+    """
+    loader = run[0]
+    loader.__class__ = run[1]
+    loader.__dict__.pop(_RUN, None)
+
+
+def digest_of_run(spec: importlib.machinery.ModuleSpec, run: LoaderRun) -> _SourceDigest:
+    """
+    The digest of what a watched first import ran: the source as the loader's own stat
+    saw it when it compiled that source, or, when it ran the cache instead, the source
+    as that stat saw it and the very cache file it read (proved to hold that source
+    when the hash is computed, see `_snapshot.bytecode_matches`).
+    """
+    origin, source, cache, compiled = spec.origin, run[2], run[3], run[4]
+    if source is None or origin is None:
+        return _SourceDigest()  # the loader never got as far as its cache check
+    if compiled:
+        return _SourceDigest(path=origin, stat=stat_key(source))
+    cached = spec.cached
+    if cache is None or cached is None:
+        return _SourceDigest()
+    return _SourceDigest(
+        path=origin, stat=stat_key(source), bytecode=(cached, file_identity(cache), int(source.st_mtime))
+    )
+
 
 #: What `import_started` notes before the loader runs: the source's `stat_key` and
 #: whole-second mtime, the `file_identity` of its bytecode cache (None when there is

@@ -146,7 +146,10 @@ class Tracker:
             allowed_roots=check.allowed_roots(allowed_roots),
         )
         self._finder = VersionedFinder(
-            self._registry.wants, self._on_load, self._on_external_reload_start, self._on_external_reload
+            self._registry.wants,
+            self._registry.record_import,
+            self._on_external_reload_start,
+            self._on_external_reload,
         )
         self._install_lock = threading.Lock()
         renew_after_fork(self, "_install_lock", threading.Lock)
@@ -812,17 +815,6 @@ class Tracker:
             registry.load_filters.pop(subscriber, None)
 
     # -- finder callbacks -----------------------------------------------------------------
-
-    def _on_load(self, spec: ModuleSpec, module: ModuleType | None, digest: _SourceDigest | None) -> None:
-        if module is None:
-            return  # the import failed, or put something that is not a module in sys.modules
-        own_spec = vars(module).get("__spec__")
-        if own_spec is not spec and getattr(own_spec, "name", spec.name) != spec.name:
-            # The code put another module under its name (a compatibility alias): that
-            # module's history lives under its own name, and the name stands for it.
-            return
-        origin = spec.origin if spec.has_location else None
-        self._registry.record_import(spec.name, module, origin, digest)
 
     def _on_external_reload_start(self, module: ModuleType) -> None:
         name = module_name(module)
