@@ -97,12 +97,17 @@ class Registry:
     load_filters: dict[Subscriber, LoadFilter] = attrs.Factory(dict)
     _histories: dict[str, ModuleHistory] = attrs.Factory(dict)
     _last_number: dict[str, int] = attrs.Factory(dict)
-    _wanted: dict[str, bool] = attrs.Factory(dict)
+    #: Whether each name is wanted, by the filters above; the finder reads it directly.
+    #: Never replaced, only cleared (with ``_filters_changed`` bumped) when they change.
+    wanted_cache: dict[str, bool] = attrs.Factory(dict)
+    _filters_changed: int = 0
     _collected: list[tuple[str, weakref.ref[ModuleType]]] = attrs.Factory(list)
     #: Histories already dropped because their module was collected, whose
     #: ``module.history_ended`` events the next operation emits: (name, last version).
     _ended: list[tuple[str, int]] = attrs.Factory(list)
     _pending: list[object] = attrs.Factory(list)
+    #: Called before the queue is read: records imports that ended but are not yet seen ended.
+    flush_imports: Callable[[], None] | None = None
     _changesets: ChangesetLog = attrs.Factory(ChangesetLog)
     _lock: threading.RLock = attrs.Factory(threading.RLock)
     #: The weak-reference callback of queued first imports (see `_release_dead`).
@@ -137,19 +142,25 @@ class Registry:
         with self._lock:
             self.include, self.exclude = include, exclude
             self.allowed_roots = allowed_roots
-            self._wanted = {}
+            self._filters_changed += 1
+            self.wanted_cache.clear()
         self.set_max_versions(max_versions)
 
     def wants(self, name: str) -> bool:
         """
         Whether imports of ``name`` are recorded (cached: the finder asks on every import).
         """
-        wanted = self._wanted.get(name)
+        cache = self.wanted_cache
+        wanted = cache.get(name)
         if wanted is None:
+            changed = self._filters_changed
             wanted = (self.include is None or _matches(name, self.include)) and not (
                 self.exclude is not None and _matches(name, self.exclude)
             )
-            self._wanted[name] = wanted
+            cache[name] = wanted
+            if changed != self._filters_changed:
+                # configure() ran meanwhile: the answer may be the old filters'.
+                cache.pop(name, None)
         return wanted
 
     # -- reading -------------------------------------------------------------------
@@ -357,6 +368,8 @@ class Registry:
         events recording them would have made (a history replaced, or ended by
         the module's collection before anybody looked) are not made now either.
         """
+        if self.flush_imports is not None:
+            self.flush_imports()
         pending = self._pending
         # Imports in other threads only ever extend the list at its end.
         count = len(pending) // _PENDING_FIELDS * _PENDING_FIELDS

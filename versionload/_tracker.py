@@ -29,7 +29,7 @@ from ._engine import module_name, origin_of, record_external_reload, resolve_loa
 from ._engine import rollback as _rollback
 from ._errors import DrainTimeoutError, InvalidArgumentError, NotAModuleError, VersionLoadError
 from ._events import Event, LoadFilter, ModuleReloadDeferred, Subscriber, emit
-from ._finder import VersionedFinder
+from ._finder import VersionedFinder, finish_released_imports
 from ._fork import renew_after_fork
 from ._gate import DEFAULT_DRAIN_TIMEOUT, Gate, Section, normalize_drain_timeout
 from ._graph import ReloadPlan, dependencies_of, dependents_of
@@ -144,12 +144,14 @@ class Tracker:
             exclude=check.patterns(exclude, "exclude"),
             max_versions=check.max_versions(max_versions),
             allowed_roots=check.allowed_roots(allowed_roots),
+            flush_imports=finish_released_imports,
         )
         self._finder = VersionedFinder(
             self._registry.wants,
             self._registry.record_import,
             self._on_external_reload_start,
             self._on_external_reload,
+            wanted=self._registry.wanted_cache,
         )
         self._install_lock = threading.Lock()
         renew_after_fork(self, "_install_lock", threading.Lock)
