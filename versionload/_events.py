@@ -500,8 +500,17 @@ def wanted(subscribers: Iterable[Subscriber], level: str) -> bool:
 def logs_debug() -> bool:
     """
     Whether the logging lets debug events of the ``versionload`` logger through.
+
+    Asked on every import (as `logs` does, in fewer frames): the standard library's
+    answer is cached by ``logging`` itself until its configuration changes.
     """
-    return logs("debug")
+    if _STRUCTLOG_CONFIG.is_configured if _STRUCTLOG_CONFIG is not None else structlog.is_configured():
+        return _structlog_enabled("debug")
+    return (_STDLIB_LOGGER[0] if _STDLIB_LOGGER else _stdlib_logger()).isEnabledFor(logging.DEBUG)
+
+
+#: What ``structlog.is_configured()`` reads, read here without its call (see `logs_debug`).
+_STRUCTLOG_CONFIG: Any = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
 
 
 def debug_wanted(subscribers: Iterable[Subscriber]) -> bool:

@@ -30,18 +30,29 @@ import importlib
 import importlib._bootstrap as _bootstrap
 import sys
 import time
-from collections.abc import Callable, Sequence
+import weakref
+from _thread import get_ident as _get_ident
+from collections.abc import Callable, Mapping, Sequence
 from importlib.machinery import ModuleSpec
 from types import CodeType, FrameType, ModuleType
 from typing import Any
 
 from ._events import report_error
 from ._snapshot import _SourceDigest
-from ._source import ImportStart, digest_of_loader_run, import_digest, import_started
+from ._source import (
+    ImportProof,
+    ImportStart,
+    LoaderWatch,
+    digest_of_loader_run,
+    import_digest,
+    import_started,
+    note_cache_written,
+    run_proof,
+)
 
-#: Called once a first import ends: ``(spec, module, digest of what ran)`` on success,
+#: Called once a first import ends: ``(spec, module, proof of what ran)`` on success,
 #: ``(spec, None, None)`` on failure.
-LoadObserver = Callable[[ModuleSpec, "ModuleType | None", "_SourceDigest | None"], None]
+LoadObserver = Callable[[ModuleSpec, "ModuleType | None", ImportProof], None]
 #: Called once another tool's ``importlib.reload`` ran the module's code successfully:
 #: ``(spec, module, duration_ns, digest of what ran or None when not checked)``.
 ReloadObserver = Callable[[ModuleSpec, ModuleType, int, "_SourceDigest | None"], None]
@@ -56,6 +67,8 @@ _EXEC_CODE: CodeType = _bootstrap._exec.__code__  # type: ignore[attr-defined]
 _RELOAD_END = "_versionload_reload_end"
 
 _IMPORT, _RELOAD, _OTHER = "import", "reload", "other"
+_SOURCE_FILE_LOADER = importlib.machinery.SourceFileLoader
+_STDLIB_PATH_STATS = _SOURCE_FILE_LOADER.path_stats
 
 
 class _InitializingWrites:
@@ -95,8 +108,7 @@ class _InitializingWrites:
         # Restore the class first: observers and everyone after them see a plain spec.
         spec.__class__ = original
         # _load_unlocked removes the name from sys.modules when execution raised.
-        name = spec.name
-        module = sys.modules.get(name)
+        module = sys.modules.get(spec.name)
         loaded = module if isinstance(module, ModuleType) else None
         digest = None
         if loaded is not None:
@@ -104,11 +116,133 @@ class _InitializingWrites:
                 digest = import_digest(spec, started)
             except Exception as error:  # noqa: BLE001 - an import must never fail because of us
                 report_error(error, "versionload: inspecting what an import ran failed")
-        for observer in observers:
-            try:
-                observer(spec, loaded, digest)
-            except Exception as error:  # noqa: BLE001 - an import must never fail because of us
-                report_error(error, "versionload: recording an import failed")
+        _tell(observers, spec, loaded, digest)
+
+
+#: The import system's per-module locks (private to importlib; alike in 3.10 to 3.13).
+_MODULE_LOCKS: dict[str, Callable[[], Any]] | None = getattr(_bootstrap, "_module_locks", None)
+_MODULE_LOCK: Any = getattr(_bootstrap, "_ModuleLock", None)
+
+
+class _ImportWatch(LoaderWatch):
+    """
+    One first import run by the stdlib's source loader: what the loader reads (see
+    `LoaderWatch`), and the end of the import, seen when its module lock is collected.
+
+    ``_find_and_load`` holds the module's lock around the whole import, through a
+    manager object that is the lock's only strong owner, and drops it once the module
+    ran (or failed) and was bound in its parent. A weak reference to the lock tells
+    that moment: no spec, module or lock is changed for it, nothing of ours runs while
+    the import does (re-entrant holds of the lock, a module imported again while it
+    runs, cost nothing), and no traceback can show a frame of ours. When another thread
+    waited for the same module, the lock lives until that thread's import returns too.
+    """
+
+    __slots__ = ("importer", "more_observers", "observer", "spec", "until")
+
+    importer: int
+
+    spec: ModuleSpec | None
+    until: weakref.ref[Any] | None
+    observer: LoadObserver | None
+    more_observers: list[LoadObserver] | None
+
+    def ended(self, _lock: weakref.ref[Any] | None = None) -> None:
+        # The one atomic step that lets exactly one caller (the weak reference's
+        # callback or `finish_released_imports`) record the import.
+        if _in_flight.pop(id(self), None) is None:
+            return
+        self.until = None
+        self.stop()
+        spec, observer, more = self.spec, self.observer, self.more_observers
+        if spec is None or observer is None:
+            return
+        self.spec = self.observer = self.more_observers = None
+        # _load_unlocked removes the name from sys.modules when execution raised.
+        module = sys.modules.get(spec.name)
+        if isinstance(module, ModuleType):
+            proof: bytes | None = run_proof(self)
+            if self.read_source and not sys.dont_write_bytecode:
+                note_cache_written(spec, self)  # a compile: costs far more than this
+        else:
+            module = proof = None
+        try:
+            observer(spec, module, proof)
+        except Exception as error:  # noqa: BLE001 - an import must never fail because of us
+            report_error(error, "versionload: recording an import failed")
+        if more:
+            _tell(more, spec, module, proof)
+
+
+_new_watch = object.__new__
+#: The watches of imports in progress: a weak reference calls back only while it lives.
+_in_flight: dict[int, _ImportWatch] = {}
+
+
+def finish_released_imports() -> None:
+    """
+    Record now the imports whose thread let go of their module lock while another
+    thread still holds it (one that waited for the module, such as a reload), so that
+    nothing that thread does next can come before them.
+    """
+    if not _in_flight:
+        return
+    for watch in list(_in_flight.values()):
+        until = watch.until
+        lock = until() if until is not None else None
+        if lock is not None and lock.owner != watch.importer:
+            watch.ended()
+
+
+def _watch_import(spec: ModuleSpec, loader: Any, observer: LoadObserver) -> bool:
+    """
+    Watch the first import of ``spec``, whose loader is the stdlib's source loader, as
+    an `_ImportWatch`, or join another tracker's watch of it; False when this way
+    cannot see it (a loader somebody changed, a module lock this code does not know).
+    """
+    own = loader.path_stats
+    if getattr(own, "__func__", None) is not _STDLIB_PATH_STATS:
+        joined = getattr(own, "__self__", None)
+        if type(joined) is not _ImportWatch or joined.spec is not spec:
+            return False  # somebody gave the loader a path_stats of its own
+        if joined.more_observers is None:
+            joined.more_observers = []
+        joined.more_observers.append(observer)  # another tracker's finder watches it already
+        return True
+    if _MODULE_LOCKS is None:
+        return False
+    ref = _MODULE_LOCKS.get(spec.name)
+    lock: Any = ref() if ref is not None else None
+    importer = _get_ident()
+    if lock.__class__ is not _MODULE_LOCK or lock.owner != importer:
+        return False
+    # Built and started without an __init__ or a method frame: this runs for every import.
+    watch = _new_watch(_ImportWatch)
+    watch.spec = spec
+    watch.importer = importer
+    watch.observer = observer
+    watch.more_observers = None
+    watch.until = weakref.ref(lock, watch.ended)
+    _in_flight[id(watch)] = watch
+    watch.loader = loader
+    watch.source_stat = None
+    watch.read_source = False
+    watch.started_ns = time.time_ns()
+    loader.path_stats = watch.path_stats
+    loader.get_data = watch.get_data
+    return True
+
+
+def _tell(
+    observers: Sequence[LoadObserver], spec: ModuleSpec, loaded: ModuleType | None, proof: ImportProof
+) -> None:
+    if loaded is None:
+        proof = None
+    for observer in observers:
+        try:
+            observer(spec, loaded, proof)
+        except Exception as error:  # noqa: BLE001 - an import must never fail because of us
+            report_error(error, "versionload: recording an import failed")
 
 
 def _observing_class(base: type[ModuleSpec]) -> type[ModuleSpec]:
@@ -132,6 +266,9 @@ def observe_load(spec: ModuleSpec, observer: LoadObserver) -> None:
     """
     Arrange for ``observer`` to run when the import system finishes loading ``spec``.
     """
+    loader = spec.loader
+    if type(loader) is _SOURCE_FILE_LOADER and _watch_import(spec, loader, observer):
+        return
     state = spec.__dict__
     pending = state.get(_OBSERVERS)
     if pending is not None:
@@ -254,9 +391,8 @@ def _caller() -> str:
         frame: FrameType | None = sys._getframe(2)
     except ValueError:  # called directly from a very shallow stack
         return _OTHER
-    # Several trackers' finders asking one another: skip their frames, both the
-    # find_spec and the loop over the later finders that called the next one.
-    while frame is not None and (frame.f_code is _FINDER_CODE or frame.f_code is _FIND_AFTER_SELF_CODE):
+    # Several trackers' finders asking one another: skip their find_spec frames.
+    while frame is not None and frame.f_code is _FINDER_CODE:
         frame = frame.f_back
     if frame is None or frame.f_code is not _FIND_SPEC_CODE:
         return _OTHER
@@ -287,8 +423,11 @@ class VersionedFinder:
         on_load: LoadObserver,
         on_reload_start: Callable[[ModuleType], None],
         on_reload: ReloadObserver,
+        *,
+        wanted: Mapping[str, bool] | None = None,
     ) -> None:
         self._wants = wants
+        self._wanted: Mapping[str, bool] = {} if wanted is None else wanted
         self._on_load = on_load
         self._on_reload_start = on_reload_start
         self._on_reload = on_reload
@@ -299,12 +438,35 @@ class VersionedFinder:
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if not self._wants(fullname):
+        # Every import of the process comes here first, so the usual case (a wanted
+        # name, imported by the import system, found by the stdlib's finder and loaded
+        # by its source loader) runs in this one frame and `_watch_import`.
+        wanted = self._wanted.get(fullname)
+        if wanted is None:
+            wanted = self._wants(fullname)
+        if not wanted:
             return None
-        caller = _caller()
-        if caller is _OTHER or (caller is _RELOAD and not isinstance(target, ModuleType)):
-            return None
-        spec = self._find_after_self(fullname, path, target)
+        asking = sys._getframe(1)
+        back = asking.f_back
+        if asking.f_code is _FIND_SPEC_CODE and back is not None and back.f_code is _IMPORT_CODE:
+            caller = _IMPORT
+        else:
+            caller = _caller()
+            if caller is _OTHER or (caller is _RELOAD and not isinstance(target, ModuleType)):
+                return None
+        # Ask the finders after this one, as _find_spec would (it holds the import lock).
+        spec: ModuleSpec | None = None
+        seen_self = False
+        for finder in list(sys.meta_path):
+            if not seen_self:
+                seen_self = finder is self
+                continue
+            find_spec = getattr(finder, "find_spec", None)
+            if find_spec is None:
+                return None  # a legacy finder: let _find_spec handle the rest itself
+            spec = find_spec(fullname, path, target)
+            if spec is not None:
+                break
         if spec is None:
             return None
         if caller is _IMPORT:
@@ -312,9 +474,12 @@ class VersionedFinder:
             # the existing module's spec and our spec is never loaded. A legacy loader
             # (load_module only) is loaded without the _initializing step, so an observer
             # would stay on its spec for good: such modules are adopted on first reload.
-            loader = spec.loader
-            if fullname not in sys.modules and (loader is None or hasattr(loader, "exec_module")):
-                observe_load(spec, self._on_load)
+            if fullname not in sys.modules:
+                loader = spec.loader
+                if type(loader) is _SOURCE_FILE_LOADER and _watch_import(spec, loader, self._on_load):
+                    return spec
+                if loader is None or hasattr(loader, "exec_module"):
+                    observe_load(spec, self._on_load)
             return spec
         assert target is not None
         stand_in: object = spec.loader
@@ -331,23 +496,5 @@ class VersionedFinder:
         spec.loader = _LoaderStandIn(real_loader, spec, target, self._on_reload)  # type: ignore[assignment]
         return spec
 
-    def _find_after_self(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None
-    ) -> ModuleSpec | None:
-        # The import lock is already held by _find_spec around our own call.
-        seen_self = False
-        for finder in list(sys.meta_path):
-            if not seen_self:
-                seen_self = finder is self
-                continue
-            find_spec = getattr(finder, "find_spec", None)
-            if find_spec is None:
-                return None  # a legacy finder: let _find_spec handle the rest itself
-            spec: ModuleSpec | None = find_spec(fullname, path, target)
-            if spec is not None:
-                return spec
-        return None
-
 
 _FINDER_CODE: CodeType = VersionedFinder.find_spec.__code__
-_FIND_AFTER_SELF_CODE: CodeType = VersionedFinder._find_after_self.__code__

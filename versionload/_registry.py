@@ -16,6 +16,7 @@ import time
 import weakref
 from collections.abc import Callable
 from datetime import datetime, timezone
+from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import cast
 
@@ -36,6 +37,7 @@ from ._events import (
     emit,
     is_library,
     logs,
+    logs_debug,
     logs_load,
 )
 from ._fork import renew_after_fork
@@ -50,11 +52,30 @@ from ._snapshot import (
     make_version,
     source_digest,
 )
+from ._source import ImportProof, digest_of_run
 
 #: A first import not yet made into a history takes this many consecutive items of
-#: ``Registry._pending``: name, weak reference to the module, namespace copy, origin,
-#: when, and the digest of what ran.
-_PENDING_FIELDS = 6
+#: ``Registry._pending``: its spec, a weak reference to the module, the namespace copy,
+#: when, and what proves which bytes ran.
+_PENDING_FIELDS = 5
+
+
+def _is_alias(spec: ModuleSpec, namespace: dict[str, object]) -> bool:
+    """
+    Whether the import's code put another module under its name (a compatibility
+    alias): that module's history lives under its own name, and the name stands for it.
+    """
+    own_spec = namespace.get("__spec__")
+    return own_spec is not spec and getattr(own_spec, "name", spec.name) != spec.name
+
+
+def _digest_of(spec: ModuleSpec, proof: ImportProof, origin: str | None, recorded_ns: int) -> _SourceDigest:
+    if isinstance(proof, _SourceDigest):
+        return proof
+    if proof is not None:
+        return digest_of_run(spec, proof)
+    # Without a proof, the source file is hashed later if it was not modified after recording.
+    return source_digest(origin, recorded_ns)
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
@@ -77,12 +98,17 @@ class Registry:
     load_filters: dict[Subscriber, LoadFilter] = attrs.Factory(dict)
     _histories: dict[str, ModuleHistory] = attrs.Factory(dict)
     _last_number: dict[str, int] = attrs.Factory(dict)
-    _wanted: dict[str, bool] = attrs.Factory(dict)
+    #: Whether each name is wanted, by the filters above; the finder reads it directly.
+    #: Never replaced, only cleared (with ``_filters_changed`` bumped) when they change.
+    wanted_cache: dict[str, bool] = attrs.Factory(dict)
+    _filters_changed: int = 0
     _collected: list[tuple[str, weakref.ref[ModuleType]]] = attrs.Factory(list)
     #: Histories already dropped because their module was collected, whose
     #: ``module.history_ended`` events the next operation emits: (name, last version).
     _ended: list[tuple[str, int]] = attrs.Factory(list)
     _pending: list[object] = attrs.Factory(list)
+    #: Called before the queue is read: records imports that ended but are not yet seen ended.
+    flush_imports: Callable[[], None] | None = None
     _changesets: ChangesetLog = attrs.Factory(ChangesetLog)
     _lock: threading.RLock = attrs.Factory(threading.RLock)
     #: The weak-reference callback of queued first imports (see `_release_dead`).
@@ -117,19 +143,25 @@ class Registry:
         with self._lock:
             self.include, self.exclude = include, exclude
             self.allowed_roots = allowed_roots
-            self._wanted = {}
+            self._filters_changed += 1
+            self.wanted_cache.clear()
         self.set_max_versions(max_versions)
 
     def wants(self, name: str) -> bool:
         """
         Whether imports of ``name`` are recorded (cached: the finder asks on every import).
         """
-        wanted = self._wanted.get(name)
+        cache = self.wanted_cache
+        wanted = cache.get(name)
         if wanted is None:
+            changed = self._filters_changed
             wanted = (self.include is None or _matches(name, self.include)) and not (
                 self.exclude is not None and _matches(name, self.exclude)
             )
-            self._wanted[name] = wanted
+            cache[name] = wanted
+            if changed != self._filters_changed:
+                # configure() ran meanwhile: the answer may be the old filters'.
+                cache.pop(name, None)
         return wanted
 
     # -- reading -------------------------------------------------------------------
@@ -174,11 +206,10 @@ class Registry:
 
     # -- writing -------------------------------------------------------------------
 
-    def record_import(
-        self, name: str, module: ModuleType, origin: str | None, digest: _SourceDigest | None = None
-    ) -> None:
+    def record_import(self, spec: ModuleSpec, module: ModuleType | None, proof: ImportProof) -> None:
         """
-        Record the first import of ``module`` as version 1 (or the next number).
+        Record the first import of ``module`` (found by ``spec``) as version 1 (or the
+        next number); ``proof`` is what the finder found out about the bytes that ran.
 
         This runs for every import the hook sees, so when nobody listens for load
         events it only copies the namespace and queues it; the next operation on
@@ -186,24 +217,35 @@ class Registry:
         anything. What anybody can observe is the same as recording at once. The
         queue holds the module weakly: once it is collected, its entry (and the
         namespace copy, which may bind large objects) is dropped at once.
-
-        ``digest`` is what the finder found out about the bytes that ran; without it,
-        the source file is hashed later if it was not modified after this call.
         """
-        recorded_ns = time.time_ns()
-        if digest is None:
-            digest = source_digest(origin, recorded_ns)
-        if self._wanted_load_level(name, origin) is not None:
-            self.record(name, module, "import", origin, digest)
+        if module is None:
+            return  # the import failed, or put something that is not a module in sys.modules
+        # A load event is at DEBUG or the lower TRACE: without DEBUG logging and without
+        # subscribers nobody wants one, which is the common case and costs one check.
+        if (self.subscribers or logs_debug()) and self._record_import_now(spec, module, proof):
             return
         # One list.extend is atomic, so no lock on the import path; and a flat list
         # rather than a tuple per entry leaves one object fewer per import for the
-        # garbage collector to traverse, which is most of what the hook costs.
+        # garbage collector to traverse. dict.copy() clones a module's namespace in
+        # one step where dict() would insert its names one by one.
         ref = weakref.ref(module, self._pending_callback)
-        self._pending.extend((name, ref, dict(module.__dict__), origin, recorded_ns, digest))
+        self._pending.extend((spec, ref, module.__dict__.copy(), time.time_ns(), proof))
         if self._collected:
             # A module died while the lock was busy: release what it kept now.
             self._release_dead()
+
+    def _record_import_now(self, spec: ModuleSpec, module: ModuleType, proof: ImportProof) -> bool:
+        """
+        Record the import at once, with its load event, if anybody wants that event.
+        """
+        recorded_ns = time.time_ns()
+        if _is_alias(spec, vars(module)):
+            return True
+        origin = spec.origin if spec.has_location else None
+        if self._wanted_load_level(spec.name, origin) is None:
+            return False
+        self.record(spec.name, module, "import", origin, _digest_of(spec, proof, origin, recorded_ns))
+        return True
 
     def _wanted_load_level(self, name: str, origin: str | None) -> str | None:
         """
@@ -331,6 +373,8 @@ class Registry:
         events recording them would have made (a history replaced, or ended by
         the module's collection before anybody looked) are not made now either.
         """
+        if self.flush_imports is not None:
+            self.flush_imports()
         pending = self._pending
         # Imports in other threads only ever extend the list at its end.
         count = len(pending) // _PENDING_FIELDS * _PENDING_FIELDS
@@ -339,15 +383,20 @@ class Registry:
         entries = pending[:count]
         del pending[:count]
         for index in range(0, count, _PENDING_FIELDS):
-            name, ref, namespace, origin, recorded_ns, digest = cast(
-                "tuple[str, weakref.ref[ModuleType], dict[str, object], str | None, int, _SourceDigest]",
+            spec, ref, namespace, recorded_ns, proof = cast(
+                "tuple[ModuleSpec, weakref.ref[ModuleType], dict[str, object], int, ImportProof]",
                 tuple(entries[index : index + _PENDING_FIELDS]),
             )
+            if _is_alias(spec, namespace):
+                continue
+            name = spec.name
             module = ref()
             if module is None:
                 # Its version number was taken all the same: numbers never repeat.
                 self._last_number[name] = self._last_number.get(name, 0) + 1
                 continue
+            origin = spec.origin if spec.has_location else None
+            digest = _digest_of(spec, proof, origin, recorded_ns)
             self._append(name, module, "import", origin, digest, recorded_ns, namespace, None)
 
     def set_current(self, history: ModuleHistory, number: int) -> None:

@@ -130,14 +130,29 @@ class _SourceDigest:
 #: A source file's ``(st_mtime_ns, st_size, st_ctime_ns)``: any write changes it, since
 #: ``st_ctime_ns`` changes even when a writer puts the old ``st_mtime_ns`` back.
 StatKey = tuple[int, int, int]
-#: A bytecode cache's path, `file_identity` and the source's whole-second mtime.
-BytecodeProof = tuple[str, tuple[int, int, int, int], int]
+#: A bytecode cache's path; its `file_identity` after the import, or, when the import
+#: did not look at the cache file itself, when the import began (``time.time_ns()``);
+#: and the source's whole-second mtime.
+BytecodeProof = tuple[str, "tuple[int, int, int, int] | int", int]
+#: The bytecode caches this process's first imports wrote, each as compiled from a
+#: source with this `stat_key`, with the cache's `file_identity` just after (see
+#: `_source.note_cache_written`). While a cache still has that identity and its source
+#: that stat, it holds that source. One entry per cache path, replaced when rewritten.
+compiled_caches: dict[str, tuple[tuple[int, int, int, int], StatKey]] = {}
 
 #: How far apart two file timestamps must be to tell which file changed first: a
 #: filesystem that keeps whole seconds (FAT keeps even ones) cannot order nearer ones;
 #: others stamp files from one coarse kernel clock that ticks every few milliseconds.
 _COARSE_TIMESTAMP_NS = 2_000_000_000
 _FINE_TIMESTAMP_NS = 20_000_000
+
+
+def timestamp_margin(example_ns: int) -> int:
+    """
+    How far apart a file's timestamp must be from another time to tell which came
+    first, on a filesystem whose timestamps look like ``example_ns``.
+    """
+    return _COARSE_TIMESTAMP_NS if example_ns % 1_000_000_000 == 0 else _FINE_TIMESTAMP_NS
 
 
 def stat_key(stat: os.stat_result) -> StatKey:
@@ -182,7 +197,12 @@ def bytecode_matches(bytecode: BytecodeProof, stat: StatKey, data: bytes) -> boo
     """
     Whether an import that found this bytecode cache ran ``data`` (the source, which
     has not changed since): the cache held it, or the loader rejected the cache and
-    compiled the source. The cache must be the very file the import found.
+    compiled the source. The cache must be the very file the import found: the same
+    `file_identity`; or, when the import began at ``identity`` (an int) without
+    looking at the cache file, a file whose every change came before that by more
+    than the timestamps' granularity (``st_ctime_ns`` counts any write or rename, and
+    no writer can set it back), or the very cache this process's loader wrote from
+    this source (`compiled_caches`).
     """
     cache_path, identity, seconds = bytecode
     try:
@@ -194,7 +214,11 @@ def bytecode_matches(bytecode: BytecodeProof, stat: StatKey, data: bytes) -> boo
             os.close(fd)
     except OSError:
         return False
-    if file_identity(cache) != identity:
+    if isinstance(identity, int):
+        if max(cache.st_mtime_ns, cache.st_ctime_ns) + timestamp_margin(cache.st_mtime_ns) >= identity:
+            # Changed during the import or since, or too near its start to tell.
+            return compiled_caches.get(cache_path) == (file_identity(cache), stat)
+    elif file_identity(cache) != identity:
         return False  # replaced since the import: what it held then is unknown
     return header_holds(header, cache, seconds, stat, data)
 

@@ -17,11 +17,13 @@ import importlib.util
 import io
 import marshal
 import os
+import struct
 import sys
+import time
 import weakref
 from importlib._bootstrap_external import SourceLoader as _SourceLoaderBase
 from types import CodeType, ModuleType
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -29,10 +31,12 @@ from ._snapshot import (
     StatKey,
     _SourceDigest,
     bytecode_matches,
+    compiled_caches,
     file_identity,
     header_holds,
     sha256_of,
     stat_key,
+    timestamp_margin,
 )
 
 _TIMESTAMP_PYC_FLAGS = (0).to_bytes(4, "little")
@@ -497,6 +501,163 @@ def _cached_code_check(
 
 
 # -- what a first import ran ---------------------------------------------------------------
+
+#: What proves which bytes a first import ran: its digest, or a `run_proof` to make it
+#: from (`digest_of_run`) when it is needed; None when nothing is known.
+ImportProof: TypeAlias = "_SourceDigest | bytes | None"
+_GET_CODE: CodeType = _SourceLoaderBase.get_code.__code__
+_SOURCE_FILE_LOADER = importlib.machinery.SourceFileLoader
+_STDLIB_PATH_STATS = _SOURCE_FILE_LOADER.path_stats
+
+
+class LoaderWatch:
+    """
+    What the stdlib's source loader reads during one first import, noted as it reads.
+
+    From `start` to `stop` (the end of the import), the loader's own ``path_stats`` and
+    ``get_data`` attributes are this watch's methods, which do exactly what the
+    stdlib's do (3.10 to 3.13) and keep the source's stat and whether ``get_code``
+    read the source (to compile it, or to check a hash-based cache against it).
+    Nothing is asked of the files that the loader does not ask itself (a stat of the
+    cache costs more than all the rest): when the loader ran the cache, the proof
+    that it held the source is made when the hash is first wanted, from a cache file
+    unchanged since before the import began, or one this process's loader wrote from
+    this very source (`_snapshot.bytecode_matches`).
+
+    Instance attributes, not another class: in CPython 3.11 changing an object's class
+    turns its attribute storage into a dictionary, which makes every later attribute
+    read of it slower. Once the import ended, `run_proof` packs what it saw.
+    """
+
+    __slots__ = ("loader", "read_source", "source_stat", "started_ns")
+
+    loader: Any
+    source_stat: os.stat_result | None
+    read_source: bool
+    started_ns: int
+
+    def start(self, loader: Any) -> None:
+        """
+        Give ``loader``, the stdlib's source loader unchanged (`watchable`), this watch's methods.
+        """
+        self.loader = loader
+        self.source_stat = None
+        self.read_source = False
+        self.started_ns = time.time_ns()
+        loader.path_stats = self.path_stats
+        loader.get_data = self.get_data
+
+    def stop(self) -> None:
+        """
+        Take the loader's own methods back (nothing happens if they are back already).
+        """
+        loader = self.loader
+        if loader is None:
+            return
+        self.loader = None
+        # Never through loader.__dict__, which would make its attributes a dictionary.
+        try:
+            del loader.path_stats
+            del loader.get_data
+        except AttributeError:
+            pass  # somebody removed them already
+
+    def path_stats(self, path: str) -> dict[str, Any]:
+        stat = os.stat(path)
+        if self.source_stat is None:
+            self.source_stat = stat  # get_code's: the first, before the module's code runs
+        return {"mtime": stat.st_mtime, "size": stat.st_size}
+
+    def get_data(self, path: str) -> bytes:
+        with io.open_code(str(path)) as file:
+            data = file.read()
+        # The module's own code may read its file through __loader__ while it runs.
+        if path == self.loader.path and sys._getframe(1).f_code is _GET_CODE:
+            self.read_source = True
+        return data
+
+
+def watchable(loader: object) -> bool:
+    """
+    Whether `LoaderWatch` can watch ``loader``: the stdlib's source loader, unchanged.
+    """
+    # Not vars(loader): that would make its attributes a dictionary (see `LoaderWatch`).
+    return (
+        type(loader) is _SOURCE_FILE_LOADER
+        and getattr(loader.path_stats, "__func__", None) is _STDLIB_PATH_STATS
+    )
+
+
+#: A finished `LoaderWatch` packed into bytes, which the garbage collector never
+#: tracks (the queue of first imports holds one per import): the source's st_mtime_ns,
+#: st_size and st_ctime_ns as the loader's stat saw them, its whole-second mtime as the
+#: loader computed it, when the import began, and whether the loader read the source.
+_RUN_PROOF = struct.Struct("<qqqqq?")
+
+
+def run_proof(watch: LoaderWatch) -> bytes:
+    """
+    What a finished watch proves, packed (see `digest_of_run`); empty when the loader
+    never looked at the source's stat, which proves nothing.
+    """
+    source = watch.source_stat
+    if source is None:
+        return b""
+    return _RUN_PROOF.pack(
+        source.st_mtime_ns,
+        source.st_size,
+        source.st_ctime_ns,
+        int(source.st_mtime),
+        watch.started_ns,
+        watch.read_source,
+    )
+
+
+def note_cache_written(spec: importlib.machinery.ModuleSpec, watch: LoaderWatch) -> None:
+    """
+    After a first import that compiled its source with bytecode writing on: remember
+    the cache the loader wrote, if it did, as holding that source (see
+    `_snapshot.compiled_caches`). A cache whose header names another source, or that
+    did not change during the import, is not the loader's.
+    """
+    source, cached = watch.source_stat, spec.cached
+    if source is None or cached is None or not watch.read_source:
+        return
+    try:
+        with open(cached, "rb") as file:
+            header = file.read(16)
+            cache = os.fstat(file.fileno())
+    except OSError:
+        return  # the loader could not write it
+    expected = _TIMESTAMP_PYC_FLAGS + (int(source.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+    expected += (source.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+    if header[:4] != importlib.util.MAGIC_NUMBER or header[4:16] != expected:
+        return
+    if max(cache.st_mtime_ns, cache.st_ctime_ns) < watch.started_ns - timestamp_margin(cache.st_mtime_ns):
+        return
+    compiled_caches[cached] = (file_identity(cache), stat_key(source))
+
+
+def digest_of_run(spec: importlib.machinery.ModuleSpec, proof: bytes) -> _SourceDigest:
+    """
+    The digest of what a watched first import ran (``proof`` from `run_proof`): the
+    source as the loader's own stat saw it when it compiled that source, or, when it
+    ran the cache instead, the source as that stat saw it and a cache file that must
+    still be the one it read (proved to hold that source when the hash is computed,
+    see `_snapshot.bytecode_matches`).
+    """
+    origin = spec.origin
+    if origin is None or not proof:
+        return _SourceDigest()
+    mtime_ns, size, ctime_ns, seconds, started_ns, read_source = _RUN_PROOF.unpack(proof)
+    stat = (mtime_ns, size, ctime_ns)
+    if read_source:
+        return _SourceDigest(path=origin, stat=stat)
+    cached = spec.cached
+    if cached is None:
+        return _SourceDigest()
+    return _SourceDigest(path=origin, stat=stat, bytecode=(cached, started_ns, seconds))
+
 
 #: What `import_started` notes before the loader runs: the source's `stat_key` and
 #: whole-second mtime, the `file_identity` of its bytecode cache (None when there is

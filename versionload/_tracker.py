@@ -29,7 +29,7 @@ from ._engine import module_name, origin_of, record_external_reload, resolve_loa
 from ._engine import rollback as _rollback
 from ._errors import DrainTimeoutError, InvalidArgumentError, NotAModuleError, VersionLoadError
 from ._events import Event, LoadFilter, ModuleReloadDeferred, Subscriber, emit
-from ._finder import VersionedFinder
+from ._finder import VersionedFinder, finish_released_imports
 from ._fork import renew_after_fork
 from ._gate import DEFAULT_DRAIN_TIMEOUT, Gate, Section, normalize_drain_timeout
 from ._graph import ReloadPlan, dependencies_of, dependents_of
@@ -144,9 +144,14 @@ class Tracker:
             exclude=check.patterns(exclude, "exclude"),
             max_versions=check.max_versions(max_versions),
             allowed_roots=check.allowed_roots(allowed_roots),
+            flush_imports=finish_released_imports,
         )
         self._finder = VersionedFinder(
-            self._registry.wants, self._on_load, self._on_external_reload_start, self._on_external_reload
+            self._registry.wants,
+            self._registry.record_import,
+            self._on_external_reload_start,
+            self._on_external_reload,
+            wanted=self._registry.wanted_cache,
         )
         self._install_lock = threading.Lock()
         renew_after_fork(self, "_install_lock", threading.Lock)
@@ -812,17 +817,6 @@ class Tracker:
             registry.load_filters.pop(subscriber, None)
 
     # -- finder callbacks -----------------------------------------------------------------
-
-    def _on_load(self, spec: ModuleSpec, module: ModuleType | None, digest: _SourceDigest | None) -> None:
-        if module is None:
-            return  # the import failed, or put something that is not a module in sys.modules
-        own_spec = vars(module).get("__spec__")
-        if own_spec is not spec and getattr(own_spec, "name", spec.name) != spec.name:
-            # The code put another module under its name (a compatibility alias): that
-            # module's history lives under its own name, and the name stands for it.
-            return
-        origin = spec.origin if spec.has_location else None
-        self._registry.record_import(spec.name, module, origin, digest)
 
     def _on_external_reload_start(self, module: ModuleType) -> None:
         name = module_name(module)
