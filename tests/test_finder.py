@@ -4,6 +4,7 @@ The import hook: where it sits, what it records, and that nobody else can tell i
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -477,6 +478,88 @@ class TestInvisible:
 
         assert importlib.machinery.ModuleSpec is type(fd_self.child.__spec__)
         assert [1] == [v.number for v in tracker.history("fd_self.child")]
+
+
+class TestImportEnd:
+    """
+    When a first import ends, as the hook sees it: after the module ran and was bound,
+    with nothing of the hook's visible while it runs.
+    """
+
+    def test_module_imported_again_while_it_runs_is_recorded_once_complete(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        A package imported again by its own code and its submodule's has one version 1, with every name.
+        """
+        tree.write(
+            {
+                "fe_again/__init__.py": "import fe_again\nfrom fe_again import sub\nAFTER = sub.SUB + 1\n",
+                "fe_again/sub.py": "import fe_again\nfrom fe_again import sub as again\nSUB = 1\n",
+            }
+        )
+        import fe_again
+
+        history = tracker.history(fe_again)
+        assert [(1, "import")] == [(v.number, v.reason) for v in history]
+        assert 2 == history[0].bindings["AFTER"]
+        assert [1] == [v.number for v in tracker.history("fe_again.sub")]
+
+    def test_code_sees_the_stdlib_spec_and_loader(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        While a module runs, its __spec__ and __loader__ are of the stdlib's own classes.
+        """
+        tree.module("fe_types", "SPEC_TYPE = type(__spec__)\nLOADER_TYPE = type(__loader__)\n")
+        import fe_types
+
+        assert importlib.machinery.ModuleSpec is fe_types.SPEC_TYPE
+        assert importlib.machinery.SourceFileLoader is fe_types.LOADER_TYPE
+        assert 1 == tracker.current(fe_types).number
+
+    def test_loader_keeps_no_attribute_of_the_hook(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        Once imported, a module's loader has exactly the attributes the stdlib gave it.
+        """
+        tree.module("fe_loader", "X = 1\n")
+        import fe_loader
+
+        assert {"name", "path"} == set(vars(fe_loader.__loader__))
+
+    def test_module_reading_its_own_file_while_it_runs(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        Code that reads its own source through __loader__ still gets it, and version 1 hashes what ran.
+        """
+        source = "SOURCE = __loader__.get_data(__file__)\nSTATS = __loader__.path_stats(__file__)\n"
+        tree.module("fe_reads", source)
+        import fe_reads
+
+        assert source.encode() == fe_reads.SOURCE
+        assert len(source) == fe_reads.STATS["size"]
+        expected = hashlib.sha256(source.encode()).hexdigest()
+        assert expected == tracker.current(fe_reads).source_sha256
+
+    def test_failed_import_leaves_nothing_behind(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        A first import that raises records nothing, and the next import of the fixed module records version 1.
+        """
+        path = tree.module("fe_broken", "raise ValueError('not yet')\n")
+        with pytest.raises(ValueError, match="not yet"):
+            import fe_broken
+        assert "fe_broken" not in tracker.tracked()
+        path.write_text("FIXED = True\n")
+        importlib.invalidate_caches()
+        import fe_broken
+
+        assert [(1, "import")] == [(v.number, v.reason) for v in tracker.history(fe_broken)]
+        assert {"name", "path"} == set(vars(fe_broken.__loader__))
 
 
 class TestSeveralTrackers:

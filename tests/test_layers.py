@@ -48,6 +48,10 @@ CPYTHON_PRIVATE = frozenset(
         "_bootstrap._find_spec",  # its code object: how the finder knows a real import asks
         "_bootstrap._find_and_load_unlocked",  # the same
         "_bootstrap._exec",  # the same, for importlib.reload
+        "_bootstrap._module_locks",  # a first import's module lock: collected when the import ended
+        "_bootstrap._ModuleLock",  # its class, to know the lock is the one this code knows
+        "structlog._config",  # its configuration module, for the next line
+        "structlog._config._CONFIG",  # what is_configured() reads, read on every import without a call
         "_bootstrap._init_module_attrs",  # a reload sets __spec__ and friends as importlib does
         "_imp._fix_co_filename",  # code run from a .pyc names the source file, as the loader does
         "sys._getframe",  # the finder's caller, and the end of a load, read from the stack

@@ -510,7 +510,11 @@ def logs_debug() -> bool:
 
 
 #: What ``structlog.is_configured()`` reads, read here without its call (see `logs_debug`).
-_STRUCTLOG_CONFIG: Any = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
+_STRUCTLOG_CONFIG: Any
+try:
+    _STRUCTLOG_CONFIG = structlog._config._CONFIG
+except AttributeError:  # pragma: no cover - a structlog that keeps it elsewhere: call is_configured()
+    _STRUCTLOG_CONFIG = None
 
 
 def debug_wanted(subscribers: Iterable[Subscriber]) -> bool:

@@ -119,9 +119,14 @@ class _InitializingWrites:
         _tell(observers, spec, loaded, digest)
 
 
-#: The import system's per-module locks (private to importlib; alike in 3.10 to 3.13).
-_MODULE_LOCKS: dict[str, Callable[[], Any]] | None = getattr(_bootstrap, "_module_locks", None)
-_MODULE_LOCK: Any = getattr(_bootstrap, "_ModuleLock", None)
+#: The import system's per-module locks, weakly by name, and their class (private to
+#: importlib, alike in 3.10 to 3.13; without them every import takes the general path).
+_MODULE_LOCKS: dict[str, Callable[[], Any]] | None
+_MODULE_LOCK: Any
+try:
+    _MODULE_LOCKS, _MODULE_LOCK = _bootstrap._module_locks, _bootstrap._ModuleLock  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover - another implementation of importlib
+    _MODULE_LOCKS = _MODULE_LOCK = None
 
 
 class _ImportWatch(LoaderWatch):
