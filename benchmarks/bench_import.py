@@ -31,6 +31,8 @@ from _modules import compile_tree, write_tree
 SCRIPT = Path(__file__).resolve()
 TARGET = 1.02
 WATCH_TARGET = 1.05  # imports under `versionload run --watch` / no hook
+REAL_WORLD_TARGET = 1.01  # instructions of `import IPython` / `rich` / `hypothesis`, hook / none
+REAL_WORLD = ("IPython", "rich", "hypothesis")
 PACKAGE = "vlbench_tree"
 VALGRIND: str | None = shutil.which("valgrind")
 
@@ -229,6 +231,25 @@ def run(quick: bool) -> list[dict[str, Any]]:
         imported = seen["False"]["imported"]
         print(h.format_comparison(comparison, TARGET) + f"  ({imported} modules imported)", flush=True)
         rows.append({**comparison.row(), "target": TARGET, "tracked": seen["True"]["tracked"]})
+    if not quick and VALGRIND is not None:
+        # Warm imports of installed packages (their .pyc written by the installer), counted.
+        import versionload  # noqa: F401 - what every worker imports first, in both variants
+
+        for module in REAL_WORLD:
+            if module in sys.modules:
+                # structlog imports rich when it is installed: a worker would import it before timing.
+                print(f"  (real-world instructions skipped: versionload's dependencies import {module})")
+                continue
+            try:
+                __import__(module)
+            except ImportError:
+                print(f"  (real-world instructions skipped: {module} is not installed)")
+                continue
+            row = measure_instructions(
+                f"real world: import {module}", {"module": module}, {}, REAL_WORLD_TARGET
+            )
+            if row is not None:
+                rows.append({**row, "target": REAL_WORLD_TARGET})
     return rows
 
 

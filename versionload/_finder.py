@@ -4,10 +4,15 @@ The meta-path finder: it finds nothing itself, and sees every load end.
 The finder sits first on ``sys.meta_path`` and asks the finders after it for the
 spec, so whatever they do (pytest's assertion rewriting, editable installs,
 zipimport, namespace packages, frozen and builtin modules) is what happens. It
-never wraps the loader of an import. Instead it observes the moment
-``importlib._bootstrap._load_unlocked`` clears ``spec._initializing``, which happens
-once the module's code has finished (or failed), and puts the spec back to exactly
-its own class before anything else can see it.
+returns their spec unchanged and never wraps a loader.
+
+For the stdlib's source loader (nearly every import), an `_ImportWatch` gives the
+loader two attributes of its own for the length of the import (see
+`_source.LoaderWatch`: what the loader reads proves later which bytes ran), and a
+weak reference to the import system's module lock tells when the import ended: the
+lock is collected once ``_find_and_load`` let go of it. For any other loader, the spec's
+class is swapped until ``importlib._bootstrap._load_unlocked`` clears
+``spec._initializing`` (the end of execution), and then restored.
 
 Only calls that really import or reload are observed: ``importlib.util.find_spec``,
 ``pkgutil`` and ``runpy`` get None from this finder and carry on as if it were not
