@@ -52,7 +52,6 @@ from ._source import (
     import_digest,
     import_started,
     note_cache_written,
-    run_proof,
 )
 
 #: Called once a first import ends: ``(spec, module, proof of what ran)`` on success,
@@ -163,7 +162,7 @@ class _ImportWatch(LoaderWatch):
         if _in_flight.pop(id(self), None) is None:
             return
         self.until = None
-        self.stop()
+        proof: bytes | None = self.finish()
         spec, observer, more = self.spec, self.observer, self.more_observers
         if spec is None or observer is None:
             return
@@ -171,9 +170,8 @@ class _ImportWatch(LoaderWatch):
         # _load_unlocked removes the name from sys.modules when execution raised.
         module = sys.modules.get(spec.name)
         if isinstance(module, ModuleType):
-            proof: bytes | None = run_proof(self)
             if self.read_source and not sys.dont_write_bytecode:
-                note_cache_written(spec, self)  # a compile: costs far more than this
+                note_cache_written(spec, self)  # after a compile, which costs far more
         else:
             module = proof = None
         try:

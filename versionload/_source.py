@@ -502,7 +502,7 @@ def _cached_code_check(
 
 # -- what a first import ran ---------------------------------------------------------------
 
-#: What proves which bytes a first import ran: its digest, or a `run_proof` to make it
+#: What proves which bytes a first import ran: its digest, or a `LoaderWatch.finish` to make it
 #: from (`digest_of_run`) when it is needed; None when nothing is known.
 ImportProof: TypeAlias = "_SourceDigest | bytes | None"
 _GET_CODE: CodeType = _SourceLoaderBase.get_code.__code__
@@ -526,7 +526,7 @@ class LoaderWatch:
 
     Instance attributes, not another class: in CPython 3.11 changing an object's class
     turns its attribute storage into a dictionary, which makes every later attribute
-    read of it slower. Once the import ended, `run_proof` packs what it saw.
+    read of it slower. Once the import ended, `finish` packs what it saw.
     """
 
     __slots__ = ("loader", "read_source", "source_stat", "started_ns")
@@ -547,20 +547,32 @@ class LoaderWatch:
         loader.path_stats = self.path_stats
         loader.get_data = self.get_data
 
-    def stop(self) -> None:
+    def finish(self) -> bytes:
         """
-        Take the loader's own methods back (nothing happens if they are back already).
+        Take the loader's own methods back (once the import ended), and return what it
+        saw, packed (see `digest_of_run`): empty when it never looked at the source's
+        stat, which proves nothing. Calling it again returns the same.
         """
         loader = self.loader
-        if loader is None:
-            return
-        self.loader = None
-        # Never through loader.__dict__, which would make its attributes a dictionary.
-        try:
-            del loader.path_stats
-            del loader.get_data
-        except AttributeError:
-            pass  # somebody removed them already
+        if loader is not None:
+            self.loader = None
+            # Never through loader.__dict__, which would make its attributes a dictionary.
+            try:
+                del loader.path_stats
+                del loader.get_data
+            except AttributeError:
+                pass  # somebody removed them already
+        source = self.source_stat
+        if source is None:
+            return b""
+        return _RUN_PROOF.pack(
+            source.st_mtime_ns,
+            source.st_size,
+            source.st_ctime_ns,
+            int(source.st_mtime),
+            self.started_ns,
+            self.read_source,
+        )
 
     def path_stats(self, path: str) -> dict[str, Any]:
         stat = os.stat(path)
@@ -595,24 +607,6 @@ def watchable(loader: object) -> bool:
 _RUN_PROOF = struct.Struct("<qqqqq?")
 
 
-def run_proof(watch: LoaderWatch) -> bytes:
-    """
-    What a finished watch proves, packed (see `digest_of_run`); empty when the loader
-    never looked at the source's stat, which proves nothing.
-    """
-    source = watch.source_stat
-    if source is None:
-        return b""
-    return _RUN_PROOF.pack(
-        source.st_mtime_ns,
-        source.st_size,
-        source.st_ctime_ns,
-        int(source.st_mtime),
-        watch.started_ns,
-        watch.read_source,
-    )
-
-
 def note_cache_written(spec: importlib.machinery.ModuleSpec, watch: LoaderWatch) -> None:
     """
     After a first import that compiled its source with bytecode writing on: remember
@@ -640,7 +634,7 @@ def note_cache_written(spec: importlib.machinery.ModuleSpec, watch: LoaderWatch)
 
 def digest_of_run(spec: importlib.machinery.ModuleSpec, proof: bytes) -> _SourceDigest:
     """
-    The digest of what a watched first import ran (``proof`` from `run_proof`): the
+    The digest of what a watched first import ran (``proof`` from `LoaderWatch.finish`): the
     source as the loader's own stat saw it when it compiled that source, or, when it
     ran the cache instead, the source as that stat saw it and a cache file that must
     still be the one it read (proved to hold that source when the hash is computed,
