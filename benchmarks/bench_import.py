@@ -233,11 +233,16 @@ def run(quick: bool) -> list[dict[str, Any]]:
         rows.append({**comparison.row(), "target": TARGET, "tracked": seen["True"]["tracked"]})
     if not quick and VALGRIND is not None:
         # Warm imports of installed packages (their .pyc written by the installer), counted.
-        import versionload  # noqa: F401 - what every worker imports first, in both variants
-
+        # What a worker has imported before it times anything, asked of a fresh interpreter.
+        preloaded = subprocess.run(
+            [sys.executable, "-c", "import sys, versionload; print(' '.join(sys.modules))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         for module in REAL_WORLD:
-            if module in sys.modules:
-                # structlog imports rich when it is installed: a worker would import it before timing.
+            if module in preloaded:
+                # structlog imports rich when it is installed: a worker has it before timing.
                 print(f"  (real-world instructions skipped: versionload's dependencies import {module})")
                 continue
             try:
