@@ -583,8 +583,10 @@ class LoaderWatch:
     def get_data(self, path: str) -> bytes:
         with io.open_code(str(path)) as file:
             data = file.read()
-        # The module's own code may read its file through __loader__ while it runs.
-        if path == self.loader.path and sys._getframe(1).f_code is _GET_CODE:
+        # The module's own code may read its file through __loader__ while it runs, or
+        # keep this method and call it once the import ended (``loader`` is None then).
+        loader = self.loader
+        if loader is not None and path == loader.path and sys._getframe(1).f_code is _GET_CODE:
             self.read_source = True
         return data
 
