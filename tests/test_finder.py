@@ -544,6 +544,20 @@ class TestImportEnd:
         expected = hashlib.sha256(source.encode()).hexdigest()
         assert expected == tracker.current(fe_reads).source_sha256
 
+    def test_loader_methods_kept_by_the_module_work_after_the_import(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        Code that keeps its loader's get_data and path_stats while it runs can call them afterwards.
+        """
+        source = "READ = __loader__.get_data\nSTAT = __loader__.path_stats\n"
+        path = tree.module("fe_keeps", source)
+        import fe_keeps
+
+        assert source.encode() == fe_keeps.READ(str(path))
+        assert len(source) == fe_keeps.STAT(str(path))["size"]
+        assert 1 == tracker.current(fe_keeps).number
+
     def test_failed_import_leaves_nothing_behind(
         self, tree: ModuleTree, tracker: versionload.Tracker
     ) -> None:

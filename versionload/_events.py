@@ -434,25 +434,37 @@ _structlog_bound: list[Any] = []
 
 
 def _structlog_enabled(level: str) -> bool:
-    config = structlog.get_config()
     # configure() replaces these objects, so their identities say whether it ran again
-    # (held, not their ids: a new object may reuse a collected one's id).
+    # (held, not their ids: a new object may reuse a collected one's id). Read from the
+    # configuration object itself: get_config() builds a new dict on every call, and
+    # under DEBUG logging this runs on every import.
+    config = _STRUCTLOG_CONFIG
+    if config is not None:
+        current = (
+            config.default_wrapper_class,
+            config.logger_factory,
+            config.default_processors,
+            config.default_context_class,
+        )
+    else:
+        copied = structlog.get_config()
+        current = (
+            copied["wrapper_class"],
+            copied["logger_factory"],
+            copied["processors"],
+            copied["context_class"],
+        )
     seen = _structlog_seen
     if (
         not seen
-        or seen[0] is not config["wrapper_class"]
-        or seen[1] is not config["logger_factory"]
-        or seen[2] is not config["processors"]
-        or seen[3] is not config["context_class"]
+        or seen[0] is not current[0]
+        or seen[1] is not current[1]
+        or seen[2] is not current[2]
+        or seen[3] is not current[3]
     ):
         _structlog_levels.clear()
         _structlog_bound.clear()
-        seen[:] = [
-            config["wrapper_class"],
-            config["logger_factory"],
-            config["processors"],
-            config["context_class"],
-        ]
+        seen[:] = current
     known = _structlog_levels.get(level)
     if known is not None:
         return known

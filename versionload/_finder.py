@@ -147,9 +147,7 @@ class _ImportWatch(LoaderWatch):
     waited for the same module, the lock lives until that thread's import returns too.
     """
 
-    __slots__ = ("importer", "more_observers", "observer", "spec", "until")
-
-    importer: int
+    __slots__ = ("more_observers", "observer", "spec", "until")
 
     spec: ModuleSpec | None
     until: weakref.ref[Any] | None
@@ -196,9 +194,9 @@ def finish_released_imports() -> None:
     if not _in_flight:
         return
     for watch in list(_in_flight.values()):
-        until = watch.until
-        lock = until() if until is not None else None
-        if lock is not None and lock.owner != watch.importer:
+        # _load_unlocked sets it False in its finally: the module's code has ended
+        # (or failed); before the code begins it is True or not there at all.
+        if getattr(watch.spec, "_initializing", True) is False:
             watch.ended()
 
 
@@ -221,13 +219,11 @@ def _watch_import(spec: ModuleSpec, loader: Any, observer: LoadObserver) -> bool
         return False
     ref = _MODULE_LOCKS.get(spec.name)
     lock: Any = ref() if ref is not None else None
-    importer = _get_ident()
-    if lock.__class__ is not _MODULE_LOCK or lock.owner != importer:
+    if lock.__class__ is not _MODULE_LOCK or lock.owner != _get_ident():
         return False
     # Built and started without an __init__ or a method frame: this runs for every import.
     watch = _new_watch(_ImportWatch)
     watch.spec = spec
-    watch.importer = importer
     watch.observer = observer
     watch.more_observers = None
     watch.until = weakref.ref(lock, watch.ended)

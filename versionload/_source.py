@@ -19,7 +19,6 @@ import marshal
 import os
 import struct
 import sys
-import time
 import weakref
 from importlib._bootstrap_external import SourceLoader as _SourceLoaderBase
 from types import CodeType, ModuleType
@@ -502,22 +501,22 @@ def _cached_code_check(
 
 # -- what a first import ran ---------------------------------------------------------------
 
-#: What proves which bytes a first import ran: its digest, or a `LoaderWatch.finish` to make it
-#: from (`digest_of_run`) when it is needed; None when nothing is known.
+#: What proves which bytes a first import ran: its digest, or what `LoaderWatch.finish`
+#: packed, to make it from (`digest_of_run`) when needed; None when nothing is known.
 ImportProof: TypeAlias = "_SourceDigest | bytes | None"
 _GET_CODE: CodeType = _SourceLoaderBase.get_code.__code__
-_SOURCE_FILE_LOADER = importlib.machinery.SourceFileLoader
-_STDLIB_PATH_STATS = _SOURCE_FILE_LOADER.path_stats
 
 
 class LoaderWatch:
     """
     What the stdlib's source loader reads during one first import, noted as it reads.
 
-    From `start` to `stop` (the end of the import), the loader's own ``path_stats`` and
-    ``get_data`` attributes are this watch's methods, which do exactly what the
-    stdlib's do (3.10 to 3.13) and keep the source's stat and whether ``get_code``
-    read the source (to compile it, or to check a hash-based cache against it).
+    From the start of the watch (`_finder._watch_import` fills the slots and sets the
+    two attributes itself, without a method call: it runs for every import) to `finish`
+    (the end of the import), the loader's own ``path_stats`` and ``get_data`` attributes
+    are this watch's methods, which do exactly what the stdlib's do (3.10 to 3.13) and
+    keep the source's stat and whether ``get_code`` read the source (to compile it, or
+    to check a hash-based cache against it).
     Nothing is asked of the files that the loader does not ask itself (a stat of the
     cache costs more than all the rest): when the loader ran the cache, the proof
     that it held the source is made when the hash is first wanted, from a cache file
@@ -535,17 +534,6 @@ class LoaderWatch:
     source_stat: os.stat_result | None
     read_source: bool
     started_ns: int
-
-    def start(self, loader: Any) -> None:
-        """
-        Give ``loader``, the stdlib's source loader unchanged (`watchable`), this watch's methods.
-        """
-        self.loader = loader
-        self.source_stat = None
-        self.read_source = False
-        self.started_ns = time.time_ns()
-        loader.path_stats = self.path_stats
-        loader.get_data = self.get_data
 
     def finish(self) -> bytes:
         """
@@ -583,21 +571,12 @@ class LoaderWatch:
     def get_data(self, path: str) -> bytes:
         with io.open_code(str(path)) as file:
             data = file.read()
-        # The module's own code may read its file through __loader__ while it runs.
-        if path == self.loader.path and sys._getframe(1).f_code is _GET_CODE:
+        # The module's own code may read its file through __loader__ while it runs, or
+        # keep this method and call it once the import ended (``loader`` is None then).
+        loader = self.loader
+        if loader is not None and path == loader.path and sys._getframe(1).f_code is _GET_CODE:
             self.read_source = True
         return data
-
-
-def watchable(loader: object) -> bool:
-    """
-    Whether `LoaderWatch` can watch ``loader``: the stdlib's source loader, unchanged.
-    """
-    # Not vars(loader): that would make its attributes a dictionary (see `LoaderWatch`).
-    return (
-        type(loader) is _SOURCE_FILE_LOADER
-        and getattr(loader.path_stats, "__func__", None) is _STDLIB_PATH_STATS
-    )
 
 
 #: A finished `LoaderWatch` packed into bytes, which the garbage collector never
