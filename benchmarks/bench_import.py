@@ -14,9 +14,7 @@ logging at DEBUG (JSON lines, here to /dev/null), against no hook at all.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -115,36 +113,6 @@ def measure(
     return comparison, seen
 
 
-def _instructions(config: dict[str, Any], env: dict[str, str]) -> int:
-    """
-    Instructions executed by one worker under valgrind's cachegrind (deterministic to ~0.05 %).
-    """
-    assert VALGRIND is not None
-    full_env = {**os.environ, "PYTHONHASHSEED": "0", **env}
-    full_env.pop("PYTHONPATH", None)
-    completed = subprocess.run(
-        [
-            VALGRIND,
-            "--tool=cachegrind",
-            "--cache-sim=no",
-            "--cachegrind-out-file=/dev/null",
-            sys.executable,
-            str(SCRIPT),
-            "--worker",
-            json.dumps(config),
-        ],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=str(h.BENCH_DIR),
-        check=False,
-    )
-    found = re.search(r"I\s+refs:\s+([\d,]+)", completed.stderr)
-    if completed.returncode != 0 or found is None:
-        raise RuntimeError(f"valgrind run failed (exit {completed.returncode}):\n{completed.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
-
-
 def measure_instructions(
     label: str, config: dict[str, Any], env: dict[str, str], target: float = TARGET
 ) -> dict[str, Any] | None:
@@ -155,8 +123,8 @@ def measure_instructions(
     for hook in (True, False):
         # The baseline of a variant is the same set-up (hook, watcher) without the import.
         variant = config if hook else {key: value for key, value in config.items() if key != "watch"}
-        total = _instructions({**variant, "hook": hook, "count": True}, env)
-        base = _instructions({**variant, "hook": hook, "count": False}, env)
+        total = h.instructions(SCRIPT, {**variant, "hook": hook, "count": True}, env)
+        base = h.instructions(SCRIPT, {**variant, "hook": hook, "count": False}, env)
         counts[hook] = total - base
     ratio = counts[True] / counts[False]
     verdict = "met" if ratio <= target else "MISSED"
