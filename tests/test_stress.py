@@ -302,6 +302,46 @@ class TestReloadDuringFirstImport:
         assert history[0].bindings["VALUE"] == 1
         assert tracker.current(module).bindings == dict(module.__dict__)
 
+    def test_import_recorded_by_a_waiting_reload_is_announced_unlocked(self, tree: ModuleTree) -> None:
+        """
+        The load event of an import that a waiting reload records reaches subscribers while no lock is held.
+        """
+        tree.write(
+            {
+                "st_gate2.py": "import threading\nstarted = threading.Event()\nrelease = threading.Event()\n",
+                "st_slow2.py": """\
+                    import st_gate2
+                    st_gate2.started.set()
+                    assert st_gate2.release.wait(20)
+                    VALUE = 1
+                """,
+            }
+        )
+        tracker = versionload.Tracker(include="st_slow2").install()
+        gate = importlib.import_module("st_gate2")
+        answered: list[bool] = []
+
+        def on_event(event: versionload.Event) -> None:
+            if isinstance(event, versionload.ModuleLoaded):
+                # A subscriber that waits for another thread using the tracker.
+                helper = threading.Thread(target=tracker.tracked, daemon=True)
+                helper.start()
+                helper.join(5)
+                answered.append(not helper.is_alive())
+
+        tracker.subscribe(on_event)
+        importer = threading.Thread(target=importlib.import_module, args=("st_slow2",))
+        importer.start()
+        assert gate.started.wait(10)
+        reloader = threading.Thread(target=tracker.reload, args=("st_slow2",))
+        reloader.start()
+        gate.release.set()
+        importer.join(20)
+        reloader.join(20)
+        assert not importer.is_alive()
+        assert not reloader.is_alive()
+        assert [True] == answered
+
     @pytest.mark.timeout(30)
     def test_rollback_during_first_import_is_not_tracked_yet(self, tree: ModuleTree) -> None:
         """A rollback while the first import still runs raises NotTrackedError and changes nothing."""

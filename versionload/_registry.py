@@ -107,6 +107,9 @@ class Registry:
     #: ``module.history_ended`` events the next operation emits: (name, last version).
     _ended: list[tuple[str, int]] = attrs.Factory(list)
     _pending: list[object] = attrs.Factory(list)
+    #: Events made while this registry's lock was held by the thread that made them (an
+    #: import recorded from inside an operation): the operation emits them once unlocked.
+    _deferred: list[Event] = attrs.Factory(list)
     #: Called before the queue is read: records imports that ended but are not yet seen ended.
     flush_imports: Callable[[], None] | None = None
     _changesets: ChangesetLog = attrs.Factory(ChangesetLog)
@@ -514,6 +517,12 @@ class Registry:
     def emit_all(self, events: list[Event]) -> None:
         if not events:
             return
+        lock = self._lock
+        if lock._is_owned():  # type: ignore[attr-defined]
+            # Never to subscribers or log handlers while locked: the operation that
+            # holds the lock emits them when it lets go (see `_forget_collected`).
+            self._deferred.extend(events)
+            return
         if not self.subscribers:
             events = [event for event in events if event.level not in ("debug", "trace") or logs(event.level)]
         for event in events:
@@ -582,3 +591,7 @@ class Registry:
                     HistoryEnded(module=name, last_version=last, reason="collected") for name, last in ended
                 )
             ended.clear()
+        deferred = self._deferred
+        if deferred and events is not None:
+            events.extend(deferred)
+            deferred.clear()
