@@ -250,23 +250,27 @@ class TestConcurrentOperations:
         _assert_consistent(tracker, workers, events)
 
 
+def _slow_module(tree: ModuleTree, name: str) -> ModuleType:
+    """
+    Write module ``name``, whose import stops half-way until the returned gate module's
+    ``release`` is set (its ``started`` is set once the import got there).
+    """
+    gate = f"{name}_gate"
+    tree.write(
+        {
+            f"{gate}.py": "import threading\nstarted = threading.Event()\nrelease = threading.Event()\n",
+            f"{name}.py": f"import {gate}\n{gate}.started.set()\nassert {gate}.release.wait(20)\nVALUE = 1\n",
+        }
+    )
+    return importlib.import_module(gate)
+
+
 class TestReloadDuringFirstImport:
     @pytest.mark.timeout(30)
     def test_reload_waits_for_the_first_import_to_finish(self, tree: ModuleTree) -> None:
         """A reload started while another thread is still importing the module runs after that import."""
-        tree.write(
-            {
-                "st_gate.py": "import threading\nstarted = threading.Event()\nrelease = threading.Event()\n",
-                "st_slow.py": """\
-                    import st_gate
-                    st_gate.started.set()
-                    assert st_gate.release.wait(20)
-                    VALUE = 1
-                """,
-            }
-        )
+        gate = _slow_module(tree, "st_slow")
         tracker = versionload.Tracker(include="st_slow").install()
-        gate = importlib.import_module("st_gate")
         errors: list[BaseException] = []
         reloaded: list[ModuleType] = []
 
@@ -306,19 +310,8 @@ class TestReloadDuringFirstImport:
         """
         The load event of an import that a waiting reload records reaches subscribers while no lock is held.
         """
-        tree.write(
-            {
-                "st_gate2.py": "import threading\nstarted = threading.Event()\nrelease = threading.Event()\n",
-                "st_slow2.py": """\
-                    import st_gate2
-                    st_gate2.started.set()
-                    assert st_gate2.release.wait(20)
-                    VALUE = 1
-                """,
-            }
-        )
+        gate = _slow_module(tree, "st_slow2")
         tracker = versionload.Tracker(include="st_slow2").install()
-        gate = importlib.import_module("st_gate2")
         answered: list[bool] = []
 
         def on_event(event: versionload.Event) -> None:
@@ -345,19 +338,8 @@ class TestReloadDuringFirstImport:
     @pytest.mark.timeout(30)
     def test_rollback_during_first_import_is_not_tracked_yet(self, tree: ModuleTree) -> None:
         """A rollback while the first import still runs raises NotTrackedError and changes nothing."""
-        tree.write(
-            {
-                "st_gate2.py": "import threading\nstarted = threading.Event()\nrelease = threading.Event()\n",
-                "st_slow2.py": """\
-                    import st_gate2
-                    st_gate2.started.set()
-                    assert st_gate2.release.wait(20)
-                    VALUE = 1
-                """,
-            }
-        )
+        gate = _slow_module(tree, "st_slow2")
         tracker = versionload.Tracker(include="st_slow2").install()
-        gate = importlib.import_module("st_gate2")
         importer = threading.Thread(target=importlib.import_module, args=("st_slow2",))
         importer.start()
         try:
