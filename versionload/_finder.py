@@ -268,11 +268,9 @@ _OBSERVING_CLASSES: dict[type[ModuleSpec], type[ModuleSpec]] = {}
 
 def observe_load(spec: ModuleSpec, observer: LoadObserver) -> None:
     """
-    Arrange for ``observer`` to run when the import system finishes loading ``spec``.
+    Arrange for ``observer`` to run when the import system finishes loading ``spec``,
+    by its spec's class: the way for loads that `_watch_import` cannot watch.
     """
-    loader = spec.loader
-    if type(loader) is _SOURCE_FILE_LOADER and _watch_import(spec, loader, observer):
-        return
     state = spec.__dict__
     pending = state.get(_OBSERVERS)
     if pending is not None:
