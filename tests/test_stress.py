@@ -20,6 +20,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -265,6 +266,26 @@ def _slow_module(tree: ModuleTree, name: str) -> ModuleType:
     return importlib.import_module(gate)
 
 
+def _reload_during_import(
+    gate: ModuleType, first_import: Callable[[], object], reload: Callable[[], object]
+) -> None:
+    """
+    Run ``first_import`` in a thread until the module is half executed, then ``reload``
+    in another, let the import go on, and wait for both to end.
+    """
+    importer = threading.Thread(target=first_import)
+    importer.start()
+    assert gate.started.wait(10)
+    # The module is in sys.modules, half executed: a reload now must wait for the import.
+    reloader = threading.Thread(target=reload)
+    reloader.start()
+    gate.release.set()
+    importer.join(20)
+    reloader.join(20)
+    assert not importer.is_alive()
+    assert not reloader.is_alive()
+
+
 class TestReloadDuringFirstImport:
     @pytest.mark.timeout(30)
     def test_reload_waits_for_the_first_import_to_finish(self, tree: ModuleTree) -> None:
@@ -286,17 +307,7 @@ class TestReloadDuringFirstImport:
             except BaseException as error:  # noqa: BLE001 - reported by the test
                 errors.append(error)
 
-        importer = threading.Thread(target=first_import)
-        importer.start()
-        assert gate.started.wait(10)
-        # The module is in sys.modules, half executed: a reload now must wait for the import.
-        reloader = threading.Thread(target=reload)
-        reloader.start()
-        gate.release.set()
-        importer.join(20)
-        reloader.join(20)
-        assert not importer.is_alive()
-        assert not reloader.is_alive()
+        _reload_during_import(gate, first_import, reload)
         assert errors == []
         module = sys.modules["st_slow"]
         assert [module] == reloaded
@@ -306,6 +317,7 @@ class TestReloadDuringFirstImport:
         assert history[0].bindings["VALUE"] == 1
         assert tracker.current(module).bindings == dict(module.__dict__)
 
+    @pytest.mark.timeout(30)
     def test_import_recorded_by_a_waiting_reload_is_announced_unlocked(self, tree: ModuleTree) -> None:
         """
         The load event of an import that a waiting reload records reaches subscribers while no lock is held.
@@ -323,16 +335,9 @@ class TestReloadDuringFirstImport:
                 answered.append(not helper.is_alive())
 
         tracker.subscribe(on_event)
-        importer = threading.Thread(target=importlib.import_module, args=("st_slow2",))
-        importer.start()
-        assert gate.started.wait(10)
-        reloader = threading.Thread(target=tracker.reload, args=("st_slow2",))
-        reloader.start()
-        gate.release.set()
-        importer.join(20)
-        reloader.join(20)
-        assert not importer.is_alive()
-        assert not reloader.is_alive()
+        _reload_during_import(
+            gate, lambda: importlib.import_module("st_slow2"), lambda: tracker.reload("st_slow2")
+        )
         assert [True] == answered
 
     @pytest.mark.timeout(30)
