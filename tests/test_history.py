@@ -169,6 +169,28 @@ class TestHistoryEnd:
             event for event in events if isinstance(event, versionload.HistoryEnded)
         ]
 
+    def test_history_of_a_queued_import_ends_when_collected(
+        self, tree: ModuleTree, tracker: versionload.Tracker
+    ) -> None:
+        """
+        An import made while nobody listened, turned into a history by a later call,
+        ends that history once its module is collected, and frees it.
+        """
+        tree.module("hs_queued_end", "class Big:\n    pass\nBIG = Big()\n")
+        module = importlib.import_module("hs_queued_end")
+        assert "hs_queued_end" in tracker.tracked()
+        events: list[versionload.Event] = []
+        tracker.subscribe(events.append)
+        big = weakref.ref(tracker.history(module)[0].bindings["BIG"])
+        del sys.modules["hs_queued_end"]
+        del module
+        gc.collect()
+        assert big() is None
+        assert "hs_queued_end" not in tracker.tracked()
+        assert [versionload.HistoryEnded(module="hs_queued_end", last_version=1, reason="collected")] == [
+            event for event in events if isinstance(event, versionload.HistoryEnded)
+        ]
+
     def test_reimport_starts_new_history_with_continuing_numbers(
         self, tree: ModuleTree, tracker: versionload.Tracker
     ) -> None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from importlib.machinery import ModuleSpec
-from types import ModuleType
-from typing import cast
+from types import MappingProxyType, ModuleType
+from typing import Any, cast
 
 import attrs
 
@@ -82,6 +82,20 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return name_matches(name, patterns)
 
 
+class _ModuleRef(weakref.ref):  # type: ignore[type-arg]
+    """
+    A weak reference to a tracked module that knows the name it is tracked under.
+
+    One per module, made when its import is queued: the history made from the queue
+    keeps the same reference, whose one callback (the registry's) ends either. A
+    closure per module would cost three cells and a function more, which the garbage
+    collector then traverses for as long as the module lives.
+    """
+
+    __slots__ = ("name",)
+    name: str
+
+
 @attrs.define(repr=False, eq=False)
 class Registry:
     """
@@ -114,8 +128,8 @@ class Registry:
     flush_imports: Callable[[], None] | None = None
     _changesets: ChangesetLog = attrs.Factory(ChangesetLog)
     _lock: threading.RLock = attrs.Factory(threading.RLock)
-    #: The weak-reference callback of queued first imports (see `_release_dead`).
-    _pending_callback: Callable[[weakref.ref[ModuleType]], None] | None = None
+    #: The callback of every `_ModuleRef` this registry makes (see `_release_dead`).
+    _module_collected: Callable[[weakref.ref[ModuleType]], None] | None = None
 
     def __attrs_post_init__(self) -> None:
         # Weakly: a module outliving a discarded registry must not keep it alive.
@@ -124,10 +138,9 @@ class Registry:
         def on_collected(ref: weakref.ref[ModuleType]) -> None:
             registry = this()
             if registry is not None:
-                # No history has the name "": only the release of the queue is wanted.
-                registry.note_collected("", ref)
+                registry.note_collected(cast("_ModuleRef", ref).name, ref)
 
-        self._pending_callback = on_collected
+        self._module_collected = on_collected
         renew_after_fork(self, "_lock", threading.RLock)
 
     def __repr__(self) -> str:
@@ -231,7 +244,8 @@ class Registry:
         # rather than a tuple per entry leaves one object fewer per import for the
         # garbage collector to traverse. dict.copy() is never slower than dict(), and
         # several times faster for a namespace whose table has holes (os's: 2 µs vs 11 µs).
-        ref = weakref.ref(module, self._pending_callback)
+        ref = _ModuleRef(module, self._module_collected)
+        ref.name = spec.name
         self._pending.extend((spec, ref, module.__dict__.copy(), time.time_ns(), proof))
         if self._collected:
             # A module died while the lock was busy: release what it kept now.
@@ -348,8 +362,10 @@ class Registry:
         created_ns: int,
         namespace: dict[str, object],
         events: list[Event] | None,
+        ref: _ModuleRef | None = None,
     ) -> tuple[ModuleVersion, int | None, list[ModuleVersion]]:
-        # Called with the lock held; ``namespace`` is a copy the version may keep.
+        # Called with the lock held; ``namespace`` is a copy the version may keep, and
+        # ``ref`` a live `_ModuleRef` to ``module`` the history may keep (a queued import's).
         history = self._histories.get(name)
         if history is not None and history.module_ref() is not module:
             if events is not None:
@@ -358,7 +374,10 @@ class Registry:
             history = None
         previous = history.current_number if history is not None else None
         if history is None:
-            history = ModuleHistory(name, weakref.ref(module, self._collected_callback(name)))
+            if ref is None:
+                ref = _ModuleRef(module, self._module_collected)
+                ref.name = name
+            history = ModuleHistory(name, ref)
             self._histories[name] = history
         number = self._last_number.get(name, 0) + 1
         self._last_number[name] = number
@@ -385,22 +404,44 @@ class Registry:
             return
         entries = pending[:count]
         del pending[:count]
-        for index in range(0, count, _PENDING_FIELDS):
-            spec, ref, namespace, recorded_ns, proof = cast(
-                "tuple[ModuleSpec, weakref.ref[ModuleType], dict[str, object], int, ImportProof]",
-                tuple(entries[index : index + _PENDING_FIELDS]),
-            )
+        # The first import of a name builds its version and history here directly (a
+        # queue of thousands is turned into histories at once, at the first operation
+        # after a large import); anything else goes through `_append`.
+        histories, last_number = self._histories, self._last_number
+        # The queue's items in fives: spec, module reference, namespace copy, when, proof.
+        items: Iterator[Any] = iter(entries)
+        queued: Iterator[tuple[ModuleSpec, _ModuleRef, dict[str, object], int, ImportProof]]
+        queued = zip(items, items, items, items, items, strict=False)
+        for spec, ref, namespace, recorded_ns, proof in queued:
             if _is_alias(spec, namespace):
                 continue
             name = spec.name
             module = ref()
             if module is None:
                 # Its version number was taken all the same: numbers never repeat.
-                self._last_number[name] = self._last_number.get(name, 0) + 1
+                last_number[name] = last_number.get(name, 0) + 1
                 continue
             origin = spec.origin if spec.has_location else None
-            digest = _digest_of(spec, proof, origin, recorded_ns)
-            self._append(name, module, "import", origin, digest, recorded_ns, namespace, None)
+            if type(proof) is bytes:
+                digest = digest_of_run(spec, proof)
+            else:
+                digest = _digest_of(spec, proof, origin, recorded_ns)
+            if name in histories:
+                self._append(name, module, "import", origin, digest, recorded_ns, namespace, None, ref)
+                continue
+            number = last_number.get(name, 0) + 1
+            last_number[name] = number
+            version = ModuleVersion(
+                module=name,
+                number=number,
+                reason="import",
+                created_at=datetime.fromtimestamp(recorded_ns / 1e9, tz=timezone.utc),
+                origin=origin,
+                bindings=MappingProxyType(namespace),
+                digest=digest if digest.pending else digest.value,
+                module_class=type(module),
+            )
+            histories[name] = ModuleHistory(name, ref, ((version,), number))
 
     def set_current(self, history: ModuleHistory, number: int) -> None:
         with self._lock:
@@ -530,22 +571,10 @@ class Registry:
 
     # -- collection ----------------------------------------------------------------
 
-    def _collected_callback(self, name: str) -> Callable[[weakref.ref[ModuleType]], None]:
-        collected = self._collected
-        this = weakref.ref(self)
-
-        def on_collected(ref: weakref.ref[ModuleType]) -> None:
-            registry = this()
-            if registry is None:
-                collected.append((name, ref))
-            else:
-                registry.note_collected(name, ref)
-
-        return on_collected
-
     def note_collected(self, name: str, ref: weakref.ref[ModuleType]) -> None:
         """
-        Called by the weak reference of a collected module (``name`` is "" for a queued import).
+        Called by the `_ModuleRef` of a collected module: its history (if it has one
+        under ``name`` with that very reference) ends, and its queued import is dropped.
         """
         self._collected.append((name, ref))
         self._release_dead()
