@@ -319,6 +319,22 @@ class TestRunErrors:
         assert result.stderr.startswith("usage: versionload run [--watch DIR ...]")
         assert "versionload: error: run: unrecognized arguments: --bogus" in result.stderr
 
+    @pytest.mark.parametrize(
+        ("arguments", "command"),
+        [
+            (["reload", "--bogus", "app"], "reload"),
+            (["history", "--bogus"], "history"),
+            (["fleet", "reload", "--group", "g", "--bogus", "app"], "fleet reload"),
+            (["fleet", "status", "--group", "g", "--bogus"], "fleet status"),
+        ],
+    )
+    def test_unknown_flag_shows_the_commands_usage(self, arguments, command, runtime):
+        """An unknown flag of any command is reported with that command's usage, not the top-level one."""
+        result = cli(*arguments)
+        assert EXIT_USAGE == result.returncode
+        assert result.stderr.startswith(f"usage: versionload {command} ")
+        assert f"versionload {command}: error: unrecognized arguments: --bogus" in result.stderr
+
     @pytest.mark.parametrize("flag", ["--cascade", "--cascade=behav*", "--in-place"])
     def test_reload_mode_flags(self, app, runtime, flag):
         """--cascade, --cascade=PATTERN and --in-place run the program."""

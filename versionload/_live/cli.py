@@ -60,6 +60,16 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        options, unknown = super().parse_known_args(args, namespace)
+        # The deepest (sub)command parses first: an argument nobody knows is reported
+        # with its usage (argparse would blame the top-level parser and show its own).
+        if getattr(options, "own_parser", None) is None:
+            options.own_parser = self
+        return options, unknown
+
 
 def _installed_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -216,7 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if module == "" or (module is None and script is None):
                 return _fail(EXIT_USAGE, "run: give a script to run, or -m MODULE")
             return _run(options, module, script, rest)
-        options = parser.parse_args(arguments)
+        options, unknown = parser.parse_known_args(arguments)
+        if unknown:
+            getattr(options, "own_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else EXIT_USAGE
     try:
