@@ -617,15 +617,18 @@ def _with_imported_submodules(
 
 
 #: One module of a rollback: its name, the module object, and the version to return it
-#: to (None: the one before its current version).
-Step = tuple[str, ModuleType, "int | None"]
+#: to (its number, or the version itself; None: the one before its current version).
+Step = tuple[str, ModuleType, "int | ModuleVersion | None"]
+
+#: How a rollback's ``restore`` step is undone: called to put back what it changed.
+Revert = Callable[[], None]
 
 
 def rollback(
     registry: Registry,
     obj: object,
     to: object,
-    restore: Callable[[str, int], None] | None = None,
+    restore: Callable[[str, int], Revert | None] | None = None,
     *,
     asked_by: str | None = None,
 ) -> ModuleType:
@@ -633,7 +636,7 @@ def rollback(
     Restore the namespace of version ``to`` (default: the one before the current).
 
     ``restore(name, number)`` runs right after the namespace is restored, under the
-    module's lock, to restore the state of objects updated in place. Recorded as a
+    module's lock, to restore the state of objects updated in place (see `restore_versions`). Recorded as a
     ``"rollback"`` changeset asked for by ``asked_by`` (default: the module's name).
     """
     if to is not None:
@@ -651,35 +654,47 @@ def rollback(
 
 def restore_versions(
     registry: Registry,
-    steps: Sequence[Step],
-    restore: Callable[[str, int], None] | None = None,
+    steps: Sequence[Step] | Callable[[], Sequence[Step]],
+    restore: Callable[[str, int], Revert | None] | None = None,
     *,
+    names: Sequence[str] = (),
     kind: ChangesetKind = "rollback",
     asked_by: str | None = None,
     undoes: int | None = None,
+    failed: Callable[[str, Exception], Exception] | None = None,
 ) -> Changeset:
     """
     Return several modules to recorded versions as one transaction: all or none.
 
     Takes every module's lock in name order, then restores each in the order given
-    (namespace, class, and through ``restore`` the objects updated in place). If
-    anything fails, the modules already restored are put back, newest first, and
-    the error propagates. Records one changeset of ``kind`` and emits the events.
+    (namespace, class, and through ``restore`` the objects updated in place; it
+    returns how to put them back). If anything fails, the modules already restored
+    are put back, newest first, and the error propagates (``failed(name, error)``,
+    when given, makes the error raised from it). Records one changeset of ``kind``
+    and emits the events.
+
+    ``steps`` may be a function that gives them, called first under the locks of
+    ``names``: for a check that must hold in the same critical section that applies
+    and records the change, such as an undo's that its changeset is not undone yet.
+    If it raises, nothing changed.
     """
     started = time.perf_counter_ns()
-    with module_locks(name for name, _, _ in steps):
+    with module_locks(names if callable(steps) else [name for name, _, _ in steps]):
+        if callable(steps):
+            steps = steps()
         # Every target is looked up before anything changes: a missing one changes nothing.
         plan = []
         for name, module, to in steps:
             history = registry.require(name, module)
             current = history.current
-            target = history.get(to) if to is not None else history.before(current.number)
+            if isinstance(to, ModuleVersion):
+                target = to
+            else:
+                target = history.get(to) if to is not None else history.before(current.number)
             plan.append((name, module, history, current, target))
         # The events' diffs are computed only when somebody would receive them.
         report = wanted(registry.subscribers, ModuleRolledBack.level)
-        done: list[
-            tuple[str, ModuleType, ModuleHistory, ModuleVersion, Mapping[str, object], type[ModuleType]]
-        ] = []
+        done: list[_Restored] = []
         moved = []
         try:
             for name, module, history, current, target in plan:
@@ -693,21 +708,20 @@ def restore_versions(
                 bindings = _with_imported_submodules(
                     name, target.bindings, live, None if known is None else known.removed
                 )
-                done.append((name, module, history, current, live, live_class))
+                restored = _Restored(name, module, history, current.number, live, live_class)
+                done.append(restored)
                 restore_class(module, target.module_class)
                 restore_namespace(module.__dict__, bindings)
                 if restore is not None:
-                    restore(name, target.number)
+                    restored.revert = restore(name, target.number)
                 registry.set_current(history, target.number)
                 moved.append((current, live, target, bindings, exact, known))
-        except BaseException:
-            for name, module, history, current, live, live_class in reversed(done):
-                restore_class(module, live_class)
-                restore_namespace(module.__dict__, live)
-                if restore is not None:
-                    restore(name, current.number)
-                registry.set_current(history, current.number)
-            raise
+        except BaseException as error:
+            for each in reversed(done):
+                each.put_back(registry)
+            if failed is None or not done or not isinstance(error, Exception):
+                raise
+            raise failed(done[-1].name, error) from error
         changeset = registry.record_changeset(
             kind,
             tuple(Change(current.module, current.number, target.number) for current, _, target, *_ in moved),
@@ -737,6 +751,32 @@ def restore_versions(
         events.append(applied_event(changeset))
     registry.emit_all(events)
     return changeset
+
+
+@attrs.define(eq=False)
+class _Restored:
+    """
+    A module a rollback has begun to restore, and what puts it back as it was.
+    """
+
+    name: str
+    module: ModuleType
+    history: ModuleHistory
+    number: int
+    live: Mapping[str, object]
+    live_class: type[ModuleType]
+    #: Puts back the objects the ``restore`` step changed (None: it changed none, or failed
+    #: and put back its own changes itself).
+    revert: Revert | None = None
+
+    def put_back(self, registry: Registry) -> None:
+        # The objects first, as the namespace binds them; then the class and the
+        # namespace, as they were before (the class first, as a restore does).
+        if self.revert is not None:
+            self.revert()
+        restore_class(self.module, self.live_class)
+        restore_namespace(self.module.__dict__, self.live)
+        registry.set_current(self.history, self.number)
 
 
 def _holds_exactly(namespace: dict[str, object], bindings: Mapping[str, object]) -> bool:
