@@ -261,13 +261,20 @@ def _dict_behind(view: Mapping[str, object]) -> Mapping[str, object]:
     return dict(view)
 
 
-def restore_class(module: ModuleType, cls: type[ModuleType]) -> None:
+def restore_class(module: ModuleType, cls: type[ModuleType], *, put_back: bool = False) -> None:
     """
     Give ``module`` back the class ``cls`` if its code assigned it another one.
+
+    With ``put_back`` (undoing a change just made, in a transaction that failed) the
+    module's class is not asked: a class whose ``__setattr__`` refuses (a read-only
+    module) must not leave the transaction half put back.
     """
     if type(module) is not cls:
         # The code could assign its class, so the same layout check lets us assign back.
-        module.__class__ = cls
+        if put_back:
+            object.__setattr__(module, "__class__", cls)
+        else:
+            module.__class__ = cls
 
 
 #: What the import system binds in a module before its code runs: a pruned reload
@@ -774,7 +781,7 @@ class _Restored:
         # namespace, as they were before (the class first, as a restore does).
         if self.revert is not None:
             self.revert()
-        restore_class(self.module, self.live_class)
+        restore_class(self.module, self.live_class, put_back=True)
         restore_namespace(self.module.__dict__, self.live)
         registry.set_current(self.history, self.number)
 

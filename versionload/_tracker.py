@@ -668,8 +668,10 @@ class Tracker:
         Raises:
             InvalidArgumentError: ``changeset`` is not an int >= 1 or None.
             ChangesetNotFoundError: no such changeset is kept (a `LookupError`).
-            ChangesetNotUndoableError: it was undone already, or a version it would
-                return a module to was pruned (a `LookupError`); nothing changed.
+            ChangesetNotUndoableError: it was undone already (by another thread too:
+                of concurrent undos of one changeset exactly one succeeds), or a version
+                it would return a module to was pruned (a `LookupError`); or restoring
+                a module failed (the cause), and every module was put back. Nothing changed.
 
         .. versionadded:: 0.2.0
         """
