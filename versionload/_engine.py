@@ -467,7 +467,7 @@ def execute(
             finished = finish(name, module, types.MappingProxyType(before))
     except BaseException as error:
         # Put everything back before anyone can observe the half-executed module.
-        restore_class(module, before_class)
+        restore_class(module, before_class, put_back=True)
         restore_namespace(namespace, before)
         if sys.modules.get(name, _MISSING) is not module:
             sys.modules[name] = module
@@ -503,7 +503,7 @@ def unstage(staged: Staged) -> None:
     """
     Put back the namespace, class and ``sys.modules`` entry a successful `execute` changed.
     """
-    restore_class(staged.module, staged.before_class)
+    restore_class(staged.module, staged.before_class, put_back=True)
     restore_namespace(staged.module.__dict__, staged.before)
     if sys.modules.get(staged.name, _MISSING) is not staged.module:
         sys.modules[staged.name] = staged.module
