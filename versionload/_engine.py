@@ -701,7 +701,9 @@ def restore_versions(
             plan.append((name, module, history, current, target))
         # The events' diffs are computed only when somebody would receive them.
         report = wanted(registry.subscribers, ModuleRolledBack.level)
-        done: list[_Restored] = []
+        done: list[tuple[str, ModuleType, ModuleHistory, int, Mapping[str, object], type[ModuleType]]] = []
+        # What puts back the objects each ``restore`` changed, by module (none, usually).
+        reverts: dict[str, Revert] = {}
         moved = []
         try:
             for name, module, history, current, target in plan:
@@ -715,20 +717,27 @@ def restore_versions(
                 bindings = _with_imported_submodules(
                     name, target.bindings, live, None if known is None else known.removed
                 )
-                restored = _Restored(name, module, history, current.number, live, live_class)
-                done.append(restored)
+                done.append((name, module, history, current.number, live, live_class))
                 restore_class(module, target.module_class)
                 restore_namespace(module.__dict__, bindings)
-                if restore is not None:
-                    restored.revert = restore(name, target.number)
+                if restore is not None and (revert := restore(name, target.number)) is not None:
+                    reverts[name] = revert
                 registry.set_current(history, target.number)
                 moved.append((current, live, target, bindings, exact, known))
         except BaseException as error:
-            for each in reversed(done):
-                each.put_back(registry)
+            for name, module, history, number, live, live_class in reversed(done):
+                # The objects the restore step changed get their states just before
+                # back (a failed restore step put back its own); then the class,
+                # without asking it (see `restore_class`), and the namespace.
+                revert = reverts.get(name)
+                if revert is not None:
+                    revert()
+                restore_class(module, live_class, put_back=True)
+                restore_namespace(module.__dict__, live)
+                registry.set_current(history, number)
             if failed is None or not done or not isinstance(error, Exception):
                 raise
-            raise failed(done[-1].name, error) from error
+            raise failed(done[-1][0], error) from error
         changeset = registry.record_changeset(
             kind,
             tuple(Change(current.module, current.number, target.number) for current, _, target, *_ in moved),
@@ -758,32 +767,6 @@ def restore_versions(
         events.append(applied_event(changeset))
     registry.emit_all(events)
     return changeset
-
-
-@attrs.define(eq=False)
-class _Restored:
-    """
-    A module a rollback has begun to restore, and what puts it back as it was.
-    """
-
-    name: str
-    module: ModuleType
-    history: ModuleHistory
-    number: int
-    live: Mapping[str, object]
-    live_class: type[ModuleType]
-    #: Puts back the objects the ``restore`` step changed (None: it changed none, or failed
-    #: and put back its own changes itself).
-    revert: Revert | None = None
-
-    def put_back(self, registry: Registry) -> None:
-        # The objects first, as the namespace binds them; then the class and the
-        # namespace, as they were before (the class first, as a restore does).
-        if self.revert is not None:
-            self.revert()
-        restore_class(self.module, self.live_class, put_back=True)
-        restore_namespace(self.module.__dict__, self.live)
-        registry.set_current(self.history, self.number)
 
 
 def _holds_exactly(namespace: dict[str, object], bindings: Mapping[str, object]) -> bool:
