@@ -5,6 +5,7 @@ Changesets: every operation that changes modules is one recorded, undoable unit.
 from __future__ import annotations
 
 import importlib
+import importlib._bootstrap as _bootstrap  # type: ignore[import-not-found]
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from versionload._live import control as _control
 from versionload.plugins import PluginHost
 
 from .distributions import Site
-from .helpers import ModuleTree
+from .helpers import ModuleTree, wait_for
 
 REQUESTS_LIKE = {
     "reqs/__init__.py": """
@@ -569,6 +570,371 @@ class TestEvents:
             for entry in logs
             if "version" in entry or "versions" in entry
         ]
+
+
+# A module class whose attribute assignments go through a hook of ``cs_hook`` (a real
+# module the tests write): versionload calls it when an undo gives the module its
+# class before back, inside the undo's critical section.
+_HOOKED_CLASS = """
+import sys
+import types
+
+import cs_hook
+
+
+class Hooked(types.ModuleType):
+    def __setattr__(self, key, value):
+        cs_hook.on_setattr(self.__name__, key)
+        super().__setattr__(key, value)
+
+
+X = [{value}]
+sys.modules[__name__].__class__ = Hooked
+"""
+
+_HOOK = """
+def on_setattr(module, key):
+    pass
+"""
+
+
+def _blocked_on(name: str) -> int:
+    """
+    How many threads wait for the import system's lock of module ``name`` (CPython 3.11).
+    """
+    return sum(1 for lock in list(_bootstrap._blocking_on.values()) if lock.name == name)
+
+
+def _hooked_pair(tracker: versionload.Tracker, tree: ModuleTree) -> tuple[ModuleType, ModuleType, ModuleType]:
+    """
+    cs_ra and cs_rb reloaded as one changeset (1) after which cs_ra has the class Hooked.
+    """
+    tree.write({"cs_hook.py": _HOOK, "cs_ra.py": "X = [1]\n", "cs_rb.py": "Y = [1]\n"})
+    hook = importlib.import_module("cs_hook")
+    first, second = importlib.import_module("cs_ra"), importlib.import_module("cs_rb")
+    tree.write({"cs_ra.py": _HOOKED_CLASS.format(value=2), "cs_rb.py": "Y = [2]\n"})
+    tracker.reload_many([first, second])
+    assert "Hooked" == type(first).__name__
+    return hook, first, second
+
+
+def _threads(count: int, work: Any) -> tuple[list[object], list[BaseException]]:
+    """
+    Run ``work()`` in ``count`` threads started together; their results and errors.
+    """
+    barrier = threading.Barrier(count)
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait(timeout=10)
+            results.append(work())
+        except BaseException as error:  # noqa: BLE001 - collected and asserted on
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
+    return results, errors
+
+
+@pytest.mark.timeout(60)
+class TestUndoConcurrently:
+    """
+    Undo from several threads, and undo racing reloads: the check that a changeset can
+    be undone and the undo itself are one critical section.
+    """
+
+    THREADS = 8
+
+    def test_the_same_undo_in_eight_threads_succeeds_once(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """8 threads undo changeset 1 at once: one undoes it, 7 raise ChangesetNotUndoableError."""
+        hook, first, second = _hooked_pair(tracker, tree)
+        waited: list[int] = []
+
+        def on_setattr(module: str, key: str) -> None:
+            # The first undo to restore cs_ra holds its lock until every other thread
+            # waits for that lock: each has looked at the changeset by then if it
+            # looks before taking the locks (the race), none has if it looks after.
+            if module == "cs_ra" and key == "__class__":
+                waited.append(wait_for(lambda: _blocked_on("cs_ra") == self.THREADS - 1, timeout=10))
+
+        hook.on_setattr = on_setattr
+
+        results, errors = _threads(self.THREADS, lambda: tracker.undo(1))
+
+        assert [True] == waited
+        assert 1 == len(results), errors
+        assert [versionload.ChangesetNotUndoableError] * (self.THREADS - 1) == [type(e) for e in errors]
+        assert all("undone by changeset 2" in str(error) for error in errors)
+        assert [("reload", None), ("undo", 1)] == [(c.kind, c.undoes) for c in tracker.changesets()]
+        assert ([1], [1]) == (first.X, second.Y)
+        assert (ModuleType, 1, 1) == (
+            type(first),
+            tracker.current(first).number,
+            tracker.current(second).number,
+        )
+
+    def test_an_undo_racing_a_reload_of_its_module(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """
+        A reload of a module that an undo is restoring waits for the undo: it runs after
+        it, on the module as the undo left it, and the undo records what it replaced.
+        """
+        hook, first, second = _hooked_pair(tracker, tree)
+        entered, go = threading.Event(), threading.Event()
+
+        def on_setattr(module: str, key: str) -> None:
+            if module == "cs_ra" and key == "__class__":
+                entered.set()
+                go.wait(10)
+
+        hook.on_setattr = on_setattr
+        tree.write({"cs_ra.py": "X = [3]\n"})
+        undoes = threading.Thread(target=tracker.undo, args=(1,))
+        undoes.start()
+        try:
+            assert entered.wait(10)
+            reloads = threading.Thread(target=tracker.reload, args=("cs_ra",))
+            reloads.start()
+            assert wait_for(lambda: _blocked_on("cs_ra") == 1)
+        finally:
+            go.set()
+            undoes.join(10)
+        reloads.join(10)
+
+        assert [
+            ("reload", (("cs_ra", 1, 2), ("cs_rb", 1, 2))),
+            ("undo", (("cs_rb", 2, 1), ("cs_ra", 2, 1))),
+            ("reload", (("cs_ra", 1, 3),)),
+        ] == [(c.kind, tuple(attrs.astuple(change) for change in c.changes)) for c in tracker.changesets()]
+        assert ([3], [1], ModuleType) == (first.X, second.Y, type(first))
+
+    def test_undo_of_the_latest_while_a_newer_changeset_is_recorded(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """
+        undo() found changeset 1 the latest, but a reload recorded changeset 2 before it
+        could start: it undoes changeset 2, the latest when it does, not 1 under it.
+        """
+        path = tree.module("cs_latest", "X = [1]\n")
+        module = importlib.import_module("cs_latest")
+        path.write_text("X = [2]\n")
+        tracker.reload(module)
+        second = _namespace(module)
+        path.write_text("X = [3]\n")
+        held, release = threading.Event(), threading.Event()
+        undone: list[versionload.Changeset] = []
+
+        def serve() -> None:
+            # The serving section holds the undo at the gate (after it found the latest);
+            # the section's own reload passes, as a change made inside a section does.
+            with tracker.serving():
+                held.set()
+                assert wait_for(lambda: tracker._gate._waiting == 1)
+                tracker.reload(module)
+                release.wait(10)
+
+        server = threading.Thread(target=serve)
+        server.start()
+        try:
+            assert held.wait(10)
+            undoes = threading.Thread(target=lambda: undone.append(tracker.undo()))
+            undoes.start()
+            assert wait_for(lambda: len(tracker.changesets()) == 2)
+        finally:
+            release.set()
+            server.join(10)
+        undoes.join(10)
+
+        assert [2] == [each.undoes for each in undone]
+        assert _same(second, module)
+        assert (2, [None, 3, None]) == (
+            tracker.current(module).number,
+            [c.undone_by for c in tracker.changesets()],
+        )
+
+
+class TestUndoFailsHalfway:
+    """
+    An undo of several modules that fails in one of them puts every module back as it
+    was, records nothing, and says so with a ChangesetNotUndoableError.
+    """
+
+    # A module class that refuses attribute assignments (a "constants module") while
+    # cs_guard.ON is true: giving the module its class before back is refused too.
+    READ_ONLY = """
+        import sys
+        import types
+
+        import cs_guard
+
+
+        class ReadOnly(types.ModuleType):
+            def __setattr__(self, key, value):
+                if cs_guard.ON:
+                    raise AttributeError(f"{{self.__name__}} is read-only, cannot set {{key!r}}")
+                super().__setattr__(key, value)
+
+
+        X = [{value}]
+        sys.modules[__name__].__class__ = ReadOnly
+    """
+
+    def test_a_module_class_refusing_its_restore(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """The last module of the undo refuses: the first, restored already, is put back."""
+        tree.write({"cs_guard.py": "ON = True\n", "cs_fa.py": "X = [1]\n", "cs_fb.py": "Y = [1]\n"})
+        guard = importlib.import_module("cs_guard")
+        first, second = importlib.import_module("cs_fa"), importlib.import_module("cs_fb")
+        originals = [_namespace(first), _namespace(second)]
+        tree.write({"cs_fa.py": self.READ_ONLY.format(value=2), "cs_fb.py": "Y = [2]\n"})
+        tracker.reload_many([first, second])  # undone newest first: cs_fb, then cs_fa
+        read_only = type(first)
+        before = [_namespace(first), _namespace(second)]
+        listed = tracker.changesets()
+
+        with pytest.raises(versionload.ChangesetNotUndoableError) as raised:
+            tracker.undo(1)
+
+        assert ("cs_fa", AttributeError) == (raised.value.module, type(raised.value.__cause__))
+        assert "every module is as it was before the undo" in str(raised.value)
+        assert [True, True] == [_same(before[0], first), _same(before[1], second)]
+        assert (read_only, ModuleType) == (type(first), type(second))
+        assert [2, 2] == [tracker.current(first).number, tracker.current(second).number]
+        assert listed == tracker.changesets()
+        assert [True] == [c.undoable for c in tracker.changesets()]
+
+        guard.ON = False  # the class lets itself be replaced now: the changeset can be undone
+        tracker.undo(1)
+
+        assert [True, True] == [_same(originals[0], first), _same(originals[1], second)]
+        assert (ModuleType, ModuleType) == (type(first), type(second))
+        assert [("reload", None), ("undo", 1)] == [(c.kind, c.undoes) for c in tracker.changesets()]
+
+    def test_a_module_given_its_read_only_class_back_is_put_back(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """
+        The undo gives cs_pa its read-only class back, then cs_pb refuses: putting cs_pa
+        back is not refused by that class (nor is any module left half put back).
+        """
+        tree.write({"cs_guard.py": "ON = False\n", "cs_pa.py": self.READ_ONLY.format(value=1)})
+        guard = importlib.import_module("cs_guard")
+        tree.write({"cs_pb.py": "Y = [1]\n"})
+        first, second = importlib.import_module("cs_pa"), importlib.import_module("cs_pb")
+        tree.write(
+            {
+                "cs_pa.py": _PLAIN_AGAIN,
+                "cs_pb.py": self.READ_ONLY.format(value=2),
+            }
+        )
+        tracker.reload_many([second, first])  # undone newest first: cs_pa, then cs_pb
+        assert (ModuleType, "ReadOnly") == (type(first), type(second).__name__)
+        before = [_namespace(first), _namespace(second)]
+        read_only = type(second)
+        guard.ON = True
+
+        with pytest.raises(versionload.ChangesetNotUndoableError) as raised:
+            tracker.undo(1)
+
+        assert "cs_pb" == raised.value.module
+        assert [True, True] == [_same(before[0], first), _same(before[1], second)]
+        assert (ModuleType, read_only) == (type(first), type(second))
+        assert [2, 2] == [tracker.current(first).number, tracker.current(second).number]
+        assert [("reload", True)] == [(c.kind, c.undoable) for c in tracker.changesets()]
+
+    def test_objects_updated_in_place_are_put_back_too(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """
+        cs_ia's function and class, updated in place, got their code before back when
+        cs_ib refuses: they run the code of the version they had before the undo again.
+        """
+        tree.write({"cs_guard.py": "ON = False\n", "cs_ia.py": _IA.format(1), "cs_ib.py": "Y = [1]\n"})
+        guard = importlib.import_module("cs_guard")
+        first, second = importlib.import_module("cs_ia"), importlib.import_module("cs_ib")
+        rules, version = first.Rules, first.version
+        tree.write({"cs_ia.py": _IA.format(2), "cs_ib.py": self.READ_ONLY.format(value=2)})
+        tracker.reload_many([second, first], update="in-place")  # undone newest first: cs_ia, cs_ib
+        assert (rules, version, 20, 2) == (first.Rules, first.version, rules().limit(), version())
+        before = [_namespace(first), _namespace(second)]
+        codes = [version.__code__, vars(rules)["limit"].__code__]
+        guard.ON = True
+
+        with pytest.raises(versionload.ChangesetNotUndoableError) as raised:
+            tracker.undo(1)
+
+        assert ("cs_ib", AttributeError) == (raised.value.module, type(raised.value.__cause__))
+        assert [True, True] == [_same(before[0], first), _same(before[1], second)]
+        assert (20, 2) == (rules().limit(), version())
+        assert codes == [version.__code__, vars(rules)["limit"].__code__]
+        assert [2, 2] == [tracker.current(first).number, tracker.current(second).number]
+        assert [("reload", True)] == [(c.kind, c.undoable) for c in tracker.changesets()]
+
+        guard.ON = False
+        tracker.undo(1)
+
+        assert (10, 1) == (rules().limit(), version())
+
+    def test_objects_updated_in_place_are_put_back_as_they_were(
+        self, tracker: versionload.Tracker, tree: ModuleTree
+    ) -> None:
+        """
+        Put back as they were, also when that is not what any version recorded for them:
+        here the functions run version 1's code under version 4 (rolled back, then
+        reloaded plainly), and the failed undo had given them version 2's.
+        """
+        tree.write({"cs_guard.py": "ON = False\n", "cs_ia.py": _IA.format(1), "cs_ib.py": "Y = [1]\n"})
+        guard = importlib.import_module("cs_guard")
+        first, second = importlib.import_module("cs_ia"), importlib.import_module("cs_ib")
+        version = first.version
+        tree.write({"cs_ia.py": _IA.format(2)})
+        tracker.reload(first, update="in-place")  # version's code is version 2's
+        tree.write({"cs_ia.py": _IA.format(3), "cs_ib.py": self.READ_ONLY.format(value=2)})
+        tracker.reload_many([second, first])  # undone newest first: cs_ia, cs_ib
+        undone = tracker.changesets()[-1].id
+        tracker.rollback(first, to=1)  # version's code is version 1's again
+        tracker.reload(first)  # version 4: new objects; the old ones keep their state
+        assert (1, [4, 2]) == (version(), [tracker.current(first).number, tracker.current(second).number])
+        code = version.__code__
+        guard.ON = True
+
+        with pytest.raises(versionload.ChangesetNotUndoableError, match="restoring 'cs_ib' failed"):
+            tracker.undo(undone)
+
+        assert (1, code) == (version(), version.__code__)
+        assert [4, 2] == [tracker.current(first).number, tracker.current(second).number]
+
+
+# Gives the module back the plain module class (allowed while cs_guard.ON is false).
+_PLAIN_AGAIN = """
+import sys
+import types
+
+X = [2]
+sys.modules[__name__].__class__ = types.ModuleType
+"""
+
+_IA = """
+class Rules:
+    LIMIT = {0}
+
+    def limit(self):
+        return self.LIMIT * 10
+
+
+def version():
+    return {0}
+"""
 
 
 class TestControlChannel:

@@ -331,6 +331,28 @@ class TestFailedReloadModuleClass:
         assert not hasattr(module, "answer")
         _assert_unchanged(module, before)
 
+    def test_a_read_only_class_does_not_stop_the_put_back(
+        self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
+    ) -> None:
+        """
+        Code that gives the module a class refusing every assignment (a read-only module)
+        and then raises still leaves a plain ModuleType, its namespace as before.
+        """
+        path, module, before = _import_original(tree, "fl_read_only")
+        path.write_text(
+            "import sys, types\n\n"
+            "class ReadOnly(types.ModuleType):\n"
+            "    def __setattr__(self, key, value):\n"
+            "        raise AttributeError(f'read-only: {key}')\n\n"
+            "sys.modules[__name__].__class__ = ReadOnly\n"
+            "raise RuntimeError('after the swap')\n"
+        )
+        with pytest.raises(versionload.ReloadError, match="after the swap"):
+            tracker.reload(module)
+
+        assert ModuleType is type(module)
+        _assert_unchanged(module, before)
+
     def test_class_put_back_to_the_previous_subclass(
         self, tree: ModuleTree, tracker: versionload.Tracker, bytecode: bool
     ) -> None:

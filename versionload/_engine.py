@@ -261,13 +261,20 @@ def _dict_behind(view: Mapping[str, object]) -> Mapping[str, object]:
     return dict(view)
 
 
-def restore_class(module: ModuleType, cls: type[ModuleType]) -> None:
+def restore_class(module: ModuleType, cls: type[ModuleType], *, put_back: bool = False) -> None:
     """
     Give ``module`` back the class ``cls`` if its code assigned it another one.
+
+    With ``put_back`` (undoing a change just made, in a transaction that failed) the
+    module's class is not asked: a class whose ``__setattr__`` refuses (a read-only
+    module) must not leave the transaction half put back.
     """
     if type(module) is not cls:
         # The code could assign its class, so the same layout check lets us assign back.
-        module.__class__ = cls
+        if put_back:
+            object.__setattr__(module, "__class__", cls)
+        else:
+            module.__class__ = cls
 
 
 #: What the import system binds in a module before its code runs: a pruned reload
@@ -460,7 +467,7 @@ def execute(
             finished = finish(name, module, types.MappingProxyType(before))
     except BaseException as error:
         # Put everything back before anyone can observe the half-executed module.
-        restore_class(module, before_class)
+        restore_class(module, before_class, put_back=True)
         restore_namespace(namespace, before)
         if sys.modules.get(name, _MISSING) is not module:
             sys.modules[name] = module
@@ -496,7 +503,7 @@ def unstage(staged: Staged) -> None:
     """
     Put back the namespace, class and ``sys.modules`` entry a successful `execute` changed.
     """
-    restore_class(staged.module, staged.before_class)
+    restore_class(staged.module, staged.before_class, put_back=True)
     restore_namespace(staged.module.__dict__, staged.before)
     if sys.modules.get(staged.name, _MISSING) is not staged.module:
         sys.modules[staged.name] = staged.module
@@ -617,15 +624,18 @@ def _with_imported_submodules(
 
 
 #: One module of a rollback: its name, the module object, and the version to return it
-#: to (None: the one before its current version).
-Step = tuple[str, ModuleType, "int | None"]
+#: to (its number, or the version itself; None: the one before its current version).
+Step = tuple[str, ModuleType, "int | ModuleVersion | None"]
+
+#: How a rollback's ``restore`` step is undone: called to put back what it changed.
+Revert = Callable[[], None]
 
 
 def rollback(
     registry: Registry,
     obj: object,
     to: object,
-    restore: Callable[[str, int], None] | None = None,
+    restore: Callable[[str, int], Revert | None] | None = None,
     *,
     asked_by: str | None = None,
 ) -> ModuleType:
@@ -633,7 +643,7 @@ def rollback(
     Restore the namespace of version ``to`` (default: the one before the current).
 
     ``restore(name, number)`` runs right after the namespace is restored, under the
-    module's lock, to restore the state of objects updated in place. Recorded as a
+    module's lock, to restore the state of objects updated in place (see `restore_versions`). Recorded as a
     ``"rollback"`` changeset asked for by ``asked_by`` (default: the module's name).
     """
     if to is not None:
@@ -651,35 +661,49 @@ def rollback(
 
 def restore_versions(
     registry: Registry,
-    steps: Sequence[Step],
-    restore: Callable[[str, int], None] | None = None,
+    steps: Sequence[Step] | Callable[[], Sequence[Step]],
+    restore: Callable[[str, int], Revert | None] | None = None,
     *,
+    names: Sequence[str] = (),
     kind: ChangesetKind = "rollback",
     asked_by: str | None = None,
     undoes: int | None = None,
+    failed: Callable[[str, Exception], Exception] | None = None,
 ) -> Changeset:
     """
     Return several modules to recorded versions as one transaction: all or none.
 
     Takes every module's lock in name order, then restores each in the order given
-    (namespace, class, and through ``restore`` the objects updated in place). If
-    anything fails, the modules already restored are put back, newest first, and
-    the error propagates. Records one changeset of ``kind`` and emits the events.
+    (namespace, class, and through ``restore`` the objects updated in place; it
+    returns how to put them back). If anything fails, the modules already restored
+    are put back, newest first, and the error propagates (``failed(name, error)``,
+    when given, makes the error raised from it). Records one changeset of ``kind``
+    and emits the events.
+
+    ``steps`` may be a function that gives them, called first under the locks of
+    ``names``: for a check that must hold in the same critical section that applies
+    and records the change, such as an undo's that its changeset is not undone yet.
+    If it raises, nothing changed.
     """
     started = time.perf_counter_ns()
-    with module_locks(name for name, _, _ in steps):
+    with module_locks(names if callable(steps) else [name for name, _, _ in steps]):
+        if callable(steps):
+            steps = steps()
         # Every target is looked up before anything changes: a missing one changes nothing.
         plan = []
         for name, module, to in steps:
             history = registry.require(name, module)
             current = history.current
-            target = history.get(to) if to is not None else history.before(current.number)
+            if isinstance(to, ModuleVersion):
+                target = to
+            else:
+                target = history.get(to) if to is not None else history.before(current.number)
             plan.append((name, module, history, current, target))
         # The events' diffs are computed only when somebody would receive them.
         report = wanted(registry.subscribers, ModuleRolledBack.level)
-        done: list[
-            tuple[str, ModuleType, ModuleHistory, ModuleVersion, Mapping[str, object], type[ModuleType]]
-        ] = []
+        done: list[tuple[str, ModuleType, ModuleHistory, int, Mapping[str, object], type[ModuleType]]] = []
+        # What puts back the objects each ``restore`` changed, by module (none, usually).
+        reverts: dict[str, Revert] = {}
         moved = []
         try:
             for name, module, history, current, target in plan:
@@ -693,21 +717,27 @@ def restore_versions(
                 bindings = _with_imported_submodules(
                     name, target.bindings, live, None if known is None else known.removed
                 )
-                done.append((name, module, history, current, live, live_class))
+                done.append((name, module, history, current.number, live, live_class))
                 restore_class(module, target.module_class)
                 restore_namespace(module.__dict__, bindings)
-                if restore is not None:
-                    restore(name, target.number)
+                if restore is not None and (revert := restore(name, target.number)) is not None:
+                    reverts[name] = revert
                 registry.set_current(history, target.number)
                 moved.append((current, live, target, bindings, exact, known))
-        except BaseException:
-            for name, module, history, current, live, live_class in reversed(done):
-                restore_class(module, live_class)
+        except BaseException as error:
+            for name, module, history, number, live, live_class in reversed(done):
+                # The objects the restore step changed get their states just before
+                # back (a failed restore step put back its own); then the class,
+                # without asking it (see `restore_class`), and the namespace.
+                revert = reverts.get(name)
+                if revert is not None:
+                    revert()
+                restore_class(module, live_class, put_back=True)
                 restore_namespace(module.__dict__, live)
-                if restore is not None:
-                    restore(name, current.number)
-                registry.set_current(history, current.number)
-            raise
+                registry.set_current(history, number)
+            if failed is None or not done or not isinstance(error, Exception):
+                raise
+            raise failed(done[-1][0], error) from error
         changeset = registry.record_changeset(
             kind,
             tuple(Change(current.module, current.number, target.number) for current, _, target, *_ in moved),

@@ -24,7 +24,9 @@ system already catch::
 
 Errors are raised before anything is changed, except ``ReloadError`` for code that
 failed while executing, which is raised after the namespace was put back (for
-``GroupReloadError``, after every module of the group was put back).
+``GroupReloadError``, after every module of the group was put back), and
+``ChangesetNotUndoableError`` for an undo whose restore failed, raised after every
+module of the changeset was put back.
 
 Every error class lives here, except the plugin host's, which hang below
 ``PluginError`` in ``versionload/_plugins/errors.py`` (drawn there). Errors pickle with
@@ -118,6 +120,10 @@ class ChangesetNotUndoableError(VersionLoadError, LookupError):
     """
     The changeset cannot be undone: a version it would return a module to was pruned
     (or the module's history ended), or it was undone already. Nothing was changed.
+
+    Also raised when restoring a module failed part-way (its class refused to be
+    replaced, say): every module was put back as it was and nothing was recorded;
+    the error that stopped it is the ``__cause__``.
 
     ``changeset`` is its id, ``module`` the first module that stands in the way (None
     when it was undone already), ``reason`` says why.

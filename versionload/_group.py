@@ -27,6 +27,7 @@ from typing import Any, Literal
 from ._arguments import UpdateMode, is_under, update_mode
 from ._engine import (
     Staged,
+    Step,
     _parent_path,
     _reloaded_event,
     _reloading,
@@ -387,49 +388,82 @@ def _refusal(registry: Registry, name: str, module: ModuleType) -> ReloadRefused
     return None
 
 
-def restore_states(registry: Registry, ledger: Ledger) -> Callable[[str, int], None]:
+def restore_states(registry: Registry, ledger: Ledger) -> Callable[[str, int], Callable[[], None] | None]:
     """
-    The rollback step that puts in-place-updated objects back (see `Ledger.restore`).
+    The rollback step that puts in-place-updated objects back (see `Ledger.restore`);
+    it returns what puts them back as they were, for a rollback that fails later.
     """
 
-    def restore(name: str, number: int) -> None:
+    def restore(name: str, number: int) -> Callable[[], None] | None:
         if not ledger.has_states(name):
-            return  # nothing of it was ever updated in place (the usual rollback)
+            return None  # nothing of it was ever updated in place (the usual rollback)
         found = registry.find(name)
-        if found is not None:
-            ledger.restore(name, found[1], number)
+        if found is None:
+            return None
+        return ledger.restore(name, found[1], number)
 
     return restore
 
 
+class Superseded(Exception):
+    """
+    Raised by `undo_changeset`, with nothing changed, when the changeset it was asked
+    for (found as the latest) is no longer what that question finds once its modules'
+    locks are held: the caller asks again.
+    """
+
+
 def undo_changeset(
-    registry: Registry, ledger: Ledger, changeset: Changeset, *, asked_by: str | None = None
+    registry: Registry,
+    ledger: Ledger,
+    changeset: Changeset,
+    *,
+    asked_by: str | None = None,
+    find: Callable[[], Changeset] | None = None,
 ) -> Changeset:
     """
     Return every module of ``changeset`` to its version before it, as one transaction.
 
     In-place-updated objects get back their states at those versions. Records an
     ``"undo"`` changeset (returned) and emits ``changeset.undone``.
+
+    Check and change are one critical section: under the locks of the changeset's
+    modules, which every undo of it takes, it is checked to be undoable still (not
+    undone, its versions kept), the modules are restored and the undo is recorded.
+    Of several threads undoing one changeset, one succeeds; the others raise
+    `ChangesetNotUndoableError` and change nothing. ``find`` is how the changeset
+    was found when it was not named (the latest): asked again under the locks, and
+    if it finds another one now, `Superseded` is raised with nothing changed.
+
+    Raises:
+        ChangesetNotUndoableError: it cannot be undone (now); or restoring a module
+            failed, after every module was put back (the error is its cause).
+        Superseded: see ``find``.
     """
-    firsts: dict[str, int] = {}
-    for change in changeset.changes:
-        firsts.setdefault(change.module, change.before)
-    steps = []
-    # Newest first, the reverse of the order applied.
-    for name, before in reversed(firsts.items()):
-        found = registry.find(name)
-        if found is None:
-            raise ChangesetNotUndoableError(changeset.id, f"module {name!r} is no longer tracked", name)
-        steps.append((name, found[0], before))
+
+    def confirm() -> list[Step]:
+        if find is not None and find().id != changeset.id:
+            raise Superseded(changeset.id)
+        return list(registry.undo_targets(changeset))
+
+    def failed(name: str, error: Exception) -> Exception:
+        return ChangesetNotUndoableError(
+            changeset.id,
+            f"restoring {name!r} failed ({error!r}); every module is as it was before the undo",
+            name,
+        )
+
     # Every event of an undo says so, whoever asked for it.
     with because("undo"):
         undo = restore_versions(
             registry,
-            steps,
+            confirm,
             restore_states(registry, ledger),
+            names=changeset.modules,
             kind="undo",
             asked_by=asked_by or f"undo {changeset.id}",
             undoes=changeset.id,
+            failed=failed,
         )
         registry.emit_all(
             [

@@ -142,9 +142,10 @@ class ChangesetLog:
     ) -> Changeset:
         self._last_id += 1
         changeset = Changeset(self._last_id, kind, created_at, changes, trigger, undoes=undoes)
-        self._entries.append(changeset)
-        if undoes is not None:
+        if undoes is not None and self.holds(undoes):
             self._undone_by[undoes] = changeset.id
+        # After the look above: an undo of a changeset dropped meanwhile marks nothing.
+        self._entries.append(changeset)
         while len(self._entries) > self.limit:
             dropped = self._entries.popleft()
             self._undone_by.pop(dropped.id, None)
@@ -172,6 +173,19 @@ class ChangesetLog:
             elif any(change.module == module and change.after == after for change in each.changes):
                 return each
         return None
+
+    def undone_by(self, changeset_id: int) -> int | None:
+        """
+        The id of the undo that undid changeset ``changeset_id``, if one did.
+        """
+        return self._undone_by.get(changeset_id)
+
+    def holds(self, changeset_id: int) -> bool:
+        """
+        Whether changeset ``changeset_id`` is still kept (ids only go up: the oldest is first).
+        """
+        entries = self._entries
+        return bool(entries) and entries[0].id <= changeset_id <= self._last_id
 
     def clear(self) -> None:
         self._entries.clear()

@@ -37,7 +37,7 @@ import contextlib
 import enum
 import threading
 import weakref
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from types import CellType, FunctionType, GetSetDescriptorType, MemberDescriptorType
 from typing import Any
 
@@ -462,13 +462,33 @@ class Ledger:
         """
         return name in self._modules
 
-    def restore(self, name: str, history: ModuleHistory, version: int) -> int:
+    def restore(self, name: str, history: ModuleHistory, version: int) -> Callable[[], None]:
         """
-        Put every object recorded for ``version`` back in that state; returns how many.
+        Put every object recorded for ``version`` back in that state, all or none.
+
+        Returns what puts them back into their states before (for a transaction that
+        fails later). If putting one back raises, those already put back get their
+        states before again, and the error propagates.
         """
         with self._lock:
             recorded = list(self._states(name, history).get(version, {}).values())
         # Functions first, classes last: a class state only rebinds attributes.
-        for obj, state in sorted(recorded, key=lambda item: isinstance(item[1], _ClassState)):
-            apply(obj, state)
-        return len(recorded)
+        recorded.sort(key=lambda item: isinstance(item[1], _ClassState))
+        # Each object's state now, taken before any changes: its exact way back.
+        previous = [(obj, capture(obj)) for obj, _ in recorded]
+        done = 0
+        try:
+            for obj, state in recorded:
+                apply(obj, state)
+                done += 1
+        except BaseException:
+            # The one that raised too: it may have changed part of its state.
+            for obj, state in reversed(previous[: done + 1]):
+                apply(obj, state)
+            raise
+
+        def revert() -> None:
+            for obj, state in reversed(previous):
+                apply(obj, state)
+
+        return revert

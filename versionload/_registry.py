@@ -541,6 +541,46 @@ class Registry:
             raise ChangesetNotUndoableError(found.id, blocker[1], blocker[0])
         return found
 
+    def undo_targets(self, changeset: Changeset) -> list[tuple[str, ModuleType, ModuleVersion]]:
+        """
+        For each module of ``changeset``, newest first: its live module and the version
+        it had before the changeset; checked, in one look, to be undoable now.
+
+        Called under the module locks of every module of ``changeset`` (which every
+        undo of it takes): no other undo of it can record itself until they are
+        released, so the undo that passes this check is the only one that does.
+
+        Raises:
+            ChangesetNotUndoableError: it was undone, dropped from the list, or a
+                version it needs is gone.
+        """
+        events: list[Event] = []
+        targets: list[tuple[str, ModuleType, ModuleVersion]] = []
+        with self._lock:
+            self._forget_collected(events)
+            undone = self._changesets.undone_by(changeset.id)
+            kept = undone is None and self._changesets.holds(changeset.id)
+            blocker = self._undo_blocker(changeset) if kept else None
+            if kept and blocker is None:
+                firsts: dict[str, int] = {}
+                for change in changeset.changes:
+                    firsts.setdefault(change.module, change.before)
+                # Newest first, the reverse of the order applied. The versions are taken
+                # here, under the lock that a prune takes too: none can vanish from now on.
+                for name, before in reversed(firsts.items()):
+                    history = self._histories[name]
+                    module = history.module_ref()
+                    assert module is not None  # checked by `_undo_blocker`, under this lock
+                    targets.append((name, module, history.get(before)))
+        self.emit_all(events)
+        if undone is not None:
+            raise ChangesetNotUndoableError(changeset.id, f"it was undone by changeset {undone}")
+        if not kept:
+            raise ChangesetNotUndoableError(changeset.id, "it was dropped from the list of changesets")
+        if blocker is not None:
+            raise ChangesetNotUndoableError(changeset.id, blocker[1], blocker[0])
+        return targets
+
     def _undo_blocker(self, changeset: Changeset) -> tuple[str, str] | None:
         # Lock held. What stands in the way of returning every module to its version before.
         for change in changeset.changes:

@@ -27,7 +27,13 @@ import attrs
 from . import _arguments as check
 from ._engine import module_name, origin_of, record_external_reload, resolve_loaded, resolve_tracked
 from ._engine import rollback as _rollback
-from ._errors import DrainTimeoutError, InvalidArgumentError, NotAModuleError, VersionLoadError
+from ._errors import (
+    ChangesetNotUndoableError,
+    DrainTimeoutError,
+    InvalidArgumentError,
+    NotAModuleError,
+    VersionLoadError,
+)
 from ._events import Event, LoadFilter, ModuleReloadDeferred, Subscriber, emit
 from ._finder import VersionedFinder, finish_released_imports
 from ._fork import renew_after_fork
@@ -37,12 +43,16 @@ from ._graph import dependency_map as _dependency_map
 
 # The one order of modules, handed out by the door for the plugin wing's units.
 from ._graph import topological_order as topological_order
-from ._group import cascade_targets, refuse_own, reload_group, restore_states, undo_changeset
+from ._group import Superseded, cascade_targets, refuse_own, reload_group, restore_states, undo_changeset
 from ._inplace import Ledger
 from ._registry import Registry
 from ._snapshot import Changeset, ModuleVersion, NamespaceDiff, _SourceDigest, compare
 from ._source import forget_compiled
 from ._stale import StaleReport, stale_report
+
+#: How many times an undo of "the latest" looks again when other threads keep
+#: recording newer changesets between its look and its taking the modules' locks.
+_UNDO_ATTEMPTS = 20
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -605,9 +615,14 @@ class Tracker:
         if cascade:
             if to is not None:
                 raise InvalidArgumentError("rollback(cascade=True) undoes a changeset: pass no 'to'")
-            name, _, history = resolve_tracked(self._registry, module)
-            found = self._registry.changeset_to_undo(None, module=name, after=history.current.number)
-            self._undo(found, asked_by or name)
+            name = resolve_tracked(self._registry, module)[0]
+
+            def made_current() -> Changeset:
+                # The module's current version then, asked again under its lock.
+                _, _, history = resolve_tracked(self._registry, module)
+                return self._registry.changeset_to_undo(None, module=name, after=history.current.number)
+
+            self._undo(made_current, asked_by or name, latest=True)
             return resolve_tracked(self._registry, module)[1]
         nested = self._close_gate("rollback", (resolve_tracked(self._registry, module)[0],))
         try:
@@ -653,23 +668,42 @@ class Tracker:
         Raises:
             InvalidArgumentError: ``changeset`` is not an int >= 1 or None.
             ChangesetNotFoundError: no such changeset is kept (a `LookupError`).
-            ChangesetNotUndoableError: it was undone already, or a version it would
-                return a module to was pruned (a `LookupError`); nothing changed.
+            ChangesetNotUndoableError: it was undone already (by another thread too:
+                of concurrent undos of one changeset exactly one succeeds), or a version
+                it would return a module to was pruned (a `LookupError`); or restoring
+                a module failed (the cause), and every module was put back. Nothing changed.
 
         .. versionadded:: 0.2.0
         """
         wanted = check.changeset_id(changeset)
         asked_by = check.trigger(trigger)
-        return self._undo(self._registry.changeset_to_undo(wanted), asked_by)
+        return self._undo(
+            functools.partial(self._registry.changeset_to_undo, wanted), asked_by, latest=wanted is None
+        )
 
-    def _undo(self, changeset: Changeset, asked_by: str | None) -> Changeset:
-        nested = self._close_gate("undo", changeset.modules)
-        try:
-            # Checked again once the gate is closed: another change may have come first.
-            current = self._registry.changeset_to_undo(changeset.id)
-            return undo_changeset(self._registry, self._ledger, current, asked_by=asked_by)
-        finally:
-            self._gate.reopen(nested)
+    def _undo(self, find: Callable[[], Changeset], asked_by: str | None, *, latest: bool) -> Changeset:
+        """
+        Undo the changeset ``find`` gives (checked again under its modules' locks).
+
+        With ``latest`` it was found as the latest of something, so ``find`` is asked
+        again under those locks too: if another thread recorded a newer changeset
+        first, the undo takes that one instead, as it would have done a moment later.
+        """
+        for _ in range(_UNDO_ATTEMPTS):
+            changeset = find()  # bad ids and refusals raise here, before waiting at the gate
+            nested = self._close_gate("undo", changeset.modules)
+            try:
+                return undo_changeset(
+                    self._registry, self._ledger, changeset, asked_by=asked_by, find=find if latest else None
+                )
+            except Superseded:
+                continue
+            finally:
+                self._gate.reopen(nested)
+        raise ChangesetNotUndoableError(
+            changeset.id,
+            f"newer changesets were recorded before each of {_UNDO_ATTEMPTS} tries to undo the latest",
+        )
 
     @_public_errors
     def history(self, module: ModuleType | str) -> tuple[ModuleVersion, ...]:
