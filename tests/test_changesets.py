@@ -600,9 +600,13 @@ def on_setattr(module, key):
 
 def _blocked_on(name: str) -> int:
     """
-    How many threads wait for the import system's lock of module ``name`` (CPython 3.11).
+    How many threads wait for the import system's lock of module ``name`` (CPython 3.10
+    to 3.13: one lock per waiting thread up to 3.11, a list of them from 3.12).
     """
-    return sum(1 for lock in list(_bootstrap._blocking_on.values()) if lock.name == name)
+    waiting = []
+    for held in list(_bootstrap._blocking_on.values()):
+        waiting.extend(list(held) if isinstance(held, list) else [held])
+    return sum(1 for lock in waiting if getattr(lock, "name", None) == name)
 
 
 def _hooked_pair(tracker: versionload.Tracker, tree: ModuleTree) -> tuple[ModuleType, ModuleType, ModuleType]:
