@@ -13,11 +13,12 @@ import linecache
 import pkgutil
 import runpy
 import sys
+import time
 import traceback
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -719,3 +720,102 @@ class TestInvisibleToPlainReload:
             importlib.reload(fd_interrupted)
         assert [1] == [v.number for v in tracker.history(fd_interrupted)]
         assert importlib.machinery.ModuleSpec is type(fd_interrupted.__spec__)
+
+
+class _CountingLoader(importlib.machinery.SourceFileLoader):
+    """
+    A source loader of its own (as editable installs and import-rewriting tools have):
+    the stdlib's cache check, with file reads of its own.
+    """
+
+    reads: ClassVar[list[str]] = []
+
+    def get_data(self, path: str) -> bytes:
+        if path.endswith(".py"):
+            _CountingLoader.reads.append(path)
+        with open(path, "rb") as file:
+            return file.read()
+
+
+class _CountingFinder:
+    """
+    Finds ``sl_*`` modules in one directory with `_CountingLoader`.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> Any:
+        file = self.root / f"{name}.py"
+        if not name.startswith("sl_") or not file.exists():
+            return None
+        return importlib.util.spec_from_file_location(name, file, loader=_CountingLoader(name, str(file)))
+
+
+class TestLoaderOfItsOwn:
+    """
+    Modules loaded by a subclass of the stdlib's source loader: recorded, hashed and
+    reloaded from what is on disk, with or without bytecode caches.
+    """
+
+    @pytest.fixture(name="counting")
+    def _counting(self, tree: ModuleTree, tracker: versionload.Tracker) -> Any:
+        finder = _CountingFinder(tree.root)
+        # Right after versionload's finder, which asks the finders after it.
+        sys.meta_path.insert(1, finder)
+        _CountingLoader.reads.clear()
+        yield finder
+        sys.meta_path.remove(finder)
+
+    def test_first_import_is_recorded_with_its_hash(
+        self, tree: ModuleTree, tracker: versionload.Tracker, counting: Any, bytecode: bool
+    ) -> None:
+        """Version 1 of a module its own loader ran holds the hash of the source it ran."""
+        path = tree.module("sl_first", "VALUE = 1\n")
+        module = importlib.import_module("sl_first")
+        assert type(module.__loader__) is _CountingLoader
+        (version,) = tracker.history(module)
+        assert ("import", hashlib.sha256(path.read_bytes()).hexdigest()) == (
+            version.reason,
+            version.source_sha256,
+        )
+
+    def test_second_import_from_the_cache_is_recorded_with_its_hash(
+        self, tree: ModuleTree, tracker: versionload.Tracker, counting: Any, bytecode: bool
+    ) -> None:
+        """Imported again (from the .pyc when one was written), the hash is still the source's."""
+        path = tree.module("sl_again", "VALUE = 2\n")
+        # A .pyc written within the filesystem's timestamp granularity (20 ms here) of
+        # its source's last change proves nothing: the hash would be None then.
+        time.sleep(0.05)
+        importlib.import_module("sl_again")
+        del sys.modules["sl_again"]
+        module = importlib.import_module("sl_again")
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == tracker.current(module).source_sha256
+        assert module.__cached__ is None or Path(module.__cached__).exists() is bytecode
+
+    def test_reload_reads_through_the_loader_and_runs_the_edit(
+        self, tree: ModuleTree, tracker: versionload.Tracker, counting: Any, bytecode: bool
+    ) -> None:
+        """A reload reads the source with the loader's own get_data and records what it read."""
+        path = tree.module("sl_edit", "VALUE = 1\n")
+        module = importlib.import_module("sl_edit")
+        path.write_text("VALUE = 22\n")
+        before = len(_CountingLoader.reads)
+        tracker.reload(module)
+        assert 22 == module.VALUE
+        assert [str(path)] == _CountingLoader.reads[before:]
+        assert hashlib.sha256(b"VALUE = 22\n").hexdigest() == tracker.current(module).source_sha256
+
+    def test_stale_bytecode_never_runs(
+        self, tree: ModuleTree, tracker: versionload.Tracker, counting: Any
+    ) -> None:
+        """An edit the .pyc check cannot see (same size, same mtime) still reloads the new code."""
+        sys.dont_write_bytecode = False
+        path = tree.module("sl_stale", "VALUE = 1\n")
+        module = importlib.import_module("sl_stale")
+        assert Path(module.__cached__).exists()
+        tree.edit_keeping_stat(path, "VALUE = 7\n")
+        tracker.reload(module)
+        assert 7 == module.VALUE
+        assert hashlib.sha256(b"VALUE = 7\n").hexdigest() == tracker.current(module).source_sha256
