@@ -29,6 +29,8 @@ from typing import Any, ClassVar
 import attrs
 import structlog
 
+from ._arguments import resolve_file
+
 LOGGER_NAME = "versionload"
 
 #: The level of ``module.loaded`` for the standard library and installed packages:
@@ -516,7 +518,23 @@ def logs_debug() -> bool:
     Asked on every import (as `logs` does, in fewer frames): the standard library's
     answer is cached by ``logging`` itself until its configuration changes.
     """
-    if _STRUCTLOG_CONFIG.is_configured if _STRUCTLOG_CONFIG is not None else structlog.is_configured():
+    config = _STRUCTLOG_CONFIG
+    if config is None:
+        return logs("debug")
+    if config.is_configured:
+        # `_structlog_enabled`'s answer while the configuration is the one it saw,
+        # read here without its call.
+        seen = _structlog_seen
+        if (
+            seen
+            and seen[0] is config.default_wrapper_class
+            and seen[1] is config.logger_factory
+            and seen[2] is config.default_processors
+            and seen[3] is config.default_context_class
+        ):
+            known = _structlog_levels.get("debug")
+            if known is not None:
+                return known
         return _structlog_enabled("debug")
     return (_STDLIB_LOGGER[0] if _STDLIB_LOGGER else _stdlib_logger()).isEnabledFor(logging.DEBUG)
 
@@ -694,6 +712,8 @@ def report_error(error: BaseException, message: str) -> None:
 #: would import modules from inside the import hook) and the installed packages' markers.
 _STDLIB = os.path.join(os.path.dirname(os.path.realpath(os.__file__)), "")
 _PACKAGES = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+#: Whether `resolve_file` is ``realpath`` (no case folding), as `is_library` compares.
+_RESOLVE_IS_REALPATH = os.path.normcase("A") == "A"
 
 
 def is_library(origin: str | None) -> bool:
@@ -703,6 +723,8 @@ def is_library(origin: str | None) -> bool:
     """
     if origin is None or not os.path.isabs(origin):
         return True
-    if origin.startswith(_STDLIB) or any(marker in origin for marker in _PACKAGES):
+    if origin.startswith(_STDLIB) or _PACKAGES[0] in origin or _PACKAGES[1] in origin:
         return True
-    return os.path.realpath(origin).startswith(_STDLIB)
+    # Asked for each load somebody wants: the directory is resolved once (`resolve_file`).
+    real = resolve_file(origin) if _RESOLVE_IS_REALPATH else os.path.realpath(origin)
+    return real.startswith(_STDLIB)
