@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import logging
 import operator
 import os
@@ -93,9 +94,13 @@ class Event:
         The payload as flat, JSON-friendly fields (tuples become lists).
         """
         names, values = _payload_of(type(self))
+        got = values(self)
+        if not any(map(isinstance, got, itertools.repeat(tuple))):
+            # Most events (every load's) hold no tuple: the dict is built in C.
+            return dict(zip(names, got, strict=True))
         return {
             key: list(value) if isinstance(value, tuple) else value
-            for key, value in zip(names, values(self), strict=True)
+            for key, value in zip(names, got, strict=True)
         }
 
 
@@ -600,10 +605,13 @@ def log(
             if not _structlog_bound:
                 _structlog_bound.append(structlog.get_logger(LOGGER_NAME).bind())
             logger = _structlog_bound[0]
-            extra: dict[str, Any] = {} if exc_info is None else {"exc_info": exc_info}
             # structlog has no trace method: a trace event that its level check let
             # through (a logger at NOTSET, or a stdlib one at TRACE) goes out as debug.
-            getattr(logger, "debug" if level == "trace" else level)(name, **fields, **extra)
+            method = getattr(logger, "debug" if level == "trace" else level)
+            if exc_info is None:
+                method(name, **fields)
+            else:
+                method(name, **fields, exc_info=exc_info)
             return
         stdlib = _stdlib_logger()
         number = _LEVEL_NUMBERS[level]
@@ -638,9 +646,10 @@ class EventLogger:
         log("error", name, fields, fields.pop("exc_info", None))
 
 
-def emit(event: Event, subscribers: Iterable[Subscriber]) -> None:
+def emit(event: Event, subscribers: Iterable[Subscriber], *, logged: bool | None = None) -> None:
     """
     Send ``event`` to each subscriber and to the application's logging; never raises.
+    ``logged``: whether the logging shows it, when the caller just found out (a load).
 
     A failing subscriber or log processor must not turn a reload that succeeded
     into an exception, so failures are reported through ``sys.unraisablehook``.
@@ -650,7 +659,10 @@ def emit(event: Event, subscribers: Iterable[Subscriber]) -> None:
             subscriber(event)
         except Exception as error:  # noqa: BLE001 - reported, not swallowed
             report_error(error, f"versionload: subscriber {subscriber!r} failed on {event.event}")
-    if isinstance(event, ModuleLoaded):
+    if logged is not None:
+        if logged:
+            log(event.level, event.event, event.fields(), event.exc_info, checked=True)
+    elif isinstance(event, ModuleLoaded):
         if logs_load(event.level, event.module, event.origin):
             log(event.level, event.event, event.fields(), event.exc_info, checked=True)
     elif logs(event.level):

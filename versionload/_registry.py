@@ -60,8 +60,9 @@ from ._source import ImportProof, digest_of_run
 #: when, and what proves which bytes ran.
 _PENDING_FIELDS = 5
 
-#: A load event's level and whether the logging shows it (see `Registry._load_level`).
-_Load = tuple[str, bool]
+#: A load event's level, whether the logging shows it, and the subscribers it goes to
+#: (see `Registry._load_level`).
+_Load = tuple[str, bool, list[Subscriber]]
 
 
 def _is_alias(spec: ModuleSpec, namespace: dict[str, object]) -> bool:
@@ -253,7 +254,7 @@ class Registry:
         module: ModuleType,
         proof: ImportProof,
         origin: str | None,
-        load: tuple[str, bool],
+        load: _Load,
     ) -> None:
         """
         Record the import at once, with its load event (``load``: see `_load_level`).
@@ -265,8 +266,9 @@ class Registry:
 
     def _load_level(self, name: str, origin: str | None) -> _Load | None:
         """
-        The level of a load event for module ``name`` from ``origin`` and whether the
-        logging shows it, or None when nobody would receive it. Without include
+        The level of a load event for module ``name`` from ``origin``, whether the
+        logging shows it and the subscribers that want it, or None when nobody would
+        receive it. Without include
         patterns every import is tracked: the standard library's and installed
         packages' loads go below DEBUG, so that DEBUG shows the program's own.
 
@@ -275,23 +277,22 @@ class Registry:
         say, for each subscriber and for the logging): a load nobody wants costs each
         load filter's call and a cached level check, and no look at the path.
         """
-        listening = False
+        # The subscribers that want it, asked once: the event goes to these.
+        receivers: list[Subscriber] | None = None
         subscribers = self.subscribers
         if subscribers:
             filters = self.load_filters
             for subscriber in tuple(subscribers):
                 wants = filters.get(subscriber)
-                if wants is None:
-                    listening = True
-                    break
-                try:
-                    if wants(name, origin):
-                        listening = True
-                        break
-                except Exception as error:  # noqa: BLE001 - user code must not fail an import
-                    report_error(error, f"versionload: load filter {wants!r} failed")
-                    listening = True
-                    break
+                if wants is not None:
+                    try:
+                        if not wants(name, origin):
+                            continue
+                    except Exception as error:  # noqa: BLE001 - user code must not fail an import
+                        report_error(error, f"versionload: load filter {wants!r} failed")
+                if receivers is None:
+                    receivers = []
+                receivers.append(subscriber)
         # The logging: its level first (cached), then the process's load filter.
         logged = logs_debug()
         if logged and _load_log_filter:
@@ -300,13 +301,13 @@ class Registry:
                 logged = bool(only(name, origin))
             except Exception as error:  # noqa: BLE001 - user code must not fail an import
                 report_error(error, f"versionload: load filter {only!r} failed")
-        if not listening and not logged:
+        if receivers is None and not logged:
             return None
         if self.include is None and is_library(origin):
             # Below DEBUG: shown only if the logging lets TRACE through too.
             logged = logged and logs("trace")
-            return ("trace", logged) if listening or logged else None
-        return "debug", logged
+            return ("trace", logged, receivers or []) if receivers or logged else None
+        return "debug", logged, receivers or []
 
     def receivers(self, event: Event) -> list[Subscriber]:
         """
@@ -363,22 +364,29 @@ class Registry:
             events.extend(
                 VersionPruned(module=name, version=v.number, current_version=number) for v in pruned
             )
+        loaded: Event | None = None
         if load is not None:
-            level, logged = load
+            level, logged, receivers = load
             kind = LibraryModuleLoaded if level == "trace" else ModuleLoaded
-            events.append(
-                kind(
-                    module=name,
-                    version=number,
-                    reason=reason,
-                    origin=origin,
-                    # Hashing reads the file: do it only for a log line that shows it,
-                    # not for subscribers (a watcher would pay a read per import).
-                    source_sha256=version.source_sha256 if logged else version.known_source_sha256,
-                    names=len(version.bindings),
-                )
+            loaded = kind(
+                module=name,
+                version=number,
+                reason=reason,
+                origin=origin,
+                # Hashing reads the file: do it only for a log line that shows it,
+                # not for subscribers (a watcher would pay a read per import).
+                source_sha256=version.source_sha256 if logged else version.known_source_sha256,
+                names=len(version.bindings),
             )
-        self.emit_all(events)
+            events.append(loaded)
+        lock = self._lock
+        if loaded is None or lock._is_owned():  # type: ignore[attr-defined]
+            self.emit_all(events)
+        else:
+            # Emitted now (not deferred): the load event goes where `_load_level` found
+            # it wanted, without asking the filters and the logging a second time.
+            self.emit_all(events[:-1])
+            emit(loaded, receivers, logged=logged)
         return version, previous
 
     def _append(
