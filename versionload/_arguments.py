@@ -177,7 +177,10 @@ def lies_under(real: str, roots: Iterable[str]) -> bool:
         if plain is None:
             plain = _plain_roots(roots)
         if plain:
-            return any(real == root or real.startswith(prefix) for root, prefix in plain)
+            for root, prefix in plain:  # noqa: SIM110 - a loop: no generator per call
+                if real == root or real.startswith(prefix):
+                    return True
+            return False
     for root in roots:
         try:
             if os.path.commonpath([real, root]) == root:

@@ -22,6 +22,7 @@ import itertools
 import logging
 import operator
 import os
+import posixpath
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator
@@ -724,6 +725,8 @@ def report_error(error: BaseException, message: str) -> None:
 #: would import modules from inside the import hook) and the installed packages' markers.
 _STDLIB = os.path.join(os.path.dirname(os.path.realpath(os.__file__)), "")
 _PACKAGES = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+#: Whether ``os.path.isabs(path)`` is ``path.startswith(os.sep)`` (posixpath's definition).
+_POSIX_PATHS = os.path is posixpath
 #: Whether `resolve_file` is ``realpath`` (no case folding), as `is_library` compares.
 _RESOLVE_IS_REALPATH = os.path.normcase("A") == "A"
 
@@ -733,7 +736,7 @@ def is_library(origin: str | None) -> bool:
     Whether a module's file belongs to the standard library or an installed package
     (a module without a file, built in or frozen, counts as the standard library's).
     """
-    if origin is None or not os.path.isabs(origin):
+    if origin is None or not (origin.startswith(os.sep) if _POSIX_PATHS else os.path.isabs(origin)):
         return True
     if origin.startswith(_STDLIB) or _PACKAGES[0] in origin or _PACKAGES[1] in origin:
         return True

@@ -308,10 +308,13 @@ def _under_roots(roots: tuple[str, ...]) -> tuple[Callable[[object], bool], Load
     def loads(_: str, origin: str | None) -> bool:
         # Every import asks (see `filter_load_logs`): a file in a directory known to
         # lie outside is answered here, without the call to `under`.
-        if isinstance(origin, str) and (
-            verdicts.get(origin[: origin.rfind(sep) + 1] if fast else os.path.dirname(origin)) is False
-        ):
-            return False
+        if isinstance(origin, str):
+            inside = verdicts.get(origin[: origin.rfind(sep) + 1] if fast else os.path.dirname(origin))
+            if inside is False:
+                return False
+            verdict = files.get(origin) if inside else None
+            if verdict is not None:
+                return verdict
         return under(origin)
 
     return under, loads

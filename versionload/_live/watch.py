@@ -206,7 +206,10 @@ class PathIndex:
         inside = self._directories.get(
             origin[: origin.rfind(_SEP) + 1] if _FAST_DIRECTORY_KEY else os.path.dirname(origin)
         )
-        return inside is not False and self._wants_file(origin)
+        if inside is False:
+            return False
+        verdict = self._files.get(origin) if inside else None
+        return self._wants_file(origin) if verdict is None else verdict
 
     def _wants_file(self, origin: str) -> bool:
         if not origin.endswith(_SOURCE_SUFFIXES):
