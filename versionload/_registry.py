@@ -275,7 +275,8 @@ class Registry:
         Asked on every import the hook sees while somebody listens for debug events,
         so it is written out in one frame (what `_events.logs_load` and `_events.asks`
         say, for each subscriber and for the logging): a load nobody wants costs each
-        load filter's call and a cached level check, and no look at the path.
+        load filter's call (and a cached level check unless the logging's filter
+        declined it), and no look at the path.
         """
         # The subscribers that want it, asked once: the event goes to these.
         receivers: list[Subscriber] | None = None
@@ -293,14 +294,18 @@ class Registry:
                 if receivers is None:
                     receivers = []
                 receivers.append(subscriber)
-        # The logging: its level first (cached), then the process's load filter.
-        logged = logs_debug()
-        if logged and _load_log_filter:
+        # The logging: the process's load filter first (where one is set, as by `run`,
+        # it declines most loads, and the level check is then not needed), then its level.
+        if _load_log_filter:
             only = _load_log_filter[0]
             try:
                 logged = bool(only(name, origin))
             except Exception as error:  # noqa: BLE001 - user code must not fail an import
                 report_error(error, f"versionload: load filter {only!r} failed")
+                logged = True
+            logged = logged and logs_debug()
+        else:
+            logged = logs_debug()
         if receivers is None and not logged:
             return None
         if self.include is None and is_library(origin):
