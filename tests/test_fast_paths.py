@@ -6,19 +6,26 @@ events built only for listeners, and first imports queued while nobody listens.
 
 from __future__ import annotations
 
+import datetime
 import gc
 import hashlib
 import importlib.util
 import logging
 import marshal
+import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import versionload
+from versionload._arguments import lies_under, resolve, resolve_directory_of, resolve_file
 from versionload._events import filter_load_logs
 
 from .helpers import ModuleTree
@@ -451,3 +458,176 @@ class TestFirstReloadFromProvenCache:
 
         assert [str(path)] == [name for name in _COMPILED_FILES if name == str(path)]
         assert "bbb" == fp_unproven.VALUE
+
+
+def _commonpath_under(real: str, roots: tuple[str, ...]) -> bool:
+    # `is_under`'s comparison as it was, with os.path.commonpath.
+    for root in roots:
+        try:
+            if os.path.commonpath([real, root]) == root:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+_COMPONENTS = st.sampled_from(["a", "b", "ab", ".", "..", "", "a.py", ".hidden"])
+
+
+class TestPathsResolvedOncePerDirectory:
+    """
+    The path rule's import-path forms (`resolve_file`, `resolve_directory_of`,
+    `lies_under`) answer as ``realpath`` and ``commonpath`` do.
+    """
+
+    @settings(max_examples=400, deadline=None)
+    @given(
+        real=st.lists(_COMPONENTS, max_size=5).map(lambda parts: "/" + "/".join(parts)),
+        roots=st.lists(
+            st.lists(_COMPONENTS, max_size=4).map(lambda parts: "/" + "/".join(parts))
+            | st.sampled_from(["a/b", "", "/a/b/", "//a"]),
+            min_size=1,
+            max_size=3,
+        ).map(tuple),
+    )
+    def test_lies_under_is_commonpath(self, real: str, roots: tuple[str, ...]) -> None:
+        """
+        For any paths (plain or not), the comparison is commonpath's.
+        """
+        assert _commonpath_under(real, roots) == lies_under(real, roots)
+
+    def test_files_resolve_as_realpath_through_symlinks(self, tmp_path: Path) -> None:
+        """
+        Directories and files reached through symlinks, "..", "." and doubled separators
+        resolve as ``realpath`` resolves them, asked twice (the second time from the cache).
+        """
+        (tmp_path / "real" / "pkg" / "sub").mkdir(parents=True)
+        (tmp_path / "out").mkdir()
+        (tmp_path / "real" / "pkg" / "sub" / "m.py").write_text("")
+        (tmp_path / "out" / "o.py").write_text("")
+        (tmp_path / "link").symlink_to(tmp_path / "real")
+        (tmp_path / "real" / "pkg" / "sub" / "l.py").symlink_to(tmp_path / "out" / "o.py")
+        (tmp_path / "real" / "pkg" / "outdir").symlink_to(tmp_path / "out")
+        base = str(tmp_path)
+        paths = [
+            f"{base}/link/pkg/sub/m.py",
+            f"{base}/real/pkg/sub/m.py",
+            f"{base}/link/pkg/sub/l.py",
+            f"{base}/real/pkg/outdir/o.py",
+            f"{base}/link/pkg/outdir/o.py",
+            f"{base}/real/pkg/../pkg/sub/m.py",
+            f"{base}/real//pkg/sub/m.py",
+            f"{base}/real/./pkg/sub/m.py",
+            f"{base}/real/pkg/sub/.",
+            f"{base}/nowhere/x.py",
+            "/m.py",
+            "relative/m.py",
+        ]
+        for _ in range(2):
+            for path in paths:
+                assert (resolve(path), resolve(os.path.dirname(path))) == (
+                    resolve_file(path),
+                    resolve_directory_of(path),
+                ), path
+
+
+class TestRunJsonLines:
+    """
+    ``versionload run --json``'s one processor writes what its five processors wrote.
+    """
+
+    def test_lines_are_those_of_the_processor_chain(self, tmp_path: Path) -> None:
+        """
+        Loads inside and outside the roots, other debug events, warnings, exceptions and
+        values JSON cannot encode give the same lines, but for the timestamps' values.
+        """
+        from versionload._live import cli
+
+        root = tmp_path / "root"
+        root.mkdir()
+        under, _ = cli._under_roots((str(root),))
+
+        def only_watched_loads(_: Any, __: str, event: Any) -> Any:
+            if event.get("level") == "debug" and not under(event.get("origin")):
+                raise structlog.DropEvent
+            return event
+
+        chain = [
+            structlog.processors.add_log_level,
+            only_watched_loads,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ]
+        one = cli._json_lines(under)
+
+        class Thing:
+            def __repr__(self) -> str:
+                return "<thing>"
+
+        try:
+            raise ZeroDivisionError("boom")
+        except ZeroDivisionError as error:
+            failure = error
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("debug", {"event": "module.loaded", "module": "m", "origin": str(root / "m.py"), "names": 2}),
+            ("debug", {"event": "module.loaded", "module": "x", "origin": "/elsewhere/x.py"}),
+            ("debug", {"event": "version.pruned", "module": "m", "version": 1}),
+            ("info", {"event": "watch.started", "roots": [str(root)], "backend": "polling"}),
+            ("warning", {"event": "w", "thing": Thing(), "text": "é\u2028", "number": 1.5}),
+            ("warn", {"event": "w2"}),
+            ("error", {"event": "boom", "exc_info": failure}),
+            ("error", {"event": "e", "exc_info": None}),
+            ("exception", {"event": "e2", "exc_info": False}),
+            ("info", {"event": "t", "timestamp": "given"}),
+        ]
+        for method, event in events:
+            lines = []
+            for processors in (chain, [one]):
+                fields = dict(event)
+                try:
+                    for processor in processors:
+                        fields = processor(None, method, fields)
+                except structlog.DropEvent:
+                    lines.append(None)
+                else:
+                    lines.append(re.sub(r'"timestamp": "[^"]*"', "T", str(fields)))
+            assert lines[0] == lines[1], (method, event)
+
+    @pytest.mark.parametrize(
+        "now_ns",
+        [
+            0,
+            1_000_000_000,
+            1_764_584_409_123_456_789,
+            1_764_584_409_000_000_000,
+            1_764_584_409_000_999,
+            -1_500_000_001,
+        ],
+    )
+    def test_timestamps_are_those_of_the_timestamper(self, now_ns: int) -> None:
+        """
+        The text of a moment is ``datetime.isoformat()``'s with ``Z``, microseconds floored.
+        """
+        from versionload._live.cli import utc_timestamp
+
+        seconds, micros = divmod(now_ns // 1000, 1_000_000)
+        moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc).replace(
+            microsecond=micros
+        )
+        assert moment.isoformat().replace("+00:00", "Z") == utc_timestamp(now_ns)
+
+    def test_a_timestamp_now_is_the_timestampers_format(self) -> None:
+        """
+        Now, both write the same format, and about the same moment.
+        """
+        stamped = structlog.processors.TimeStamper(fmt="iso", utc=True)(None, "info", {})["timestamp"]
+        from versionload._live.cli import utc_timestamp
+
+        pattern = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z"
+        assert re.fullmatch(pattern, stamped)
+        assert re.fullmatch(pattern, utc_timestamp())
+        assert abs(
+            datetime.datetime.fromisoformat(stamped.replace("Z", "+00:00"))
+            - datetime.datetime.fromisoformat(utc_timestamp().replace("Z", "+00:00"))
+        ) < datetime.timedelta(seconds=5)

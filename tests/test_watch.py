@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 
 import versionload
+from versionload._arguments import resolve_file
+from versionload._events import is_library
 
 from .helpers import ModuleTree, wait_for
 
@@ -385,3 +388,61 @@ class TestAwatch:
         batch = asyncio.run(asyncio.wait_for(scenario(), 20))
         assert ["async_mod"] == [c.module for c in batch if c.outcome == "reloaded"]
         assert 2 == module.A
+
+
+class TestWatchResolvesOncePerDirectory:
+    """
+    The watcher's index resolves a module's file from its directory's kept answer
+    (`_arguments.resolve_file`): through symlinks it gives what ``realpath`` gives.
+    """
+
+    def test_module_under_a_symlinked_directory_is_indexed_under_its_real_path(
+        self, tree: ModuleTree, tracker: versionload.Tracker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """
+        Imported through a symlink to a directory under the root, a module is watched,
+        keyed by its real file, and is no library module.
+        """
+        tree.write({"real/wt_linked_dir/__init__.py": "", "real/wt_linked_dir/mod.py": "X = 1\n"})
+        link = tmp_path / "linked"
+        link.symlink_to(tree.path("real"))
+        monkeypatch.syspath_prepend(str(link))
+        watcher = versionload.watch(tree.path("real"), tracker=tracker, force_polling=True)
+        try:
+            module = _import("wt_linked_dir.mod")
+            origin = module.__spec__.origin
+            assert origin.startswith(str(link))
+            assert 2 == watcher.watched_modules
+            real = os.path.realpath(origin)
+            assert [real] == [path for path in watcher._index.paths() if path.endswith("mod.py")]
+            assert (real, False) == (resolve_file(origin), is_library(origin))
+        finally:
+            watcher.stop()
+
+    def test_module_file_that_is_a_symlink_is_judged_by_its_target(
+        self, tree: ModuleTree, tracker: versionload.Tracker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """
+        A module file that is itself a symlink: to a file under the root, it is watched
+        and keyed by the target; to a file outside, it is not watched.
+        """
+        tree.write({"root/wt_target.py": "X = 1\n"})
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / "wt_far.py").write_text("X = 2\n")
+        (tree.path("root") / "wt_near_link.py").symlink_to(tree.path("root/wt_target.py"))
+        (tree.path("root") / "wt_far_link.py").symlink_to(outside / "wt_far.py")
+        importlib.invalidate_caches()
+        monkeypatch.syspath_prepend(str(tree.path("root")))
+        watcher = versionload.watch(tree.path("root"), tracker=tracker, force_polling=True)
+        try:
+            near = _import("wt_near_link")
+            far = _import("wt_far_link")
+
+            assert [os.path.realpath(tree.path("root/wt_target.py"))] == watcher._index.paths()
+            for module in (near, far):
+                origin = module.__spec__.origin
+                assert os.path.normcase(os.path.realpath(origin)) == resolve_file(origin)
+            assert not watcher.watches(far.__spec__.origin)
+        finally:
+            watcher.stop()

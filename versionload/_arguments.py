@@ -13,7 +13,8 @@ way, so a symlink can neither lead a reload out of its allowed roots nor hide a
 watched file from the watcher. It is the only place that answers "does this path lie
 in one of these directories".
 
-Pure functions: no state, no locks; the only I/O is resolving and testing paths.
+Pure functions: no locks; the only I/O is resolving and testing paths. The one state
+is `resolve_file`'s bounded cache, for the import path (see there).
 """
 
 from __future__ import annotations
@@ -57,6 +58,95 @@ def resolve(path: str) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
+#: Whether ``path[: path.rfind(os.sep) + 1]`` (the directory part, separator kept)
+#: determines ``os.path.dirname(path)``: with one separator and no drives, dirname is
+#: that part without its trailing separators (unless it is all separators). The import
+#: path keys its per-directory caches by it: a slice instead of posixpath's calls.
+FAST_DIRECTORY_KEY = os.altsep is None and os.path.dirname("/a//b") == "/a"
+
+#: File -> `resolve` of it, and directory (as ``path[: path.rfind(os.sep) + 1]``, see
+#: `FAST_DIRECTORY_KEY`) -> its resolved form with a trailing separator; bounded like
+#: the other verdict caches. Only where `FAST_DIRECTORY_KEY` holds.
+_RESOLVED_FILES: dict[str, str] = {}
+_RESOLVED_DIRECTORIES: dict[str, str] = {}
+_RESOLVED_MAX = 8192
+_SEP = os.sep
+_SPECIAL_NAMES = ("", os.curdir, os.pardir)
+
+
+def resolve_file(path: str) -> str:
+    """
+    `resolve` of a module's file, as the import path asks it (the watcher's index,
+    the library check, the run command's log filter: up to four times per load).
+
+    ``realpath`` walks every component with an ``lstat`` each; here each directory
+    is resolved once (from its parent's answer, when that is known: then only its
+    own last component is checked for being a symlink), and each file only checked
+    for being a symlink itself (then it is resolved in full). The answers are kept
+    as the verdicts built on them are (the watcher decides once per directory and
+    per file): a symlink changed later is not seen.
+    """
+    found = _RESOLVED_FILES.get(path)
+    if found is not None:
+        return found
+    if not FAST_DIRECTORY_KEY or not path.startswith(_SEP):
+        return resolve(path)
+    cut = path.rfind(_SEP) + 1
+    base = path[cut:]
+    if base in _SPECIAL_NAMES or os.path.islink(path):
+        found = resolve(path)
+    else:
+        found = _resolved_directory(path[:cut]) + base
+    if len(_RESOLVED_FILES) < _RESOLVED_MAX:
+        _RESOLVED_FILES[path] = found
+    return found
+
+
+def resolve_directory_of(path: str) -> str:
+    """
+    ``resolve(os.path.dirname(path))`` for a module's file, kept as `resolve_file` keeps it.
+    """
+    if not FAST_DIRECTORY_KEY or not path.startswith(_SEP):
+        return resolve(os.path.dirname(path))
+    found = _resolved_directory(path[: path.rfind(_SEP) + 1])
+    return found if len(found) == 1 else found[:-1]
+
+
+def _resolved_directory(key: str) -> str:
+    # ``key``: an absolute directory with its trailing separator. realpath(parent/name)
+    # is realpath(parent)/name when parent/name is not a symlink (nor "." or ".."). An
+    # import ends after the imports it made, so a package's subdirectory is often
+    # asked before the package's own: walk up to the nearest directory known, then
+    # down again, checking one component each step, keeping each answer.
+    found = _RESOLVED_DIRECTORIES.get(key)
+    if found is not None:
+        return found
+    below: list[tuple[str, str]] = []
+    while True:
+        cut = key.rfind(_SEP, 0, len(key) - 1) + 1
+        name = key[cut:-1]
+        if not cut or name in _SPECIAL_NAMES:
+            found = _remember_directory(key, os.path.join(resolve(os.path.dirname(key)), ""))
+            break
+        below.append((key, name))
+        key = key[:cut]
+        found = _RESOLVED_DIRECTORIES.get(key)
+        if found is not None:
+            break
+    for key, name in reversed(below):
+        if os.path.islink(key[:-1]):
+            found = _remember_directory(key, os.path.join(resolve(key[:-1]), ""))
+        else:
+            found = _remember_directory(key, found + name + _SEP)
+    return found
+
+
+def _remember_directory(key: str, resolved: str) -> str:
+    if len(_RESOLVED_DIRECTORIES) < _RESOLVED_MAX:
+        _RESOLVED_DIRECTORIES[key] = resolved
+    return resolved
+
+
 def is_under(path: str, roots: Iterable[str]) -> bool:
     """
     Whether ``path``, resolved, is one of ``roots`` or lies inside one.
@@ -64,7 +154,33 @@ def is_under(path: str, roots: Iterable[str]) -> bool:
     ``roots`` must already be resolved (`resolve`, `allowed_roots`, `watch_paths`):
     they are compared as they are, once per call.
     """
-    real = resolve(path)
+    return lies_under(resolve(path), roots)
+
+
+def lies_under(real: str, roots: Iterable[str]) -> bool:
+    """
+    `is_under` for a path already resolved (`resolve`, `resolve_file`).
+    """
+    if (
+        FAST_DIRECTORY_KEY
+        and type(roots) is tuple
+        and real.startswith(_SEP)
+        and _DOUBLE_SEP not in real
+        and _DOT_COMPONENT not in real
+        and not real.endswith(_NOT_PLAIN_ENDS)
+    ):
+        # ``real`` is plain: absolute, split by the separator into non-empty components
+        # other than "." (no doubled separator, no "." component, no trailing one). For
+        # plain roots too, commonpath's answer is a string comparison, without its
+        # splitting and joining: asked once per directory a program imports from.
+        plain = _PLAIN_ROOTS.get(roots)
+        if plain is None:
+            plain = _plain_roots(roots)
+        if plain:
+            for root, prefix in plain:  # noqa: SIM110 - a loop: no generator per call
+                if real == root or real.startswith(prefix):
+                    return True
+            return False
     for root in roots:
         try:
             if os.path.commonpath([real, root]) == root:
@@ -72,6 +188,34 @@ def is_under(path: str, roots: Iterable[str]) -> bool:
         except ValueError:
             continue  # different drives on Windows
     return False
+
+
+_DOUBLE_SEP = _SEP + _SEP
+_DOT_COMPONENT = _SEP + os.curdir + _SEP
+_NOT_PLAIN_ENDS = (_SEP + os.curdir, _SEP)
+#: Roots `lies_under` was asked about -> each root and its prefix (the root with one
+#: separator after it), or () when a root is not plain (or there is none).
+_PLAIN_ROOTS: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+
+
+def _plain_roots(roots: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    plain = tuple((root, root if root == _SEP else root + _SEP) for root in roots if _is_plain(root))
+    if len(plain) != len(roots):
+        plain = ()
+    if len(_PLAIN_ROOTS) < _RESOLVED_MAX:
+        _PLAIN_ROOTS[roots] = plain
+    return plain
+
+
+def _is_plain(path: str) -> bool:
+    return (
+        isinstance(path, str)
+        and path.startswith(_SEP)
+        and _DOUBLE_SEP not in path
+        and _DOT_COMPONENT not in path
+        and not path.endswith(_SEP + os.curdir)
+        and (path == _SEP or not path.endswith(_SEP))
+    )
 
 
 def paths(value: object, argument: str) -> list[str]:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import logging
 import operator
 import os
+import posixpath
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +30,8 @@ from typing import Any, ClassVar
 
 import attrs
 import structlog
+
+from ._arguments import resolve_file
 
 LOGGER_NAME = "versionload"
 
@@ -91,9 +95,13 @@ class Event:
         The payload as flat, JSON-friendly fields (tuples become lists).
         """
         names, values = _payload_of(type(self))
+        got = values(self)
+        if not any(map(isinstance, got, itertools.repeat(tuple))):
+            # Most events (every load's) hold no tuple: the dict is built in C.
+            return dict(zip(names, got, strict=True))
         return {
             key: list(value) if isinstance(value, tuple) else value
-            for key, value in zip(names, values(self), strict=True)
+            for key, value in zip(names, got, strict=True)
         }
 
 
@@ -516,7 +524,23 @@ def logs_debug() -> bool:
     Asked on every import (as `logs` does, in fewer frames): the standard library's
     answer is cached by ``logging`` itself until its configuration changes.
     """
-    if _STRUCTLOG_CONFIG.is_configured if _STRUCTLOG_CONFIG is not None else structlog.is_configured():
+    config = _STRUCTLOG_CONFIG
+    if config is None:
+        return logs("debug")
+    if config.is_configured:
+        # `_structlog_enabled`'s answer while the configuration is the one it saw,
+        # read here without its call.
+        seen = _structlog_seen
+        if (
+            seen
+            and seen[0] is config.default_wrapper_class
+            and seen[1] is config.logger_factory
+            and seen[2] is config.default_processors
+            and seen[3] is config.default_context_class
+        ):
+            known = _structlog_levels.get("debug")
+            if known is not None:
+                return known
         return _structlog_enabled("debug")
     return (_STDLIB_LOGGER[0] if _STDLIB_LOGGER else _stdlib_logger()).isEnabledFor(logging.DEBUG)
 
@@ -582,10 +606,13 @@ def log(
             if not _structlog_bound:
                 _structlog_bound.append(structlog.get_logger(LOGGER_NAME).bind())
             logger = _structlog_bound[0]
-            extra: dict[str, Any] = {} if exc_info is None else {"exc_info": exc_info}
             # structlog has no trace method: a trace event that its level check let
             # through (a logger at NOTSET, or a stdlib one at TRACE) goes out as debug.
-            getattr(logger, "debug" if level == "trace" else level)(name, **fields, **extra)
+            method = getattr(logger, "debug" if level == "trace" else level)
+            if exc_info is None:
+                method(name, **fields)
+            else:
+                method(name, **fields, exc_info=exc_info)
             return
         stdlib = _stdlib_logger()
         number = _LEVEL_NUMBERS[level]
@@ -620,9 +647,10 @@ class EventLogger:
         log("error", name, fields, fields.pop("exc_info", None))
 
 
-def emit(event: Event, subscribers: Iterable[Subscriber]) -> None:
+def emit(event: Event, subscribers: Iterable[Subscriber], *, logged: bool | None = None) -> None:
     """
     Send ``event`` to each subscriber and to the application's logging; never raises.
+    ``logged``: whether the logging shows it, when the caller just found out (a load).
 
     A failing subscriber or log processor must not turn a reload that succeeded
     into an exception, so failures are reported through ``sys.unraisablehook``.
@@ -632,7 +660,10 @@ def emit(event: Event, subscribers: Iterable[Subscriber]) -> None:
             subscriber(event)
         except Exception as error:  # noqa: BLE001 - reported, not swallowed
             report_error(error, f"versionload: subscriber {subscriber!r} failed on {event.event}")
-    if isinstance(event, ModuleLoaded):
+    if logged is not None:
+        if logged:
+            log(event.level, event.event, event.fields(), event.exc_info, checked=True)
+    elif isinstance(event, ModuleLoaded):
         if logs_load(event.level, event.module, event.origin):
             log(event.level, event.event, event.fields(), event.exc_info, checked=True)
     elif logs(event.level):
@@ -694,6 +725,10 @@ def report_error(error: BaseException, message: str) -> None:
 #: would import modules from inside the import hook) and the installed packages' markers.
 _STDLIB = os.path.join(os.path.dirname(os.path.realpath(os.__file__)), "")
 _PACKAGES = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+#: Whether ``os.path.isabs(path)`` is ``path.startswith(os.sep)`` (posixpath's definition).
+_POSIX_PATHS = os.path is posixpath
+#: Whether `resolve_file` is ``realpath`` (no case folding), as `is_library` compares.
+_RESOLVE_IS_REALPATH = os.path.normcase("A") == "A"
 
 
 def is_library(origin: str | None) -> bool:
@@ -701,8 +736,10 @@ def is_library(origin: str | None) -> bool:
     Whether a module's file belongs to the standard library or an installed package
     (a module without a file, built in or frozen, counts as the standard library's).
     """
-    if origin is None or not os.path.isabs(origin):
+    if origin is None or not (origin.startswith(os.sep) if _POSIX_PATHS else os.path.isabs(origin)):
         return True
-    if origin.startswith(_STDLIB) or any(marker in origin for marker in _PACKAGES):
+    if origin.startswith(_STDLIB) or _PACKAGES[0] in origin or _PACKAGES[1] in origin:
         return True
-    return os.path.realpath(origin).startswith(_STDLIB)
+    # Asked for each load somebody wants: the directory is resolved once (`resolve_file`).
+    real = resolve_file(origin) if _RESOLVE_IS_REALPATH else os.path.realpath(origin)
+    return real.startswith(_STDLIB)

@@ -32,13 +32,14 @@ from ._events import (
     ModuleLoaded,
     Subscriber,
     VersionPruned,
+    _load_log_filter,
     asks,
     debug_wanted,
     emit,
     is_library,
     logs,
     logs_debug,
-    logs_load,
+    report_error,
 )
 from ._fork import renew_after_fork
 from ._history import ChangesetLog, ModuleHistory
@@ -58,6 +59,10 @@ from ._source import ImportProof, digest_of_run
 #: ``Registry._pending``: its spec, a weak reference to the module, the namespace copy,
 #: when, and what proves which bytes ran.
 _PENDING_FIELDS = 5
+
+#: A load event's level, whether the logging shows it, and the subscribers it goes to
+#: (see `Registry._load_level`).
+_Load = tuple[str, bool, list[Subscriber]]
 
 
 def _is_alias(spec: ModuleSpec, namespace: dict[str, object]) -> bool:
@@ -238,8 +243,14 @@ class Registry:
             return  # the import failed, or put something that is not a module in sys.modules
         # A load event is at DEBUG or the lower TRACE: without DEBUG logging and without
         # subscribers nobody wants one, which is the common case and costs one check.
-        if (self.subscribers or logs_debug()) and self._record_import_now(spec, module, proof):
-            return
+        if self.subscribers or logs_debug():
+            # Who wants the event is decided first: most imports under a watcher or the
+            # run command's logging are wanted by nobody and are queued as if unheard.
+            origin = spec.origin if spec.has_location else None
+            load = self._load_level(spec.name, origin)
+            if load is not None:
+                self._record_import_now(spec, module, proof, origin, load)
+                return
         # One list.extend is atomic, so no lock on the import path; and a flat list
         # rather than a tuple per entry leaves one object fewer per import for the
         # garbage collector to traverse. dict.copy() is never slower than dict(), and
@@ -251,45 +262,71 @@ class Registry:
             # A module died while the lock was busy: release what it kept now.
             self._release_dead()
 
-    def _record_import_now(self, spec: ModuleSpec, module: ModuleType, proof: ImportProof) -> bool:
+    def _record_import_now(
+        self,
+        spec: ModuleSpec,
+        module: ModuleType,
+        proof: ImportProof,
+        origin: str | None,
+        load: _Load,
+    ) -> None:
         """
-        Record the import at once, with its load event, if anybody wants that event.
+        Record the import at once, with its load event (``load``: see `_load_level`).
         """
         recorded_ns = time.time_ns()
         if _is_alias(spec, vars(module)):
-            return True
-        origin = spec.origin if spec.has_location else None
-        if self._wanted_load_level(spec.name, origin) is None:
-            return False
-        self.record(spec.name, module, "import", origin, _digest_of(spec, proof, origin, recorded_ns))
-        return True
+            return
+        self._record(spec.name, module, "import", origin, _digest_of(spec, proof, origin, recorded_ns), load)
 
-    def _wanted_load_level(self, name: str, origin: str | None) -> str | None:
+    def _load_level(self, name: str, origin: str | None) -> _Load | None:
         """
-        The level of a load event for module ``name`` from ``origin``, or None when
-        nobody would receive it. Without include patterns every import is tracked: the
-        standard library's and installed packages' loads go below DEBUG, so that DEBUG
-        shows the program's own. Asked on every import, so the usual answer (nobody
-        listens) costs two cached level checks and no look at the path; a subscriber
-        with a load filter (a watcher) costs its filter's call.
+        The level of a load event for module ``name`` from ``origin``, whether the
+        logging shows it and the subscribers that want it, or None when nobody would
+        receive it. Without include
+        patterns every import is tracked: the standard library's and installed
+        packages' loads go below DEBUG, so that DEBUG shows the program's own.
+
+        Asked on every import the hook sees while somebody listens for debug events,
+        so it is written out in one frame (what `_events.logs_load` and `_events.asks`
+        say, for each subscriber and for the logging): a load nobody wants costs each
+        load filter's call (and a cached level check unless the logging's filter
+        declined it), and no look at the path.
         """
-        listening = bool(self.subscribers) and self._load_subscribed(name, origin)
-        if not listening and not logs_load("debug", name, origin):
+        # The subscribers that want it, asked once: the event goes to these.
+        receivers: list[Subscriber] | None = None
+        subscribers = self.subscribers
+        if subscribers:
+            filters = self.load_filters
+            for subscriber in tuple(subscribers):
+                wants = filters.get(subscriber)
+                if wants is not None:
+                    try:
+                        if not wants(name, origin):
+                            continue
+                    except Exception as error:  # noqa: BLE001 - user code must not fail an import
+                        report_error(error, f"versionload: load filter {wants!r} failed")
+                if receivers is None:
+                    receivers = []
+                receivers.append(subscriber)
+        # The logging: the process's load filter first (where one is set, as by `run`,
+        # it declines most loads, and the level check is then not needed), then its level.
+        if _load_log_filter:
+            only = _load_log_filter[0]
+            try:
+                logged = bool(only(name, origin))
+            except Exception as error:  # noqa: BLE001 - user code must not fail an import
+                report_error(error, f"versionload: load filter {only!r} failed")
+                logged = True
+            logged = logged and logs_debug()
+        else:
+            logged = logs_debug()
+        if receivers is None and not logged:
             return None
         if self.include is None and is_library(origin):
-            return "trace" if listening or logs_load("trace", name, origin) else None
-        return "debug"
-
-    def _load_subscribed(self, name: str, origin: str | None) -> bool:
-        """
-        Whether a subscriber wants the load event of ``name`` from ``origin``.
-        """
-        filters = self.load_filters
-        for subscriber in tuple(self.subscribers):
-            wants = filters.get(subscriber)
-            if wants is None or asks(wants, name, origin):
-                return True
-        return False
+            # Below DEBUG: shown only if the logging lets TRACE through too.
+            logged = logged and logs("trace")
+            return ("trace", logged, receivers or []) if receivers or logged else None
+        return "debug", logged, receivers or []
 
     def receivers(self, event: Event) -> list[Subscriber]:
         """
@@ -319,6 +356,20 @@ class Registry:
         Returns the version and the number that was current before (None when this
         starts a new history). Emits load and prune events, never while locked.
         """
+        load = self._load_level(name, origin) if reason != "reload" else None
+        return self._record(name, module, reason, origin, digest, load)
+
+    def _record(
+        self,
+        name: str,
+        module: ModuleType,
+        reason: Reason,
+        origin: str | None,
+        digest: _SourceDigest,
+        load: _Load | None,
+    ) -> tuple[ModuleVersion, int | None]:
+        # `record`, with the load event's level and whether it is logged decided (None:
+        # no load event), once: an import decided it before it came here.
         events: list[Event] = []
         created_ns = time.time_ns()
         with self._lock:
@@ -332,24 +383,29 @@ class Registry:
             events.extend(
                 VersionPruned(module=name, version=v.number, current_version=number) for v in pruned
             )
-        level = self._wanted_load_level(name, origin) if reason != "reload" else None
-        if level is not None:
+        loaded: Event | None = None
+        if load is not None:
+            level, logged, receivers = load
             kind = LibraryModuleLoaded if level == "trace" else ModuleLoaded
-            events.append(
-                kind(
-                    module=name,
-                    version=number,
-                    reason=reason,
-                    origin=origin,
-                    # Hashing reads the file: do it only for a log line that shows it,
-                    # not for subscribers (a watcher would pay a read per import).
-                    source_sha256=version.source_sha256
-                    if logs_load(level, name, origin)
-                    else version.known_source_sha256,
-                    names=len(version.bindings),
-                )
+            loaded = kind(
+                module=name,
+                version=number,
+                reason=reason,
+                origin=origin,
+                # Hashing reads the file: do it only for a log line that shows it,
+                # not for subscribers (a watcher would pay a read per import).
+                source_sha256=version.source_sha256 if logged else version.known_source_sha256,
+                names=len(version.bindings),
             )
-        self.emit_all(events)
+            events.append(loaded)
+        lock = self._lock
+        if loaded is None or lock._is_owned():  # type: ignore[attr-defined]
+            self.emit_all(events)
+        else:
+            # Emitted now (not deferred): the load event goes where `_load_level` found
+            # it wanted, without asking the filters and the logging a second time.
+            self.emit_all(events[:-1])
+            emit(loaded, receivers, logged=logged)
         return version, previous
 
     def _append(

@@ -58,6 +58,8 @@ _MAX_BURST_MS = 1600
 #: Directories whose verdict (under the roots or not) the index keeps.
 _DIRECTORY_CACHE_MAX = 4096
 _SOURCE_SUFFIXES = tuple(SOURCE_SUFFIXES)
+_SEP = os.sep
+_FAST_DIRECTORY_KEY = check.FAST_DIRECTORY_KEY
 #: How often the polling fallback looks at the files.
 POLL_INTERVAL = 0.3
 
@@ -187,37 +189,53 @@ class PathIndex:
         return check.resolve(path)
 
     def wants(self, origin: str | None) -> bool:
-        if origin is None or not origin.endswith(_SOURCE_SUFFIXES):
-            return False
-        # Every import the tracker sees passes here: the directory's verdict is kept,
-        # so a module outside the roots costs a dictionary lookup, not a realpath.
-        directory = os.path.dirname(origin)
-        inside = self._directories.get(directory)
-        if inside is None:
-            inside = self._under_roots(directory)
-            if len(self._directories) < _DIRECTORY_CACHE_MAX:
-                self._directories[directory] = inside
-        if not inside:
-            return False
-        # The file itself may be a symlink that leads out of the roots. Its verdict is
-        # kept too: one load asks up to three times (filter, delivery, indexing).
-        verdict = self._files.get(origin)
-        if verdict is None:
-            verdict = self._under_roots(origin)
-            if len(self._files) < _DIRECTORY_CACHE_MAX:
-                self._files[origin] = verdict
-        return verdict
+        return origin is not None and self._wants_file(origin)
 
     def follows(self, name: str, origin: str | None) -> bool:
         """
         Whether the load of ``name`` from ``origin`` matters to the index: a file it
         wants, or a module it indexed (loaded again from elsewhere, to be dropped).
         """
-        return name in self._path_of or self.wants(origin)
+        # The tracker's load filter: every import asks, so `wants` is inlined and the
+        # directory part is a slice (see `_arguments.FAST_DIRECTORY_KEY`), keeping a
+        # module outside the roots at a dictionary lookup or two.
+        if name in self._path_of:
+            return True
+        if origin is None or not origin.endswith(_SOURCE_SUFFIXES):
+            return False
+        inside = self._directories.get(
+            origin[: origin.rfind(_SEP) + 1] if _FAST_DIRECTORY_KEY else os.path.dirname(origin)
+        )
+        if inside is False:
+            return False
+        verdict = self._files.get(origin) if inside else None
+        return self._wants_file(origin) if verdict is None else verdict
 
-    def _under_roots(self, path: str) -> bool:
-        return check.is_under(path, self._prefixes) and not (
-            self._excluded and check.is_under(path, self._excluded)
+    def _wants_file(self, origin: str) -> bool:
+        if not origin.endswith(_SOURCE_SUFFIXES):
+            return False
+        # Every import the tracker sees passes here: the directory's verdict is kept,
+        # so a module outside the roots costs a dictionary lookup, not a realpath.
+        key = origin[: origin.rfind(_SEP) + 1] if _FAST_DIRECTORY_KEY else os.path.dirname(origin)
+        inside = self._directories.get(key)
+        if inside is None:
+            inside = self._under_roots(check.resolve_directory_of(origin))
+            if len(self._directories) < _DIRECTORY_CACHE_MAX:
+                self._directories[key] = inside
+        if not inside:
+            return False
+        # The file itself may be a symlink that leads out of the roots. Its verdict is
+        # kept too: one load asks up to three times (filter, delivery, indexing).
+        verdict = self._files.get(origin)
+        if verdict is None:
+            verdict = self._under_roots(check.resolve_file(origin))
+            if len(self._files) < _DIRECTORY_CACHE_MAX:
+                self._files[origin] = verdict
+        return verdict
+
+    def _under_roots(self, real: str) -> bool:
+        return check.lies_under(real, self._prefixes) and not (
+            self._excluded and check.lies_under(real, self._excluded)
         )
 
     def add(self, name: str, origin: str | None) -> str | None:
@@ -225,11 +243,12 @@ class PathIndex:
         Index ``name`` under its file if that is under the roots; returns the file's
         key when it was newly added.
         """
-        if not self.wants(origin):
+        if origin is None or not self._wants_file(origin):
             if name in self._path_of:
                 self.remove(name)
             return None
-        key = self.key(origin)  # type: ignore[arg-type]
+        # As `_wants_file` resolved it (kept): not a second realpath per load.
+        key = check.resolve_file(origin)
         with self._lock:
             old = self._path_of.get(name)
             if old == key:
