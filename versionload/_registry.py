@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from importlib.machinery import ModuleSpec
-from types import MappingProxyType, ModuleType
+from types import ModuleType
 from typing import Any, cast
 
 import attrs
@@ -460,9 +460,9 @@ class Registry:
             return
         entries = pending[:count]
         del pending[:count]
-        # The first import of a name builds its version and history here directly (a
-        # queue of thousands is turned into histories at once, at the first operation
-        # after a large import); anything else goes through `_append`.
+        # The first import of a name makes its history here, holding its one version,
+        # without `_append`'s look for a history to replace (a queue of thousands is
+        # turned into histories at once, at the first operation after a large import).
         histories, last_number = self._histories, self._last_number
         # The queue's items in fives: spec, module reference, namespace copy, when, proof.
         items: Iterator[Any] = iter(entries)
@@ -478,23 +478,21 @@ class Registry:
                 last_number[name] = last_number.get(name, 0) + 1
                 continue
             origin = spec.origin if spec.has_location else None
-            if type(proof) is bytes:
-                digest = digest_of_run(spec, proof)
-            else:
-                digest = _digest_of(spec, proof, origin, recorded_ns)
+            digest = _digest_of(spec, proof, origin, recorded_ns)
             if name in histories:
                 self._append(name, module, "import", origin, digest, recorded_ns, namespace, None, ref)
                 continue
             number = last_number.get(name, 0) + 1
             last_number[name] = number
-            version = ModuleVersion(
-                module=name,
-                number=number,
-                reason="import",
-                created_at=datetime.fromtimestamp(recorded_ns / 1e9, tz=timezone.utc),
-                origin=origin,
-                bindings=MappingProxyType(namespace),
-                digest=digest if digest.pending else digest.value,
+            version = make_version(
+                name,
+                number,
+                "import",
+                namespace,
+                origin,
+                digest,
+                recorded_ns,
+                copy=False,
                 module_class=type(module),
             )
             histories[name] = ModuleHistory(name, ref, ((version,), number))
