@@ -74,6 +74,15 @@ _SEP = os.sep
 _SPECIAL_NAMES = ("", os.curdir, os.pardir)
 
 
+def directory_key(path: str) -> str:
+    """
+    What the per-directory verdict caches key a module's file by: its directory part
+    with the separator kept where `FAST_DIRECTORY_KEY` holds (a slice), else
+    ``os.path.dirname``. The import path's hottest checks write the slice out inline.
+    """
+    return path[: path.rfind(_SEP) + 1] if FAST_DIRECTORY_KEY else os.path.dirname(path)
+
+
 def resolve_file(path: str) -> str:
     """
     `resolve` of a module's file, as the import path asks it (the watcher's index,
@@ -161,18 +170,9 @@ def lies_under(real: str, roots: Iterable[str]) -> bool:
     """
     `is_under` for a path already resolved (`resolve`, `resolve_file`).
     """
-    if (
-        FAST_DIRECTORY_KEY
-        and type(roots) is tuple
-        and real.startswith(_SEP)
-        and _DOUBLE_SEP not in real
-        and _DOT_COMPONENT not in real
-        and not real.endswith(_NOT_PLAIN_ENDS)
-    ):
-        # ``real`` is plain: absolute, split by the separator into non-empty components
-        # other than "." (no doubled separator, no "." component, no trailing one). For
-        # plain roots too, commonpath's answer is a string comparison, without its
-        # splitting and joining: asked once per directory a program imports from.
+    if FAST_DIRECTORY_KEY and type(roots) is tuple and _is_plain(real):
+        # For a plain path and plain roots, commonpath's answer is a string comparison,
+        # without its splitting and joining: asked once per directory a program imports from.
         plain = _PLAIN_ROOTS.get(roots)
         if plain is None:
             plain = _plain_roots(roots)
@@ -192,7 +192,6 @@ def lies_under(real: str, roots: Iterable[str]) -> bool:
 
 _DOUBLE_SEP = _SEP + _SEP
 _DOT_COMPONENT = _SEP + os.curdir + _SEP
-_NOT_PLAIN_ENDS = (_SEP + os.curdir, _SEP)
 #: Roots `lies_under` was asked about -> each root and its prefix (the root with one
 #: separator after it), or () when a root is not plain (or there is none).
 _PLAIN_ROOTS: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
@@ -208,6 +207,8 @@ def _plain_roots(roots: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 def _is_plain(path: str) -> bool:
+    # Absolute, split by the separator into non-empty components other than "." (no
+    # doubled separator, no "." component, no trailing one, unless it is the root).
     return (
         isinstance(path, str)
         and path.startswith(_SEP)

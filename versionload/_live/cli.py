@@ -299,8 +299,7 @@ def _under_roots(roots: tuple[str, ...]) -> tuple[Callable[[object], bool], Load
     def under(origin: object) -> bool:
         if not isinstance(origin, str):
             return False
-        # The directory part as a slice where that names the directory as dirname does.
-        key = origin[: origin.rfind(sep) + 1] if fast else os.path.dirname(origin)
+        key = check.directory_key(origin)
         inside = verdicts.get(key)
         if inside is None:
             inside = check.lies_under(check.resolve_directory_of(origin), resolved)
@@ -321,6 +320,7 @@ def _under_roots(roots: tuple[str, ...]) -> tuple[Callable[[object], bool], Load
         # Every import asks (see `filter_load_logs`): a file in a directory known to
         # lie outside is answered here, without the call to `under`.
         if isinstance(origin, str):
+            # `check.directory_key`, written out: every import comes here.
             inside = verdicts.get(origin[: origin.rfind(sep) + 1] if fast else os.path.dirname(origin))
             if inside is False:
                 return False

@@ -196,9 +196,9 @@ class PathIndex:
         Whether the load of ``name`` from ``origin`` matters to the index: a file it
         wants, or a module it indexed (loaded again from elsewhere, to be dropped).
         """
-        # The tracker's load filter: every import asks, so `wants` is inlined and the
-        # directory part is a slice (see `_arguments.FAST_DIRECTORY_KEY`), keeping a
-        # module outside the roots at a dictionary lookup or two.
+        # The tracker's load filter: every import asks, so `wants` is inlined and so is
+        # `_arguments.directory_key`, keeping a module outside the roots at a dictionary
+        # lookup or two.
         if name in self._path_of:
             return True
         if origin is None or not origin.endswith(_SOURCE_SUFFIXES):
@@ -216,7 +216,7 @@ class PathIndex:
             return False
         # Every import the tracker sees passes here: the directory's verdict is kept,
         # so a module outside the roots costs a dictionary lookup, not a realpath.
-        key = origin[: origin.rfind(_SEP) + 1] if _FAST_DIRECTORY_KEY else os.path.dirname(origin)
+        key = check.directory_key(origin)
         inside = self._directories.get(key)
         if inside is None:
             inside = self._under_roots(check.resolve_directory_of(origin))
